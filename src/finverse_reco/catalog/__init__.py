@@ -1,0 +1,1 @@
+"""Product details: embedded catalog file or the Banking Service."""

@@ -1,0 +1,165 @@
+"""The interaction event: the seed's document, its validation and its identity.
+
+One validator serves every entry point (HTTP and RabbitMQ), so an event accepted by one is accepted by
+the other. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+ID_RE = re.compile(ID_PATTERN)
+MAX_EVENT_BYTES = 16 * 1024
+MAX_COMPARED_PRODUCTS = 20
+MAX_VIEW_SECONDS = 24 * 3600.0
+MAX_CLOCK_SKEW = timedelta(days=1)
+PROCESSED_BY = "recommendation-service"
+
+EntityId = Annotated[str, Field(pattern=ID_PATTERN)]
+ShortText = Annotated[str, Field(max_length=128)]
+
+
+class EventType(StrEnum):
+    PRODUCT_VIEW = "product_view"
+    PRODUCT_CLICK = "product_click"
+    COMPARISON = "comparison"
+    SEARCH = "search"
+    APPLICATION_START = "application_start"
+    APPLICATION_SUBMIT = "application_submit"
+    FAVORITE = "favorite"
+
+
+class Demographics(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    age_group: ShortText | None = None
+    income_range: ShortText | None = None
+    location: ShortText | None = None
+
+
+class EventData(BaseModel):
+    # Producers may send more keys than we use; they are dropped rather than stored unchecked.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    productId: EntityId | None = None
+    productIDs: list[EntityId] | None = Field(default=None, max_length=MAX_COMPARED_PRODUCTS)
+    category: ShortText | None = None
+    institution: ShortText | None = None
+    viewDuration: float | None = Field(default=None, ge=0, le=MAX_VIEW_SECONDS, allow_inf_nan=False)
+    query: Annotated[str, Field(max_length=256)] | None = None
+    userDemographics: Demographics | None = None
+
+
+class InteractionEvent(BaseModel):
+    """One interaction, as stored. `event_id` is always set after validation."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: EntityId
+    user_id: EntityId
+    session_id: EntityId | None = None
+    type: EventType
+    timestamp: datetime
+    data: EventData = Field(default_factory=EventData)
+    received_at: datetime | None = None
+    queue_source: ShortText | None = None
+    processed_by: ShortText | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_event_id(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and not raw.get("event_id"):
+            raw = {**raw, "event_id": content_event_id(raw)}
+        return raw
+
+    @field_validator("timestamp", "received_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+            raise ValueError("timestamp is in the future")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_product(self) -> InteractionEvent:
+        if self.type is EventType.COMPARISON:
+            if not (self.data.productIDs or self.data.productId):
+                raise ValueError("a comparison needs data.productIDs")
+        elif self.type is not EventType.SEARCH and not self.data.productId:
+            raise ValueError(f"a {self.type.value} event needs data.productId")
+        return self
+
+    def product_ids(self) -> list[str]:
+        """Every product the event touches, first-seen order, no duplicates."""
+        ids = [self.data.productId] if self.data.productId else []
+        ids.extend(self.data.productIDs or ())
+        return list(dict.fromkeys(ids))
+
+    def to_document(self) -> dict[str, Any]:
+        """The seed's MongoDB document shape (datetimes stay datetimes, absent fields dropped)."""
+        return self.model_dump(mode="python", exclude_none=True)
+
+    def enriched(self, *, queue_source: str, received_at: datetime | None = None) -> InteractionEvent:
+        return self.model_copy(
+            update={
+                "received_at": received_at or datetime.now(UTC),
+                "queue_source": queue_source,
+                "processed_by": PROCESSED_BY,
+            }
+        )
+
+
+class InvalidEvent(ValueError):
+    """A rejected event, with a reason fit for an HTTP 422 body or a dead-letter header."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def content_event_id(raw: dict[str, Any]) -> str:
+    """Stable id from the event's content, so a producer that sends none still gets idempotency."""
+    identity = {k: raw.get(k) for k in ("user_id", "session_id", "type", "timestamp", "data")}
+    digest = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS, default=str))
+    return "h:" + digest.hexdigest()[:40]
+
+
+def parse_event(raw: Any) -> InteractionEvent:
+    """Validate one decoded event; raise InvalidEvent with a short, readable reason."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("an event must be a JSON object")
+    try:
+        return InteractionEvent.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+def parse_event_bytes(body: bytes, *, fallback_event_id: str | None = None) -> InteractionEvent:
+    """Validate one raw message body (RabbitMQ): size, UTF-8, JSON, then the schema."""
+    if len(body) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event is {len(body)} bytes, more than {MAX_EVENT_BYTES}")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid UTF-8 JSON: {exc}") from None
+    if isinstance(raw, dict) and not raw.get("event_id") and fallback_event_id:
+        raw["event_id"] = fallback_event_id
+    return parse_event(raw)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "event"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

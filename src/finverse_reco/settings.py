@@ -1,0 +1,138 @@
+"""Every setting of the service, read once from the environment (prefix FINVERSE_) and `.env`.
+
+Only the composition roots (`cli.py`, `api/app.py`) construct `Settings`; everything else receives the
+values it needs. A bad value stops start-up with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from croniter import croniter
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_KEY = "change-me"
+DEFAULT_TYPE_WEIGHTS = {
+    "product_view": 1.0,
+    "product_click": 1.5,
+    "search": 0.0,
+    "comparison": 2.0,
+    "favorite": 3.0,
+    "application_start": 4.0,
+    "application_submit": 6.0,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FINVERSE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- process and HTTP
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    api_key: str = DEFAULT_API_KEY
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+
+    # --- data
+    store_url: str = "sqlite:///data/interactions.db"
+    store_timeout_ms: int = Field(2000, ge=50)
+    store_pool_size: int = Field(50, ge=1)
+    model_dir: Path = Path("data/models")
+    catalog_path: Path = Path("data/catalog.json")
+    banking_url: str | None = None
+    banking_timeout_ms: int = Field(300, ge=10)
+    banking_budget_ms: int = Field(800, ge=10)
+    redis_url: str | None = None
+    cache_ttl_seconds: int = Field(300, ge=1)
+    rabbitmq_url: str | None = None
+    rabbitmq_prefetch: int = Field(500, ge=1)
+    rabbitmq_message_ttl_ms: int = Field(7 * 24 * 3600 * 1000, ge=1000)
+    rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
+    rabbitmq_max_attempts: int = Field(5, ge=1)
+    rabbitmq_retry_delay_ms: int = Field(5000, ge=10)
+    ingest_batch_size: int = Field(500, ge=1)
+    ingest_batch_timeout_ms: int = Field(200, ge=1)
+
+    # --- model (seed defaults)
+    model_components: int = Field(50, ge=2, le=1024)
+    model_learning_rate: float = Field(0.05, gt=0, le=1)
+    model_loss: Literal["warp", "bpr", "logistic", "warp-kos"] = "warp"
+    model_epochs: int = Field(20, ge=1, le=1000)
+    model_user_alpha: float = Field(1e-5, ge=0)
+    model_item_alpha: float = Field(1e-5, ge=0)
+    model_threads: int = Field(2, ge=1)
+    model_keep_versions: int = Field(5, ge=1)
+    model_max_precision_drop: float = Field(0.02, ge=0, le=1)
+
+    # --- interaction weighting
+    type_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TYPE_WEIGHTS))
+    view_saturation_seconds: float = Field(30.0, gt=0)
+    decay_half_life_days: float = Field(90.0, gt=0)
+    training_window_days: int | None = Field(None, ge=1)
+
+    # --- lifecycle
+    refresh_schedule: str = "@hourly"
+    model_poll_seconds: float = Field(10.0, gt=0)
+    seed_demo_on_empty: bool = True
+
+    @field_validator("refresh_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        value = value.strip()
+        if value in {"off", "none", ""}:
+            return "off"
+        if parse_interval_seconds(value) is None and not croniter.is_valid(value):
+            raise ValueError("use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')")
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with sqlite:/// or mongodb://")
+        return value
+
+    @field_validator("type_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(w < 0 for w in value.values()):
+            raise ValueError("weights must be >= 0")
+        return {**DEFAULT_TYPE_WEIGHTS, **value}
+
+    @model_validator(mode="after")
+    def _production_guards(self) -> Settings:
+        if self.environment == "production" and self.api_key in {"", DEFAULT_API_KEY}:
+            raise ValueError("FINVERSE_API_KEY must be set to a secret in production")
+        if "*" in self.cors_origins and self.environment == "production":
+            raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
+        return self
+
+
+def parse_interval_seconds(value: str) -> float | None:
+    """'90s', '15m', '1h', '2d' → seconds; anything else → None."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if len(value) >= 2 and value[-1] in units and value[:-1].isdigit() and int(value[:-1]) > 0:
+        return float(int(value[:-1]) * units[value[-1]])
+    return None
+
+
+class SettingsError(SystemExit):
+    pass
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, or a SettingsError naming every bad FINVERSE_ variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            name = "FINVERSE_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+            lines.append(f"  {name or 'settings'}: {error['msg']}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
