@@ -109,7 +109,9 @@ class InteractionEvent(BaseModel):
         """The seed's MongoDB document shape (datetimes stay datetimes, absent fields dropped)."""
         return self.model_dump(mode="python", exclude_none=True)
 
-    def enriched(self, *, queue_source: str, received_at: datetime | None = None) -> InteractionEvent:
+    def enriched(
+        self, *, queue_source: str, received_at: datetime | None = None
+    ) -> InteractionEvent:
         return self.model_copy(
             update={
                 "received_at": received_at or datetime.now(UTC),

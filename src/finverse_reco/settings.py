@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import orjson
 from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,7 +89,9 @@ class Settings(BaseSettings):
         if value in {"off", "none", ""}:
             return "off"
         if parse_interval_seconds(value) is None and not croniter.is_valid(value):
-            raise ValueError("use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')")
+            raise ValueError(
+                "use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')"
+            )
         return value
 
     @field_validator("store_url")
@@ -133,6 +136,19 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
-            name = "FINVERSE_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+            name = (
+                "FINVERSE_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else ""
+            )
             lines.append(f"  {name or 'settings'}: {error['msg']}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that reproduces `settings` in a child process (e.g. a training run)."""
+    env = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        key = f"FINVERSE_{name.upper()}"
+        env[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return env

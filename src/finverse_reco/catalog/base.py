@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -32,7 +32,15 @@ class Product:
 
 
 class CatalogUnavailable(RuntimeError):
-    """The catalog source could not answer within its budget."""
+    """The catalog source could not answer within its budget.
+
+    `known` holds the details that were at hand anyway (a cache's hits), so a degraded answer can
+    still use them.
+    """
+
+    def __init__(self, message: str, *, known: Mapping[str, Product] | None = None) -> None:
+        super().__init__(message)
+        self.known: dict[str, Product] = dict(known or {})
 
 
 @runtime_checkable

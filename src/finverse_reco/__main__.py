@@ -1,0 +1,3 @@
+from finverse_reco.cli import main
+
+main()

@@ -1,0 +1,115 @@
+"""The composition root of the HTTP process: settings in, a ready FastAPI app out."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from finverse_reco import __version__
+from finverse_reco.api import metrics
+from finverse_reco.api.dependencies import Components
+from finverse_reco.api.errors import install_error_handlers
+from finverse_reco.api.routers import health, interactions, recommendations
+from finverse_reco.catalog.base import ProductCatalog
+from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.pipeline import WeightingConfig
+from finverse_reco.service.models import ModelHolder, ModelWatcher
+from finverse_reco.service.recommendations import RecommendationService, ServiceConfig
+from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
+from finverse_reco.settings import Settings, settings_env
+from finverse_reco.store import InteractionStore, StoreUnavailable, open_store
+
+log = logging.getLogger(__name__)
+
+
+def build_catalog(settings: Settings) -> ProductCatalog:
+    if settings.catalog_path.exists():
+        return LocalCatalog.from_file(settings.catalog_path)
+    log.warning("no catalog at %s; product details come from model metadata", settings.catalog_path)
+    return LocalCatalog([])
+
+
+def weighting_from(settings: Settings) -> WeightingConfig:
+    return WeightingConfig(
+        type_weights=settings.type_weights,
+        view_saturation_seconds=settings.view_saturation_seconds,
+        decay_half_life_days=settings.decay_half_life_days,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: InteractionStore | None = None,
+    catalog: ProductCatalog | None = None,
+) -> FastAPI:
+    store = store or open_store(
+        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
+    )
+    catalog = catalog or build_catalog(settings)
+    models = ModelHolder()
+    watcher = ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
+    service = RecommendationService(
+        models,
+        store,
+        catalog,
+        ServiceConfig(
+            weighting=weighting_from(settings),
+            store_timeout_seconds=settings.store_timeout_ms / 1000,
+            catalog_budget_seconds=settings.banking_budget_ms / 1000,
+        ),
+    )
+    jobs = RefreshJobs(settings_env(settings))
+    scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
+    parts = Components(
+        service=service,
+        models=models,
+        store=store,
+        jobs=jobs,
+        api_key=settings.api_key,
+        max_body_bytes=settings.max_body_bytes,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        try:
+            await store.open()
+        except StoreUnavailable as exc:
+            # Serve from the model anyway; /ready reports the store until it comes back.
+            log.error("interaction store unavailable at start: %s", exc)
+        await watcher.check_once()
+        watcher.start()
+        scheduler.start()
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            await watcher.stop()
+            await catalog.close()
+            await store.close()
+
+    app = FastAPI(
+        title="FinVerse Recommendation Service",
+        version=__version__,
+        summary="Personalised, session-based and similar-product recommendations for banking products",
+        lifespan=lifespan,
+    )
+    app.state.components = parts
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials="*" not in settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
+        )
+    app.add_middleware(metrics.RequestMetricsMiddleware)
+    app.include_router(health.router)
+    app.include_router(recommendations.router)
+    app.include_router(interactions.router)
+    app.include_router(metrics.router)
+    return app

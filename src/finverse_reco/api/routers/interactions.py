@@ -1,0 +1,89 @@
+"""Embedded ingestion: the same validation as the RabbitMQ consumer, one event or a batch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+
+from finverse_reco.api.dependencies import Components, components
+from finverse_reco.api.errors import APIError
+from finverse_reco.api.responses import JSONBytesResponse
+from finverse_reco.api.schemas import ErrorOut, IngestOut
+from finverse_reco.events import InvalidEvent, parse_event
+from finverse_reco.store import StoreUnavailable
+
+router = APIRouter(prefix="/api/v1", tags=["interactions"])
+
+MAX_BATCH = 1000
+EXAMPLE = {
+    "user_id": "user_00001",
+    "session_id": "sess_demo_1",
+    "type": "product_view",
+    "timestamp": "2026-11-27T12:00:00Z",
+    "data": {"productId": "prod_0001", "viewDuration": 42.5},
+}
+
+
+@router.post(
+    "/interactions",
+    status_code=202,
+    response_model=IngestOut,
+    responses={
+        400: {"model": ErrorOut},
+        413: {"model": ErrorOut},
+        422: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+    summary="Record one interaction event or a batch (a JSON array, at most 1000)",
+    # The body is parsed by hand below so every event gets exactly the validation (and messages)
+    # the RabbitMQ consumer applies; this only documents it.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "object"},
+                            {"type": "array", "items": {"type": "object"}, "maxItems": MAX_BATCH},
+                        ]
+                    },
+                    "example": EXAMPLE,
+                }
+            },
+        }
+    },
+)
+async def record_interactions(
+    request: Request, parts: Annotated[Components, Depends(components)]
+) -> JSONBytesResponse:
+    body = await request.body()
+    if len(body) > parts.max_body_bytes:
+        raise APIError(413, f"body is larger than {parts.max_body_bytes} bytes")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise APIError(400, f"malformed JSON: {exc}") from None
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise APIError(422, "an empty batch")
+    if len(items) > MAX_BATCH:
+        raise APIError(422, f"a batch holds at most {MAX_BATCH} events, got {len(items)}")
+    events, rejected = [], []
+    for position, item in enumerate(items):
+        try:
+            events.append(parse_event(item).enriched(queue_source="http"))
+        except InvalidEvent as exc:
+            rejected.append({"index": position, "reason": exc.reason})
+    if rejected:
+        # All or nothing: the client resends the fixed batch; event ids make the resend idempotent.
+        raise APIError(422, rejected[0]["reason"], code="invalid_event", details=rejected)
+    try:
+        result = await parts.service.record_interactions(events)
+    except StoreUnavailable as exc:
+        raise APIError(503, f"the interaction store is unavailable: {exc}") from None
+    return JSONBytesResponse(
+        {"accepted": result.inserted, "duplicates": result.duplicates}, status_code=202
+    )

@@ -1,0 +1,310 @@
+"""`finverse-reco`: the service's processes. The composition root for everything but the HTTP app."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from finverse_reco.settings import Settings, SettingsError, load_settings
+
+console = Console(stderr=True)
+log = logging.getLogger("finverse_reco")
+
+
+# --- shared plumbing --------------------------------------------------------------------------------
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@contextmanager
+def progress_bar(description: str):
+    """A rich progress bar; yields `advance(done, total)`."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(description, total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
+
+
+def training_config(settings: Settings):
+    from finverse_reco.api.app import weighting_from
+    from finverse_reco.model import ModelParams
+    from finverse_reco.service.training import TrainingConfig
+
+    return TrainingConfig(
+        params=ModelParams(
+            no_components=settings.model_components,
+            learning_rate=settings.model_learning_rate,
+            loss=settings.model_loss,
+            epochs=settings.model_epochs,
+            user_alpha=settings.model_user_alpha,
+            item_alpha=settings.model_item_alpha,
+            num_threads=settings.model_threads,
+        ),
+        weighting=weighting_from(settings),
+        model_dir=settings.model_dir,
+        window_days=settings.training_window_days,
+        keep_versions=settings.model_keep_versions,
+        max_precision_drop=settings.model_max_precision_drop,
+    )
+
+
+def open_configured_store(settings: Settings):
+    from finverse_reco.store import open_store
+
+    return open_store(
+        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
+    )
+
+
+# --- commands ---------------------------------------------------------------------------------------
+
+
+async def seed_demo(settings: Settings, seed: int, users: int, products: int, events: int) -> int:
+    from finverse_reco.demo import generate_world, write_world
+    from finverse_reco.events import parse_event
+
+    started = time.perf_counter()
+    world = generate_world(seed, n_users=users, n_products=products, n_events=events)
+    write_world(world, settings.catalog_path)
+    store = open_configured_store(settings)
+    await store.open()
+    inserted = duplicates = 0
+    try:
+        with progress_bar("storing demo interactions") as advance:
+            batch_size = 5000
+            for start in range(0, len(world.events), batch_size):
+                batch = [parse_event(e) for e in world.events[start : start + batch_size]]
+                result = await store.insert_many(batch)
+                inserted += result.inserted
+                duplicates += result.duplicates
+                advance(start + len(batch), len(world.events))
+    finally:
+        await store.close()
+    console.print(
+        f"demo world (seed {seed}): {len(world.products)} products -> {settings.catalog_path}, "
+        f"{len(world.users)} users, {inserted} interactions stored ({duplicates} already there) "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    return 0
+
+
+async def train_once(settings: Settings) -> int:
+    from finverse_reco.api.app import build_catalog
+    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
+    from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
+
+    store = open_configured_store(settings)
+    catalog = build_catalog(settings)
+    await store.open()
+    try:
+        with progress_bar("training (epochs)") as advance:
+            outcome = await run_training(store, catalog, training_config(settings), advance)
+    except TrainingBusy as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except NoTrainingData as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await catalog.close()
+        await store.close()
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()))
+    state = "activated" if outcome.activated else "not activated"
+    # The last stderr line is what a refresh job reports as its detail.
+    print(f"model {outcome.version} {state}: {outcome.reason}; {metrics}", file=sys.stderr)
+    return 0 if outcome.activated else EXIT_NOT_ACTIVATED
+
+
+async def train_on_schedule(settings: Settings) -> int:
+    from finverse_reco.service.refresh import seconds_until_next
+
+    while (delay := seconds_until_next(settings.refresh_schedule)) is not None:
+        log.info("next training in %.0fs (%s)", delay, settings.refresh_schedule)
+        await asyncio.sleep(delay)
+        try:
+            await train_once(settings)
+        except Exception:  # the scheduled trainer lives on; the next run may succeed
+            log.exception("scheduled training failed")
+    print("FINVERSE_REFRESH_SCHEDULE is off: nothing to schedule", file=sys.stderr)
+    return 2
+
+
+async def bootstrap(settings: Settings) -> None:
+    """`make run`: seed the demo world into an empty store, train if no model exists."""
+    from finverse_reco.model.artifacts import current_version
+
+    store = open_configured_store(settings)
+    await store.open()
+    try:
+        empty = await store.count() == 0
+    finally:
+        await store.close()
+    if empty and settings.seed_demo_on_empty:
+        console.print("[bold]empty store:[/] seeding the demo world (first run only)")
+        await seed_demo(settings, seed=42, users=2000, products=240, events=100_000)
+    if current_version(settings.model_dir) is None:
+        console.print("[bold]no model yet:[/] training one (first run only)")
+        code = await train_once(settings)
+        if code not in (0,):
+            raise SystemExit(f"training failed with exit code {code}")
+
+
+def serve(settings: Settings, do_bootstrap: bool) -> int:
+    import uvicorn
+
+    from finverse_reco.api.app import create_app
+
+    if do_bootstrap:
+        asyncio.run(bootstrap(settings))
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(
+        f"\n[bold green]FinVerse Recommendation Service[/] on {url}  (API docs: {url}/docs)\n"
+        f"  try: curl {url}/api/v1/recommendations/products/user_00001\n"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+    )
+    return 0
+
+
+def models_list(settings: Settings) -> int:
+    from finverse_reco.model.artifacts import current_version, list_versions, read_manifest
+
+    active = current_version(settings.model_dir)
+    table = Table("version", "active", "created", "precision@10 (val)", "note")
+    for version in list_versions(settings.model_dir):
+        try:
+            manifest = read_manifest(settings.model_dir, version)
+            metrics = manifest.get("metrics", {})
+            precision = metrics.get("validation_precision@10")
+            table.add_row(
+                version,
+                "*" if version == active else "",
+                str(manifest.get("created_at", "")),
+                f"{precision:.4f}" if precision is not None else "",
+                str(manifest.get("activation_reason", "")),
+            )
+        except Exception as exc:  # a broken version is listed as broken, not hidden
+            table.add_row(version, "", "", "", f"unreadable: {exc}")
+    Console().print(table)
+    return 0
+
+
+def models_activate(settings: Settings, version: str) -> int:
+    from finverse_reco.model.artifacts import ArtifactError, activate, load_version
+
+    try:
+        load_version(settings.model_dir, version)  # verify checksums before pointing at it
+    except (ArtifactError, FileNotFoundError) as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    activate(settings.model_dir, version)
+    print(f"{version} is now active; serving processes pick it up within their poll interval")
+    return 0
+
+
+# --- argument parsing -------------------------------------------------------------------------------
+
+EXAMPLES = {
+    "serve": "finverse-reco serve --bootstrap        # what `make run` does",
+    "train": "finverse-reco train                    # one run; exit 0 activated, 3 kept inactive, "
+    "75 busy\n  finverse-reco train --schedule         # production trainer, FINVERSE_REFRESH_SCHEDULE",
+    "seed-demo": "finverse-reco seed-demo --seed 42 --events 100000",
+    "models": "finverse-reco models list\n  finverse-reco models activate 20261127T101500Z-abc123",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finverse-reco",
+        description="FinVerse Recommendation Service. Settings come from FINVERSE_* variables and .env.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        example = EXAMPLES.get(name)
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=f"example:\n  {example}" if example else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    serve_p = command("serve", "Serve the HTTP API (embedded mode: also retrains on schedule).")
+    serve_p.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="seed demo data if the store is empty, train if no model",
+    )
+
+    train_p = command("train", "Train a model from the store and publish a new version.")
+    train_p.add_argument("--schedule", action="store_true", help="keep running, on the schedule")
+
+    seed_p = command(
+        "seed-demo", "Generate the synthetic demo world into the catalog file and store."
+    )
+    seed_p.add_argument("--seed", type=int, default=42)
+    seed_p.add_argument("--users", type=int, default=2000)
+    seed_p.add_argument("--products", type=int, default=240)
+    seed_p.add_argument("--events", type=int, default=100_000)
+
+    models_p = command("models", "List model versions or activate one (rollback).")
+    models_sub = models_p.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="versions, newest first")
+    activate_p = models_sub.add_parser("activate", help="point CURRENT at a verified version")
+    activate_p.add_argument("version")
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings)
+    if args.command == "serve":
+        code = serve(settings, args.bootstrap)
+    elif args.command == "train":
+        code = asyncio.run(train_on_schedule(settings) if args.schedule else train_once(settings))
+    elif args.command == "seed-demo":
+        code = asyncio.run(seed_demo(settings, args.seed, args.users, args.products, args.events))
+    elif args.command == "models":
+        if args.models_command == "list":
+            code = models_list(settings)
+        else:
+            code = models_activate(settings, args.version)
+    raise SystemExit(code)

@@ -1,0 +1,13 @@
+"""Interactions → weighted user×item matrix, feature matrices and id mappings. No I/O."""
+
+from finverse_reco.pipeline.features import FeatureConfig
+from finverse_reco.pipeline.training_data import TrainingData, build_training_data
+from finverse_reco.pipeline.weighting import WeightingConfig, event_weight
+
+__all__ = [
+    "FeatureConfig",
+    "TrainingData",
+    "WeightingConfig",
+    "build_training_data",
+    "event_weight",
+]

@@ -1,0 +1,149 @@
+"""Feature vocabulary: how users and products become named features, and how a row is balanced.
+
+Names are `group:value` (`age_group:25-34`, `category:loans`, `interest_rate:3-5`). The pipeline uses
+these functions to build the training matrices and the serving index uses the same ones to place a
+new user or product, so a name means the same thing on both sides.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from finverse_reco.catalog.base import Product
+
+DEMOGRAPHIC_FIELDS = ("age_group", "income_range", "location")
+USER_IDENTITY_PREFIX = "user:"
+ITEM_IDENTITY_PREFIX = "item:"
+
+# Words that say nothing about what a user looks for; everything else in a query may.
+_STOPWORD_TEXT = """a an and are as at be best by can for from get how in is it me my of on or the
+to what with you your"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+_TERM_RE = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Which side features exist and how much of a row the identity feature takes.
+
+    `identity_weight` is the identity feature's share of a row that also has side features (each row
+    sums to 1): higher keeps warm users/items closer to their own collaborative vector, lower leans on
+    the shared features that cold users/items also have.
+    """
+
+    identity_weight: float = 0.5
+    interest_rate_edges: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
+    annual_fee_edges: tuple[float, ...] = (1.0, 50.0, 100.0, 250.0, 500.0)
+    term_months_edges: tuple[float, ...] = (6.0, 12.0, 24.0, 60.0, 120.0, 240.0)
+    min_age_edges: tuple[float, ...] = (18.0, 21.0, 25.0, 30.0, 40.0, 60.0)
+    min_income_edges: tuple[float, ...] = (15e3, 30e3, 50e3, 75e3, 100e3, 150e3)
+    # Events per user at which the activity bucket changes (low < 3 <= medium < 10 <= ...).
+    activity_edges: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
+    max_search_terms_per_user: int = 20
+    # A query term becomes a feature only once this many users searched it (keeps typos out).
+    min_search_term_users: int = 2
+    # Segments (demographic values) with popularity lists: at least this many users, at most this many.
+    min_segment_users: int = 5
+    max_segments: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.identity_weight < 1.0:
+            raise ValueError("identity_weight must be in [0, 1)")
+        for f in fields(self):
+            if f.name.endswith("_edges"):
+                edges = getattr(self, f.name)
+                if not edges or list(edges) != sorted(set(edges)):
+                    raise ValueError(f"{f.name} must be strictly increasing and not empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> FeatureConfig:
+        known = {f.name: f for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
+        return cls(**values)
+
+
+def bucket_label(value: float, edges: Sequence[float]) -> str:
+    """`<1`, `1-2`, …, `>=20` for edges (1, 2, …, 20)."""
+    position = bisect_right(edges, value)
+    if position == 0:
+        return f"<{edges[0]:g}"
+    if position == len(edges):
+        return f">={edges[-1]:g}"
+    return f"{edges[position - 1]:g}-{edges[position]:g}"
+
+
+def user_identity_feature(user_id: str) -> str:
+    return USER_IDENTITY_PREFIX + user_id
+
+
+def item_identity_feature(item_id: str) -> str:
+    return ITEM_IDENTITY_PREFIX + item_id
+
+
+def demographic_features(demographics: Mapping[str, Any] | None) -> dict[str, float]:
+    """`{"age_group": "25-34"}` → `{"age_group:25-34": 1.0}`; blank or unknown fields are ignored."""
+    if not demographics:
+        return {}
+    named = {}
+    for key in DEMOGRAPHIC_FIELDS:
+        value = demographics.get(key)
+        if isinstance(value, str) and value.strip():
+            named[f"{key}:{value.strip()}"] = 1.0
+    return named
+
+
+def segment_keys(demographics: Mapping[str, Any] | None) -> list[str]:
+    """The popularity segments a user belongs to: `age_group=25-34`, …"""
+    return [name.replace(":", "=", 1) for name in demographic_features(demographics)]
+
+
+def activity_feature(event_count: int, config: FeatureConfig) -> str:
+    labels = ("low", "medium", "high", "very_high", "extreme")
+    position = bisect_right(config.activity_edges, event_count)
+    return "activity:" + labels[min(position, len(labels) - 1)]
+
+
+def query_terms(query: str) -> list[str]:
+    """Lower-cased alphanumeric words of two or more characters, stop words dropped, in order."""
+    terms = _TERM_RE.findall(query.lower())
+    return list(dict.fromkeys(t for t in terms if len(t) > 1 and t not in _STOPWORDS))
+
+
+def item_side_features(
+    category: str | None,
+    institution: str | None,
+    product: Product | None,
+    config: FeatureConfig,
+) -> list[str]:
+    """Every side feature of an item: category, institution and bucketed characteristics."""
+    names = []
+    if category:
+        names.append(f"category:{category}")
+    if institution:
+        names.append(f"institution:{institution}")
+    if product is None:
+        return names
+    numeric: Iterable[tuple[str, float | None, Sequence[float]]] = (
+        ("interest_rate", product.interest_rate, config.interest_rate_edges),
+        ("annual_fee", product.annual_fee, config.annual_fee_edges),
+        ("term_months", product.term_months, config.term_months_edges),
+        ("min_age", product.min_age, config.min_age_edges),
+        ("min_income", product.min_income, config.min_income_edges),
+    )
+    for name, value, edges in numeric:
+        if value is not None:
+            names.append(f"{name}:{bucket_label(float(value), edges)}")
+    if product.risk_level is not None:
+        names.append(f"risk_level:{int(product.risk_level)}")
+    return names
+
+
+def product_features(product: Product, config: FeatureConfig) -> list[str]:
+    return item_side_features(product.category, product.institution, product, config)

@@ -1,0 +1,277 @@
+"""The service's use cases: recommendations for a user, a session, a product; and their fallbacks.
+
+Every answer says which strategy produced it and whether it is degraded (a dependency failed and we
+answered with less), so a client can trust it or not. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import numpy as np
+
+from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatalog
+from finverse_reco.events import InteractionEvent
+from finverse_reco.index import EmbeddingIndex
+from finverse_reco.pipeline import WeightingConfig, event_weight
+from finverse_reco.service.models import ModelHolder
+from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class Strategy(StrEnum):
+    PERSONALIZED = "personalized"
+    FEATURES_COLD_START = "features_cold_start"
+    POPULAR = "popular"
+    SESSION = "session"
+    SIMILAR = "similar"
+
+
+class NotFound(LookupError):
+    """The subject of the request does not exist (HTTP 404)."""
+
+
+class ModelNotReady(RuntimeError):
+    """No model is loaded yet (HTTP 503)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    id: str
+    name: str
+    category: str
+    institution: str
+    relevance_score: float
+    rank: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecommendationResult:
+    recommendations: list[Recommendation]
+    strategy: Strategy
+    model_version: str
+    degraded: bool
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    weighting: WeightingConfig
+    store_timeout_seconds: float = 2.0
+    catalog_budget_seconds: float = 0.8
+    recent_interactions: int = 200
+
+
+@dataclass(slots=True)
+class _Ranked:
+    rows: np.ndarray
+    scores: np.ndarray
+    strategy: Strategy
+    reason: str
+    degraded: bool = False
+
+
+class RecommendationService:
+    def __init__(
+        self,
+        models: ModelHolder,
+        store: InteractionStore,
+        catalog: ProductCatalog,
+        config: ServiceConfig,
+    ) -> None:
+        self._models = models
+        self._store = store
+        self._catalog = catalog
+        self._config = config
+
+    # --- use cases -------------------------------------------------------------------------------
+
+    async def for_user(
+        self,
+        user_id: str,
+        limit: int,
+        *,
+        category: str | None = None,
+        exclude_seen: bool = True,
+        demographics: Mapping[str, str] | None = None,
+    ) -> RecommendationResult:
+        index = self._index()
+        allowed = self._allowed(index, category)
+        row = index.user_row(user_id)
+        if row is not None:
+            exclude = index.seen_rows(row) if exclude_seen else None
+            rows, scores = index.recommend(
+                index.user_vector(row), limit, exclude=exclude, allowed=allowed
+            )
+            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
+        else:
+            ranked = await self._for_new_user(
+                index, user_id, limit, allowed, exclude_seen, demographics
+            )
+        return await self._present(index, ranked)
+
+    async def for_session(
+        self, session_id: str, limit: int, *, category: str | None = None
+    ) -> RecommendationResult:
+        index = self._index()
+        allowed = self._allowed(index, category)
+        events, degraded = await self._recent(self._store.session_interactions(session_id))
+        weights = self._item_weights(index, events)
+        vector = index.fold_in(weights) if weights else None
+        if vector is not None:
+            exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+            rows, scores = index.recommend(vector, limit, exclude=exclude, allowed=allowed)
+            ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
+        else:
+            segment = _latest_demographics(events)
+            rows, scores = index.popular(limit, allowed=allowed, segment=segment)
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
+        ranked.degraded = degraded
+        return await self._present(index, ranked)
+
+    async def similar_products(
+        self, product_id: str, limit: int, *, category: str | None = None
+    ) -> RecommendationResult:
+        index = self._index()
+        allowed = self._allowed(index, category)
+        row = index.item_row(product_id)
+        if row is not None:
+            rows, scores = index.similar_items(row, limit, allowed=allowed)
+        else:
+            # A product the catalog knows but the model has never seen: place it by its features.
+            product = (await self._details([product_id])).get(product_id)
+            if product is None:
+                raise NotFound(f"product {product_id!r} is not in the catalog")
+            vector = index.item_vector_from_features(product)
+            rows, scores = index.similar_to_vector(vector, limit, allowed=allowed)
+        ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
+        return await self._present(index, ranked)
+
+    async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
+        return await self._store.insert_many(events)
+
+    # --- strategies ------------------------------------------------------------------------------
+
+    async def _for_new_user(
+        self,
+        index: EmbeddingIndex,
+        user_id: str,
+        limit: int,
+        allowed: np.ndarray | None,
+        exclude_seen: bool,
+        demographics: Mapping[str, str] | None,
+    ) -> _Ranked:
+        """A user the model has not trained on: fold in what the store has seen since, else their
+        demographics, else popularity (within their segment when one is known)."""
+        events, degraded = await self._recent(self._store.user_interactions(user_id))
+        demographics = demographics or _latest_demographics(events)
+        features = index.user_feature_names_for(demographics) if demographics else {}
+        weights = self._item_weights(index, events)
+        exclude = (
+            np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+            if exclude_seen and weights
+            else None
+        )
+        if weights:
+            vector = index.fold_in(weights, features or None)
+            strategy, reason = Strategy.PERSONALIZED, "matches your recent activity"
+        else:
+            vector = index.user_vector_from_features(features) if features else None
+            strategy, reason = Strategy.FEATURES_COLD_START, "popular with people like you"
+        if vector is None:
+            rows, scores = index.popular(
+                limit, exclude=exclude, allowed=allowed, segment=demographics
+            )
+            return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
+        rows, scores = index.recommend(vector, limit, exclude=exclude, allowed=allowed)
+        return _Ranked(rows, scores, strategy, reason, degraded)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _index(self) -> EmbeddingIndex:
+        index = self._models.index
+        if index is None:
+            raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
+        return index
+
+    @staticmethod
+    def _allowed(index: EmbeddingIndex, category: str | None) -> np.ndarray | None:
+        if category is None:
+            return None
+        mask = index.category_mask(category)
+        if mask is None:
+            raise NotFound(f"no products in category {category!r}")
+        return mask
+
+    async def _recent(self, query) -> tuple[list[InteractionEvent], bool]:
+        """Run a store read within its timeout; on failure answer from the model alone (degraded)."""
+        try:
+            return await asyncio.wait_for(query, self._config.store_timeout_seconds), False
+        except (StoreUnavailable, TimeoutError) as exc:
+            log.warning("store read failed, answering from the model alone: %s", exc)
+            return [], True
+
+    def _item_weights(
+        self, index: EmbeddingIndex, events: Sequence[InteractionEvent]
+    ) -> dict[int, float]:
+        """Interaction weight per known item row, with the same weighting as training (no decay:
+        a session is happening now)."""
+        weights: dict[int, float] = {}
+        now = max((e.timestamp for e in events), default=None)
+        for event in events:
+            for product_id, weight in event_weight(
+                event.to_document(), self._config.weighting, now
+            ):
+                row = index.item_row(product_id)
+                if row is not None and weight > 0:
+                    weights[row] = weights.get(row, 0.0) + weight
+        return weights
+
+    async def _details(self, product_ids: list[str]) -> dict[str, Product]:
+        return await asyncio.wait_for(
+            self._catalog.get_many(product_ids), self._config.catalog_budget_seconds
+        )
+
+    async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
+        ids = [index.item_ids[r] for r in ranked.rows.tolist()]
+        degraded = ranked.degraded
+        try:
+            details = await self._details(ids)
+        except (CatalogUnavailable, TimeoutError) as exc:
+            log.warning("catalog unavailable, answering with model metadata: %s", exc)
+            details, degraded = {}, True
+        recommendations = []
+        for rank, (row, product_id, score) in enumerate(
+            zip(ranked.rows.tolist(), ids, ranked.scores.tolist(), strict=True), start=1
+        ):
+            product = details.get(product_id)
+            category, institution = index.item_meta(row)
+            recommendations.append(
+                Recommendation(
+                    id=product_id,
+                    name=product.name if product else product_id,
+                    category=product.category if product else category,
+                    institution=product.institution if product else institution,
+                    relevance_score=round(float(score), 6),
+                    rank=rank,
+                    reason=ranked.reason,
+                )
+            )
+        return RecommendationResult(recommendations, ranked.strategy, index.version, degraded)
+
+
+def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] | None:
+    for event in sorted(events, key=lambda e: e.timestamp, reverse=True):
+        demo = event.data.userDemographics
+        if demo is not None:
+            values = {k: v for k, v in demo.model_dump().items() if v}
+            if values:
+                return values
+    return None

@@ -1,0 +1,154 @@
+"""Model refresh on demand and on a schedule, each run in a child `finverse-reco train` process.
+
+A child process keeps training off the serving event loop and the GIL. While a job runs, another
+request gets that job back instead of a second training; across processes the training lock decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from croniter import croniter
+
+from finverse_reco.settings import parse_interval_seconds
+
+log = logging.getLogger(__name__)
+
+EXIT_BUSY = 75  # `train` exit code when another process holds the training lock (EX_TEMPFAIL)
+EXIT_NOT_ACTIVATED = 3
+FINISHED_JOBS_KEPT = 50
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    NOT_ACTIVATED = "not_activated"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class RefreshJob:
+    id: str
+    trigger: str
+    state: JobState = JobState.RUNNING
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    finished_at: datetime | None = None
+    detail: str = ""
+
+
+class RefreshJobs:
+    """Starts training processes, one at a time, and remembers recent jobs for status queries."""
+
+    def __init__(self, child_env: Mapping[str, str], *, command: list[str] | None = None) -> None:
+        self._env = {**os.environ, **child_env}
+        self._command = command or [sys.executable, "-m", "finverse_reco", "train"]
+        self._jobs: dict[str, RefreshJob] = {}
+        self._running: RefreshJob | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, trigger: str) -> tuple[RefreshJob, bool]:
+        """The running job (False) or a newly started one (True). Never two trainings at once."""
+        if self._running is not None:
+            return self._running, False
+        job = RefreshJob(id=uuid.uuid4().hex, trigger=trigger)
+        self._jobs[job.id] = job
+        self._running = job
+        self._task = asyncio.create_task(self._run(job), name=f"refresh-{job.id}")
+        self._forget_old()
+        return job, True
+
+    def get(self, job_id: str) -> RefreshJob | None:
+        return self._jobs.get(job_id)
+
+    @property
+    def running(self) -> RefreshJob | None:
+        return self._running
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self, job: RefreshJob) -> None:
+        started = time.perf_counter()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command,
+                env=self._env,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, stderr = await process.communicate()
+            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            job.state, job.detail = _outcome(process.returncode, tail[0])
+        except Exception as exc:  # a job must always finish with a state, whatever happened
+            job.state, job.detail = JobState.FAILED, f"could not run training: {exc}"
+        finally:
+            job.finished_at = datetime.now(UTC)
+            self._running = None
+            log.info(
+                "refresh job %s (%s) %s in %.1fs: %s",
+                job.id,
+                job.trigger,
+                job.state,
+                time.perf_counter() - started,
+                job.detail,
+            )
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state is not JobState.RUNNING]
+        for job in finished[:-FINISHED_JOBS_KEPT]:
+            del self._jobs[job.id]
+
+
+def _outcome(returncode: int | None, last_line: str) -> tuple[JobState, str]:
+    if returncode == 0:
+        return JobState.SUCCEEDED, last_line
+    if returncode == EXIT_BUSY:
+        return JobState.SKIPPED, "another training was already running"
+    if returncode == EXIT_NOT_ACTIVATED:
+        return JobState.NOT_ACTIVATED, last_line
+    return JobState.FAILED, last_line or f"training exited with code {returncode}"
+
+
+def seconds_until_next(schedule: str, now: datetime | None = None) -> float | None:
+    """Seconds to the next scheduled refresh: an interval ('15m') or a cron expression; None if off."""
+    if schedule == "off":
+        return None
+    interval = parse_interval_seconds(schedule)
+    if interval is not None:
+        return interval
+    now = now or datetime.now(UTC)
+    return max(0.0, (croniter(schedule, now).get_next(datetime) - now).total_seconds())
+
+
+class RefreshScheduler:
+    """Starts a refresh job at every scheduled time (inside `serve`, embedded mode)."""
+
+    def __init__(self, jobs: RefreshJobs, schedule: str) -> None:
+        self._jobs = jobs
+        self._schedule = schedule
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        while (delay := seconds_until_next(self._schedule)) is not None:
+            await asyncio.sleep(delay)
+            self._jobs.start("schedule")
+
+    def start(self) -> None:
+        if self._schedule != "off":
+            self._task = asyncio.create_task(self.run(), name="refresh-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)

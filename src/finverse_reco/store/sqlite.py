@@ -1,0 +1,349 @@
+"""The embedded interaction store: one SQLite file in WAL mode, driven from worker threads.
+
+Layout, chosen for the training scan: each row keeps the indexed fields as columns and the rest of the
+document as one orjson text, so reading a million rows costs one C-level `orjson.loads` per row instead
+of assembling dicts field by field in Python (measured: about twice as fast). The timestamp is an
+integer of microseconds since the epoch: exact, compact and compared as a number. A side table lists
+every product an event touches (`productId` and each of `productIDs`), so popularity counts comparisons.
+
+Threads: one writer thread owns the only write connection (SQLite has one writer anyway), a small pool
+of reader threads each keeps its own connection, and every scan opens a connection of its own whose read
+transaction gives it a stable snapshot. The event loop only awaits futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from finverse_reco.events import InteractionEvent
+from finverse_reco.store.base import InsertResult, ProductCount, StoreUnavailable
+
+URL_PREFIX = "sqlite:///"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+READER_THREADS = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS interactions (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    session_id TEXT,
+    type TEXT NOT NULL,
+    ts_us INTEGER NOT NULL,
+    received_us INTEGER,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS interactions_user_ts ON interactions (user_id, ts_us);
+CREATE INDEX IF NOT EXISTS interactions_session_ts ON interactions (session_id, ts_us);
+CREATE INDEX IF NOT EXISTS interactions_ts ON interactions (ts_us);
+CREATE INDEX IF NOT EXISTS interactions_type ON interactions (type);
+CREATE TABLE IF NOT EXISTS interaction_products (
+    interaction_id INTEGER NOT NULL REFERENCES interactions (id),
+    product_id TEXT NOT NULL,
+    PRIMARY KEY (interaction_id, product_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS interaction_products_product
+    ON interaction_products (product_id, interaction_id);
+"""
+
+INSERT_EVENT = (
+    "INSERT OR IGNORE INTO interactions"
+    " (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# Only rows this transaction inserted (id above the previous maximum) get product rows, so a
+# duplicate never adds products to the event stored before it.
+INSERT_PRODUCT = (
+    "INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)"
+    " SELECT id, ? FROM interactions WHERE event_id = ? AND id > ?"
+)
+SELECT_DOCUMENT = "SELECT ts_us, received_us, body FROM interactions"
+
+T = TypeVar("T")
+
+
+class SQLiteInteractionStore:
+    """`InteractionStore` on a local SQLite file (`sqlite:///relative/path` or `sqlite:////abs`)."""
+
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._write_connection: sqlite3.Connection | None = None
+        self._reader_local = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._reader_connections_lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, *, busy_timeout_ms: int = 5000) -> SQLiteInteractionStore:
+        if not url.startswith(URL_PREFIX):
+            raise ValueError(f"a SQLite store URL looks like sqlite:///path/to/file.db, not {url!r}")
+        path = url.removeprefix(URL_PREFIX)
+        if not path or path == ":memory:" or "?" in path:
+            raise ValueError(
+                f"{url!r}: the SQLite store needs a file path (sqlite:///data/interactions.db "
+                "relative, sqlite:////abs/path.db absolute); in-memory databases are not supported"
+            )
+        return cls(path, busy_timeout_ms=busy_timeout_ms)
+
+    def __repr__(self) -> str:
+        return f"SQLiteInteractionStore({str(self.path)!r})"
+
+    # --- lifecycle
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        try:
+            self._write_connection = await self._run(writer, self._create_schema)
+        except BaseException:
+            writer.shutdown(wait=False)
+            raise
+        self._writer = writer
+        self._readers = ThreadPoolExecutor(
+            max_workers=READER_THREADS, thread_name_prefix="sqlite-reader"
+        )
+
+    async def close(self) -> None:
+        writer, readers = self._writer, self._readers
+        if writer is None or readers is None:
+            return
+        self._writer = self._readers = None
+
+        def shut_down() -> None:
+            writer.shutdown(wait=True)
+            readers.shutdown(wait=True)
+            # Connections are opened with check_same_thread=False, so closing them here is safe
+            # once the threads that used them are gone.
+            if self._write_connection is not None:
+                self._write_connection.close()
+                self._write_connection = None
+            with self._reader_connections_lock:
+                for connection in self._reader_connections:
+                    connection.close()
+                self._reader_connections.clear()
+
+        await asyncio.to_thread(shut_down)
+
+    async def ping(self) -> None:
+        await self._read(lambda db: db.execute("SELECT 1 FROM interactions LIMIT 1").fetchall())
+
+    # --- writes
+
+    async def insert_many(self, events: Sequence[InteractionEvent]) -> InsertResult:
+        if not events:
+            return InsertResult(inserted=0, duplicates=0)
+        # The first copy of an event id in a batch wins, exactly as if the copies came one by one.
+        unique = list({event.event_id: event for event in reversed(events)}.values())[::-1]
+        rows = [event_row(event) for event in unique]
+        products = [
+            (product_id, event.event_id) for event in unique for product_id in event.product_ids()
+        ]
+
+        def insert(db: sqlite3.Connection) -> int:
+            # IMMEDIATE takes the write lock before reading the highest id, so no other process
+            # can insert in between.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                (highest_id,) = db.execute("SELECT coalesce(max(id), 0) FROM interactions").fetchone()
+                inserted = db.executemany(INSERT_EVENT, rows).rowcount
+                if inserted and products:
+                    db.executemany(
+                        INSERT_PRODUCT, [(product, event, highest_id) for product, event in products]
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return inserted
+
+        inserted = await self._write(insert)
+        return InsertResult(inserted=inserted, duplicates=len(events) - inserted)
+
+    # --- reads
+
+    async def user_interactions(self, user_id: str, limit: int = 200) -> list[InteractionEvent]:
+        rows = await self._read(
+            lambda db: db.execute(
+                f"{SELECT_DOCUMENT} WHERE user_id = ? ORDER BY ts_us DESC, id DESC LIMIT ?",
+                (user_id, limit),
+            ).fetchall()
+        )
+        return [InteractionEvent.model_validate(row_document(row)) for row in rows]
+
+    async def session_interactions(
+        self, session_id: str, limit: int = 200
+    ) -> list[InteractionEvent]:
+        rows = await self._read(
+            lambda db: db.execute(
+                f"{SELECT_DOCUMENT} WHERE session_id = ? ORDER BY ts_us DESC, id DESC LIMIT ?",
+                (session_id, limit),
+            ).fetchall()
+        )
+        return [InteractionEvent.model_validate(row_document(row)) for row in reversed(rows)]
+
+    async def popular_products(
+        self, since: datetime | None = None, limit: int = 100
+    ) -> list[ProductCount]:
+        if since is None:
+            query = (
+                "SELECT product_id, count(*) AS n FROM interaction_products"
+                " GROUP BY product_id ORDER BY n DESC, product_id LIMIT ?"
+            )
+            parameters: tuple[int, ...] = (limit,)
+        else:
+            query = (
+                "SELECT p.product_id, count(*) AS n FROM interactions AS i"
+                " JOIN interaction_products AS p ON p.interaction_id = i.id WHERE i.ts_us >= ?"
+                " GROUP BY p.product_id ORDER BY n DESC, p.product_id LIMIT ?"
+            )
+            parameters = (to_microseconds(since), limit)
+        rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
+        return [ProductCount(product_id=product, count=count) for product, count in rows]
+
+    async def count(self, since: datetime | None = None) -> int:
+        if since is None:
+            query, parameters = "SELECT count(*) FROM interactions", ()
+        else:
+            query = "SELECT count(*) FROM interactions WHERE ts_us >= ?"
+            parameters = (to_microseconds(since),)
+        (total,) = await self._read(lambda db: db.execute(query, parameters).fetchone())
+        return int(total)
+
+    async def scan(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        batch_size: int = 10_000,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._require_open()
+        conditions, parameters = [], []
+        if since is not None:
+            conditions.append("ts_us >= ?")
+            parameters.append(to_microseconds(since))
+        if until is not None:
+            conditions.append("ts_us < ?")
+            parameters.append(to_microseconds(until))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = f"{SELECT_DOCUMENT}{where} ORDER BY id"
+
+        # One connection per scan: its read transaction is a snapshot, so rows written while the
+        # scan runs are neither skipped nor seen twice.
+        def start() -> tuple[sqlite3.Connection, sqlite3.Cursor]:
+            db = self._connect()
+            return db, db.execute(query, parameters)
+
+        def next_batch(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+            return [row_document(row) for row in cursor.fetchmany(batch_size)]
+
+        db, cursor = await self._in_thread(start)
+        try:
+            while batch := await self._in_thread(next_batch, cursor):
+                yield batch
+        finally:
+            await asyncio.to_thread(db.close)
+
+    # --- plumbing
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            # Autocommit: transactions are explicit where they matter (insert_many); a lone SELECT
+            # is its own read transaction, which keeps a scan's snapshot for as long as it runs.
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        return db
+
+    def _create_schema(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL loses at most the last commits on power loss, never on a crash of
+            # the process, and spares an fsync per batch.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _reader_connection(self) -> sqlite3.Connection:
+        db = getattr(self._reader_local, "connection", None)
+        if db is None:
+            db = self._reader_local.connection = self._connect()
+            with self._reader_connections_lock:
+                self._reader_connections.append(db)
+        return db
+
+    def _require_open(self) -> None:
+        if self._writer is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        self._require_open()
+        assert self._writer is not None and self._write_connection is not None
+        return await self._run(self._writer, operation, self._write_connection)
+
+    async def _read(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        self._require_open()
+        assert self._readers is not None
+        return await self._run(self._readers, lambda: operation(self._reader_connection()))
+
+    async def _in_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await self._run(None, function, *args)
+
+    async def _run(
+        self, executor: ThreadPoolExecutor | None, function: Callable[..., T], *args: Any
+    ) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+
+
+def to_microseconds(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken as UTC, like event timestamps."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+def event_row(event: InteractionEvent) -> tuple[Any, ...]:
+    document = event.to_document()
+    del document["timestamp"]
+    received_at = document.pop("received_at", None)
+    return (
+        event.event_id,
+        event.user_id,
+        event.session_id,
+        event.type.value,
+        to_microseconds(event.timestamp),
+        None if received_at is None else to_microseconds(received_at),
+        orjson.dumps(document).decode(),
+    )
+
+
+def row_document(row: tuple[int, int | None, str]) -> dict[str, Any]:
+    ts_us, received_us, body = row
+    document: dict[str, Any] = orjson.loads(body)
+    document["timestamp"] = EPOCH + timedelta(microseconds=ts_us)
+    if received_us is not None:
+        document["received_at"] = EPOCH + timedelta(microseconds=received_us)
+    return document

@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.api.conftest import API_KEY
+
+FIELDS = {"id", "name", "category", "institution", "relevanceScore", "rank", "reason"}
+TOP = {"recommendations", "timestamp", "model_version", "strategy", "degraded"}
+
+
+def assert_well_formed(body: dict, limit: int) -> list[dict]:
+    assert TOP <= body.keys()
+    recs = body["recommendations"]
+    assert len(recs) == limit
+    assert [r["rank"] for r in recs] == list(range(1, limit + 1))
+    assert len({r["id"] for r in recs}) == limit
+    scores = [r["relevanceScore"] for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    for rec in recs:
+        assert FIELDS == rec.keys()
+    assert body["model_version"]
+    return recs
+
+
+def test_known_user_gets_personalised_products(client):
+    response = client.get("/api/v1/recommendations/products/user_00001")
+    assert response.status_code == 200
+    body = response.json()
+    assert_well_formed(body, 10)
+    assert body["strategy"] == "personalized"
+    assert body["user_id"] == "user_00001"
+    assert body["degraded"] is False
+
+
+def test_exclude_seen_removes_products_the_user_touched(client, trained):
+    import asyncio
+
+    from finverse_reco.store import open_store
+
+    async def seen() -> set[str]:
+        store = open_store(trained.store_url)
+        await store.open()
+        try:
+            events = await store.user_interactions("user_00002", limit=1000)
+        finally:
+            await store.close()
+        return {pid for e in events for pid in e.product_ids()}
+
+    touched = asyncio.run(seen())
+    assert touched
+    recs = client.get("/api/v1/recommendations/products/user_00002?limit=50").json()
+    assert not touched & {r["id"] for r in recs["recommendations"]}
+    with_seen = client.get(
+        "/api/v1/recommendations/products/user_00002?limit=50&exclude_seen=false"
+    ).json()
+    assert touched & {r["id"] for r in with_seen["recommendations"]}
+
+
+def test_category_filter(client):
+    any_rec = client.get("/api/v1/recommendations/products/user_00003").json()
+    category = any_rec["recommendations"][0]["category"]
+    body = client.get(f"/api/v1/recommendations/products/user_00003?category={category}&limit=5")
+    assert body.status_code == 200
+    assert {r["category"] for r in body.json()["recommendations"]} == {category}
+    unknown = client.get("/api/v1/recommendations/products/user_00003?category=spaceships")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
+
+
+def test_unknown_user_gets_popular_products(client):
+    body = client.get("/api/v1/recommendations/products/someone_new").json()
+    assert_well_formed(body, 10)
+    assert body["strategy"] == "popular"
+
+
+def test_unknown_user_with_demographics_gets_feature_cold_start(client):
+    body = client.get(
+        "/api/v1/recommendations/products/someone_else?age_group=18-24&income_range=25k-50k"
+    ).json()
+    assert_well_formed(body, 10)
+    assert body["strategy"] == "features_cold_start"
+
+
+def test_similar_products_never_contain_the_product(client):
+    response = client.get("/api/v1/recommendations/similar-products/prod_0001?limit=20")
+    assert response.status_code == 200
+    recs = assert_well_formed(response.json(), 20)
+    assert "prod_0001" not in {r["id"] for r in recs}
+    assert client.get("/api/v1/recommendations/similar-products/prod_9999").status_code == 404
+
+
+def test_session_fold_in_from_posted_views(client):
+    session = "sess_test_fold_in"
+    viewed = ["prod_0003", "prod_0004", "prod_0005"]
+    events = [
+        {
+            "user_id": "visitor_1",
+            "session_id": session,
+            "type": "product_view",
+            "timestamp": f"2026-11-27T10:0{i}:00Z",
+            "data": {"productId": pid, "viewDuration": 40},
+        }
+        for i, pid in enumerate(viewed)
+    ]
+    posted = client.post("/api/v1/interactions", json=events)
+    assert posted.status_code == 202, posted.text
+    assert posted.json() == {"accepted": 3, "duplicates": 0}
+    again = client.post("/api/v1/interactions", json=events)
+    assert again.json() == {"accepted": 0, "duplicates": 3}
+
+    body = client.get(f"/api/v1/recommendations/session/{session}").json()
+    recs = assert_well_formed(body, 10)
+    assert body["strategy"] == "session"
+    assert body["session_id"] == session
+    assert not set(viewed) & {r["id"] for r in recs}
+
+
+def test_empty_session_falls_back_to_popular(client):
+    body = client.get("/api/v1/recommendations/session/sess_nobody").json()
+    assert body["strategy"] == "popular"
+    assert_well_formed(body, 10)
+
+
+def test_refresh_model_needs_the_key_and_runs_one_job(client):
+    assert client.post("/api/v1/recommendations/refresh-model").status_code == 401
+    wrong = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.json()["error"]["code"] == "unauthorized"
+    first = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": API_KEY})
+    assert first.status_code == 202
+    second = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": API_KEY})
+    assert second.json()["job_id"] == first.json()["job_id"]
+    status = client.get(
+        f"/api/v1/recommendations/refresh-model/{first.json()['job_id']}",
+        headers={"X-API-Key": API_KEY},
+    )
+    assert status.status_code == 200
+    assert status.json()["state"] in {"running", "succeeded"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("get", "/api/v1/recommendations/products/has space", None),
+        ("get", "/api/v1/recommendations/products/" + "u" * 500, None),
+        ("get", "/api/v1/recommendations/products/user_00001?limit=0", None),
+        ("get", "/api/v1/recommendations/products/user_00001?limit=1000", None),
+        ("get", "/api/v1/recommendations/products/user_00001?limit=ten", None),
+        ("get", "/api/v1/recommendations/session/bad%00id", None),
+        ("get", "/api/v1/recommendations/similar-products/%3Cscript%3E", None),
+        ("post", "/api/v1/interactions", b"{not json"),
+        ("post", "/api/v1/interactions", b'{"user_id": "u1", "type": "teleport", "timestamp": "2026-01-01T00:00:00Z", "data": {"productId": "p1"}}'),
+        ("post", "/api/v1/interactions", b'{"type": "product_view", "timestamp": "2026-01-01T00:00:00Z", "data": {"productId": "p1"}}'),
+        ("post", "/api/v1/interactions", b'{"user_id": "u1", "type": "product_view", "timestamp": "yesterday", "data": {"productId": "p1"}}'),
+        ("post", "/api/v1/interactions", b'{"user_id": "u1", "type": "product_view", "timestamp": "2026-01-01T00:00:00Z", "data": {"productId": "p1", "viewDuration": -5}}'),
+        ("post", "/api/v1/interactions", b"[]"),
+        ("post", "/api/v1/interactions", b'"a string"'),
+        ("post", "/api/v1/interactions", "\udcff".encode("utf-8", "surrogatepass")),
+    ],
+)
+def test_bad_input_gets_a_json_4xx(client, method, path, body):
+    if method == "get":
+        response = client.get(path)
+    else:
+        response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    error = response.json()["error"]
+    assert error["code"] and error["message"]
+
+
+def test_a_bad_event_in_a_batch_rejects_the_batch_with_its_position(client):
+    good = {
+        "user_id": "u1",
+        "type": "product_view",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "data": {"productId": "prod_0001"},
+    }
+    bad = {**good, "user_id": "has space"}
+    response = client.post("/api/v1/interactions", json=[good, bad])
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["index"] == 1
+
+
+def test_health_ready_metrics_cors(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True
+    assert ready["checks"]["store"] == "ok"
+    metrics = client.get("/metrics").text
+    assert "finverse_http_request_seconds_bucket" in metrics
+    assert 'finverse_recommendations_total{endpoint="user_id",strategy="personalized"}' in metrics
+    preflight = client.options(
+        "/api/v1/recommendations/products/user_00001",
+        headers={
+            "Origin": "https://app.finverse.example",
+            "Access-Control-Request-Method": "GET",
+        },
+    )
+    assert preflight.headers["access-control-allow-origin"] == "https://app.finverse.example"
+    evil = client.get(
+        "/api/v1/recommendations/products/user_00001", headers={"Origin": "https://evil.example"}
+    )
+    assert "access-control-allow-origin" not in evil.headers

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from finverse_reco.settings import Settings, SettingsError, load_settings, settings_env
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_seed_model_defaults():
+    s = Settings(_env_file=None)
+    assert (s.model_components, s.model_learning_rate, s.model_loss, s.model_epochs) == (
+        50,
+        0.05,
+        "warp",
+        20,
+    )
+    assert s.model_user_alpha == s.model_item_alpha == 1e-5
+    assert s.store_url == "sqlite:///data/interactions.db"
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = README.read_text()
+    missing = [n for n in Settings.model_fields if f"`FINVERSE_{n.upper()}`" not in readme]
+    assert not missing
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("FINVERSE_PORT", "not-a-port"),
+        ("FINVERSE_PORT", "70000"),
+        ("FINVERSE_STORE_URL", "postgres://x"),
+        ("FINVERSE_MODEL_LOSS", "hinge"),
+        ("FINVERSE_REFRESH_SCHEDULE", "every tuesday"),
+        ("FINVERSE_TYPE_WEIGHTS", '{"product_view": -1}'),
+    ],
+)
+def test_a_bad_value_names_the_setting(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(_env_file=None)
+    assert variable in str(raised.value)
+
+
+def test_production_refuses_the_default_key(monkeypatch):
+    monkeypatch.setenv("FINVERSE_ENVIRONMENT", "production")
+    with pytest.raises(SettingsError, match="FINVERSE_API_KEY"):
+        load_settings(_env_file=None)
+
+
+@pytest.mark.parametrize("schedule", ["@hourly", "*/5 * * * *", "15m", "2h", "off"])
+def test_schedules(schedule):
+    assert Settings(_env_file=None, refresh_schedule=schedule).refresh_schedule == schedule
+
+
+def test_settings_env_round_trips(monkeypatch):
+    original = Settings(
+        _env_file=None, port=9001, cors_origins=["https://a.example"], type_weights={"favorite": 9}
+    )
+    for key, value in settings_env(original).items():
+        monkeypatch.setenv(key, value)
+    assert Settings(_env_file=None) == original
