@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -240,6 +241,8 @@ EXAMPLES = {
     "train": "finverse-reco train                    # one run; exit 0 activated, 3 kept inactive, "
     "75 busy\n  finverse-reco train --schedule         # production trainer, FINVERSE_REFRESH_SCHEDULE",
     "seed-demo": "finverse-reco seed-demo --seed 42 --events 100000",
+    "banking-stub": "finverse-reco banking-stub --port 8100 --failure-rate 0.3 "
+    "--latency-spike-ms 300 --spike-rate 0.1",
     "models": "finverse-reco models list\n  finverse-reco models activate 20261127T101500Z-abc123",
 }
 
@@ -285,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     activate_p = models_sub.add_parser("activate", help="point CURRENT at a verified version")
     activate_p.add_argument("version")
 
+    stub_p = command("banking-stub", "Serve the catalog file as a Banking Service stand-in.")
+    stub_p.add_argument("--port", type=int, default=8100)
+    stub_p.add_argument("--catalog", type=Path, help="catalog file (default FINVERSE_CATALOG_PATH)")
+    stub_p.add_argument("--latency-ms", type=float, default=0, help="added to every call")
+    stub_p.add_argument("--latency-spike-ms", type=float, default=0, help="extra on a spike")
+    stub_p.add_argument("--spike-rate", type=float, default=0, help="share of calls that spike")
+    stub_p.add_argument("--failure-rate", type=float, default=0, help="share of calls that fail 503")
+    stub_p.add_argument("--seed", type=int, default=None)
     return parser
 
 
@@ -307,4 +318,17 @@ def main(argv: list[str] | None = None) -> None:
             code = models_list(settings)
         else:
             code = models_activate(settings, args.version)
+    elif args.command == "banking-stub":
+        from finverse_reco.catalog.stub import run_banking_stub
+
+        run_banking_stub(
+            args.catalog or settings.catalog_path,
+            args.port,
+            latency_ms=args.latency_ms,
+            latency_spike_ms=args.latency_spike_ms,
+            spike_rate=args.spike_rate,
+            failure_rate=args.failure_rate,
+            seed=args.seed,
+        )
+        code = 0
     raise SystemExit(code)

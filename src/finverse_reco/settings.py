@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     banking_url: str | None = None
     banking_timeout_ms: int = Field(300, ge=10)
     banking_budget_ms: int = Field(800, ge=10)
+    banking_max_retries: int = Field(2, ge=0, le=10)
+    banking_breaker_failures: int = Field(5, ge=1)
+    banking_breaker_reset_seconds: float = Field(10.0, gt=0)
     redis_url: str | None = None
     cache_ttl_seconds: int = Field(300, ge=1)
     rabbitmq_url: str | None = None

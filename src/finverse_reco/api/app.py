@@ -13,7 +13,9 @@ from finverse_reco.api import metrics
 from finverse_reco.api.dependencies import Components
 from finverse_reco.api.errors import install_error_handlers
 from finverse_reco.api.routers import health, interactions, recommendations
+from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.base import ProductCatalog
+from finverse_reco.catalog.cache import CachedCatalog
 from finverse_reco.catalog.local import LocalCatalog
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.service.models import ModelHolder, ModelWatcher
@@ -26,6 +28,19 @@ log = logging.getLogger(__name__)
 
 
 def build_catalog(settings: Settings) -> ProductCatalog:
+    if settings.banking_url:
+        return CachedCatalog(
+            BankingServiceCatalog(
+                settings.banking_url,
+                timeout_ms=settings.banking_timeout_ms,
+                budget_ms=settings.banking_budget_ms,
+                max_retries=settings.banking_max_retries,
+                breaker_failures=settings.banking_breaker_failures,
+                breaker_reset_seconds=settings.banking_breaker_reset_seconds,
+            ),
+            ttl_seconds=settings.cache_ttl_seconds,
+            redis_url=settings.redis_url,
+        )
     if settings.catalog_path.exists():
         return LocalCatalog.from_file(settings.catalog_path)
     log.warning("no catalog at %s; product details come from model metadata", settings.catalog_path)
@@ -59,7 +74,9 @@ def create_app(
         ServiceConfig(
             weighting=weighting_from(settings),
             store_timeout_seconds=settings.store_timeout_ms / 1000,
-            catalog_budget_seconds=settings.banking_budget_ms / 1000,
+            # The catalog enforces its own budget; this outer bound only catches a catalog that
+            # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
+            catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
         ),
     )
     jobs = RefreshJobs(settings_env(settings))

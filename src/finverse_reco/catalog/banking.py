@@ -155,10 +155,14 @@ class BankingServiceCatalog:
             retry=retry_if_exception_type((_TransientFailure, httpx.TransportError)),
             reraise=True,
         )
+        # The breaker counts whole calls, retries included: a flaky service whose retries
+        # succeed must not open it, only one that keeps failing requests.
+        breaker = await self._breakers.get_breaker(CIRCUIT_NAME)
+        self._breaker_context = breaker.context
         try:
             # The deadline also covers what httpx timeouts do not: the wait for a pooled
             # connection and a body trickling in under the per-read timeout.
-            async with asyncio.timeout_at(deadline):
+            async with breaker, asyncio.timeout_at(deadline):
                 return await retrying(self._attempt, method, path, parse, deadline, **request)
         except OpenedState as exc:
             # purgatory raises one OpenedState instance for as long as the circuit is open; each
@@ -175,19 +179,15 @@ class BankingServiceCatalog:
     async def _attempt(
         self, method: str, path: str, parse: Callable[[Any], T], deadline: float, **request: Any
     ) -> T:
-        remaining = deadline - asyncio.get_running_loop().time()
-        breaker = await self._breakers.get_breaker(CIRCUIT_NAME)
-        self._breaker_context = breaker.context
-        async with breaker:
-            self.attempts += 1
-            response = await self._client.request(
-                method,
-                self.base_url + path,
-                timeout=min(self._timeout_s, remaining),
-                headers={"Content-Type": "application/json"} if "content" in request else None,
-                **request,
-            )
-            return parse(_decode(response))
+        self.attempts += 1
+        response = await self._client.request(
+            method,
+            self.base_url + path,
+            timeout=min(self._timeout_s, deadline - asyncio.get_running_loop().time()),
+            headers={"Content-Type": "application/json"} if "content" in request else None,
+            **request,
+        )
+        return parse(_decode(response))
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -213,7 +213,9 @@ def _parse_page(body: Any) -> tuple[list[Product], int | None]:
         raise _MalformedResponse("page response is not a JSON object")
     next_offset = body.get("next_offset")
     if next_offset is not None and (type(next_offset) is not int or next_offset < 0):
-        raise _MalformedResponse(f"next_offset must be a non-negative integer or null: {next_offset!r}")
+        raise _MalformedResponse(
+            f"next_offset must be a non-negative integer or null: {next_offset!r}"
+        )
     return _parse_products(body.get("products")), next_offset
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -122,6 +122,8 @@ def create_banking_stub(
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
             return _error(400, "bad_request", "body must be JSON")
+        except ClientDisconnect:  # the client gave up (its timeout); nobody reads the answer
+            return _error(499, "client_closed", "client closed the request")
         ids = body.get("ids") if isinstance(body, dict) else None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return _error(422, "invalid_ids", "'ids' must be a list of strings")

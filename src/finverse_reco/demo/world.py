@@ -38,13 +38,20 @@ EVENT_MIX = {
 MIN_EVENTS_PER_USER = 5
 SESSION_MIN_EVENTS, SESSION_MAX_EVENTS = 3, 15
 SESSION_SECONDS = 30 * 60
-ACTIVITY_SIGMA = 1.0  # lognormal spread of per-user activity: a heavy tail of busy users
+ACTIVITY_SIGMA = 0.8  # lognormal spread of per-user activity: a heavy tail of busy users
 DRIFT = 0.1  # chance that one event of a session strays from its intent
 REVISIT = 0.15  # chance that a view returns to a product already seen in the session
+CLICK_BEST = 0.7  # chance that a click goes to the best-liked product seen, else to the latest
+SUBMIT_SOON = 0.5  # chance that a user's next view is instead the submit of a pending application
 CANDIDATES = 4  # fresh product draws per event; a comparison uses up to all of them
 MEAN_GAP_SECONDS = 40.0
 BASE_VIEW_SECONDS = 25.0
-VIEW_LIKING = 0.6  # how strongly view time grows with the user's utility for the product
+VIEW_LIKING = 0.8  # how strongly view time grows with the user's utility for the product
+
+# Plain strings in the hot loops: comparing them is cheaper than going through the enum.
+_VIEW, _CLICK = EventType.PRODUCT_VIEW.value, EventType.PRODUCT_CLICK.value
+_SEARCH, _COMPARISON = EventType.SEARCH.value, EventType.COMPARISON.value
+_START, _SUBMIT = EventType.APPLICATION_START.value, EventType.APPLICATION_SUBMIT.value
 
 SEARCH_QUERIES = {
     "checking_account": ("checking account", "no fee checking", "online bank account"),
@@ -181,10 +188,11 @@ def _plan_sessions(
 class _EventDraws:
     """Every random number the session play needs, drawn in bulk."""
 
-    kind: np.ndarray  # index into EVENT_MIX
+    kind: np.ndarray  # index into EVENT_MIX; never a submit (those replace views while playing)
     category: np.ndarray  # the session's intent, or a drift away from it
     candidates: np.ndarray  # (n_events, CANDIDATES) product indices from the event's category
     choice: np.ndarray  # uniform: which behaviour
+    follow: np.ndarray  # uniform: does an application go on to a submit
     pick: np.ndarray  # uniform: which of the seen products
     compared: np.ndarray  # how many products a comparison shows
     query: np.ndarray
@@ -201,7 +209,12 @@ def _draw_events(
     n_events = int(sessions.first_event[-1])
     session = sessions.of_event
     user = sessions.user[session]
-    kind = rng.choice(len(EVENT_MIX), size=n_events, p=list(EVENT_MIX.values()))
+    # Submits are not drawn: each takes over a later view of a user with an application pending,
+    # so it always follows its start and the views end near their share.
+    mix = dict(EVENT_MIX)
+    mix[EventType.PRODUCT_VIEW] += mix[EventType.APPLICATION_SUBMIT]
+    mix[EventType.APPLICATION_SUBMIT] = 0.0
+    kind = rng.choice(len(mix), size=n_events, p=list(mix.values()))
     intent = draw_rows(rng, preferences.category_weights[sessions.user])[session]
     drifted = rng.random(n_events) < DRIFT
     stray = draw_rows(rng, preferences.category_weights[user])
@@ -219,6 +232,7 @@ def _draw_events(
         category=category,
         candidates=candidates,
         choice=rng.random(n_events),
+        follow=rng.random(n_events),
         pick=rng.random(n_events),
         compared=rng.integers(2, CANDIDATES + 1, n_events),
         query=rng.integers(0, 1 << 30, n_events),
@@ -231,7 +245,7 @@ def _draw_events(
 class _Played:
     """Per event, in generation order: what happened and when."""
 
-    kind: list[EventType]
+    kind: list[str]  # EventType values
     products: list[list[int]]  # product indices it touches; empty for a search
     category: list[int]
     view_seconds: list[float | None]
@@ -246,68 +260,67 @@ def _play(
     catalog: DemoCatalog,
 ) -> _Played:
     """Walk each session in order, turning the bulk draws into a coherent funnel."""
-    kinds = list(EVENT_MIX)
+    kinds = [t.value for t in EVENT_MIX]
+    follow_through = (
+        EVENT_MIX[EventType.APPLICATION_SUBMIT] / EVENT_MIX[EventType.APPLICATION_START]
+    )
     product_category = catalog.category.tolist()
     members = [np.flatnonzero(catalog.category == c).tolist() for c in range(len(CATEGORIES))]
     utility = preferences.utility
-    category_mean = np.stack(
-        [utility[:, catalog.category == c].mean(axis=1) for c in range(len(CATEGORIES))], axis=1
-    ).tolist()
+    # View time grows with liking relative to what the user typically looks at in that category.
+    in_category = catalog.category[:, None] == np.arange(len(CATEGORIES))
+    typical_liking = ((preferences.choice_weights * utility) @ in_category).tolist()
     kind_of, category_of = draws.kind.tolist(), draws.category.tolist()
     candidates, choice, pick = draws.candidates.tolist(), draws.choice.tolist(), draws.pick.tolist()
-    compared, query, noise = (
-        draws.compared.tolist(),
-        draws.query.tolist(),
-        draws.dwell_noise.tolist(),
-    )
-    gaps = draws.gap_seconds.tolist()
+    follow, compared, query = draws.follow.tolist(), draws.compared.tolist(), draws.query.tolist()
+    noise, gaps = draws.dwell_noise.tolist(), draws.gap_seconds.tolist()
 
-    out_kind: list[EventType] = []
+    out_kind: list[str] = []
     out_products: list[list[int]] = []
     out_category: list[int] = []
     out_view: list[float | None] = []
     out_query: list[str | None] = []
     offsets = np.empty(len(kind_of), dtype=np.int64)
     bounds = sessions.first_event.tolist()
-    open_applications: list[int] = []  # started, not yet submitted, by the current user
+    pending: list[int] = []  # applications the current user started and will submit
     current_user = -1
     for s, (u, start) in enumerate(
         zip(sessions.user.tolist(), sessions.start.tolist(), strict=True)
     ):
         if u != current_user:
-            current_user, open_applications = u, []
-        liking = utility[u].tolist()
+            current_user, pending = u, []
+            liking = utility[u].tolist()
         seen: list[int] = []
         clock, stamps = 0, []
         for e in range(bounds[s], bounds[s + 1]):
             kind, category = kinds[kind_of[e]], category_of[e]
             fresh = candidates[e]
             view_seconds = None
-            if kind is EventType.APPLICATION_SUBMIT and not open_applications:
-                kind = EventType.APPLICATION_START  # nothing to submit yet: this is the start
-            if kind is EventType.SEARCH:
+            if kind == _VIEW and pending and follow[e] < SUBMIT_SOON:
+                kind = _SUBMIT
+            if kind == _SEARCH:
                 touched: list[int] = []
                 options = SEARCH_QUERIES[CATEGORIES[category]]
                 out_query.append(options[query[e] % len(options)])
             else:
                 out_query.append(None)
-                if kind is EventType.COMPARISON:
+                if kind == _COMPARISON:
                     touched = _compared(seen, fresh, category, compared[e], product_category)
                     touched = _at_least_two(touched, members[category], pick[e])
-                elif kind is EventType.APPLICATION_SUBMIT:
-                    touched = [open_applications.pop()]
-                elif kind is EventType.PRODUCT_VIEW:
+                elif kind == _SUBMIT:
+                    touched = [pending.pop(0)]
+                elif kind == _VIEW:
                     revisit = seen and choice[e] < REVISIT
                     touched = [seen[int(pick[e] * len(seen))] if revisit else fresh[0]]
-                elif kind is EventType.PRODUCT_CLICK and seen and choice[e] >= 0.7:
+                elif kind == _CLICK and seen and choice[e] >= CLICK_BEST:
                     touched = [seen[-1]]
                 else:  # click, favourite, application start: the best-liked product seen
                     touched = [max(seen, key=liking.__getitem__) if seen else fresh[0]]
-                if kind is EventType.APPLICATION_START:
-                    open_applications.append(touched[0])
-                if kind is EventType.PRODUCT_VIEW:
+                if kind == _START and follow[e] < follow_through:
+                    pending.append(touched[0])
+                if kind == _VIEW:
                     p = touched[0]
-                    gain = liking[p] - category_mean[u][product_category[p]]
+                    gain = liking[p] - typical_liking[u][product_category[p]]
                     view_seconds = BASE_VIEW_SECONDS * math.exp(VIEW_LIKING * gain) * noise[e]
                     view_seconds = round(min(max(view_seconds, 2.0), 900.0), 1)
                 category = product_category[touched[0]]
@@ -370,9 +383,9 @@ def _event_dicts(
         user = users[user_of_session[s]]
         kind, touched = played.kind[e], played.products[e]
         data: dict[str, Any]
-        if kind is EventType.SEARCH:
+        if kind == _SEARCH:
             data = {"query": played.query[e], "category": CATEGORIES[played.category[e]]}
-        elif kind is EventType.COMPARISON:
+        elif kind == _COMPARISON:
             data = {
                 "productIDs": [products[p].id for p in touched],
                 "category": CATEGORIES[played.category[e]],
@@ -396,7 +409,7 @@ def _event_dicts(
                 "event_id": f"demo-{seed}-{n:07d}",
                 "user_id": user.id,
                 "session_id": session_ids[s],
-                "type": kind.value,
+                "type": kind,
                 "timestamp": timestamps[n],
                 "data": data,
             }

@@ -244,8 +244,11 @@ class RecommendationService:
         degraded = ranked.degraded
         try:
             details = await self._details(ids)
-        except (CatalogUnavailable, TimeoutError) as exc:
+        except CatalogUnavailable as exc:
             log.warning("catalog unavailable, answering with model metadata: %s", exc)
+            details, degraded = dict(exc.known), True
+        except TimeoutError:
+            log.warning("catalog over its budget, answering with model metadata")
             details, degraded = {}, True
         recommendations = []
         for rank, (row, product_id, score) in enumerate(
