@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -21,14 +22,6 @@ log = logging.getLogger("finverse_reco")
 
 
 # --- shared plumbing --------------------------------------------------------------------------------
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @contextmanager
@@ -133,7 +126,9 @@ async def train_once(settings: Settings) -> int:
     finally:
         await catalog.close()
         await store.close()
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()))
+    metrics = ", ".join(
+        f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()) if isinstance(v, float)
+    )
     state = "activated" if outcome.activated else "not activated"
     # The last stderr line is what a refresh job reports as its detail.
     print(f"model {outcome.version} {state}: {outcome.reason}; {metrics}", file=sys.stderr)
@@ -141,15 +136,22 @@ async def train_once(settings: Settings) -> int:
 
 
 async def train_on_schedule(settings: Settings) -> int:
-    from finverse_reco.service.refresh import seconds_until_next
+    from finverse_reco import telemetry
+    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED, seconds_until_next
 
+    if settings.metrics_port:
+        telemetry.serve_metrics(settings.metrics_port, settings.host)
+    outcomes = {0: "succeeded", EXIT_NOT_ACTIVATED: "not_activated", EXIT_BUSY: "skipped"}
     while (delay := seconds_until_next(settings.refresh_schedule)) is not None:
         log.info("next training in %.0fs (%s)", delay, settings.refresh_schedule)
         await asyncio.sleep(delay)
+        started = time.perf_counter()
         try:
-            await train_once(settings)
+            code = await train_once(settings)
         except Exception:  # the scheduled trainer lives on; the next run may succeed
             log.exception("scheduled training failed")
+            code = 1
+        telemetry.record_training(outcomes.get(code, "failed"), time.perf_counter() - started)
     print("FINVERSE_REFRESH_SCHEDULE is off: nothing to schedule", file=sys.stderr)
     return 2
 
@@ -194,6 +196,7 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=None,  # keep the JSON logging configured in main()
     )
     return 0
 
@@ -294,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     stub_p.add_argument("--latency-ms", type=float, default=0, help="added to every call")
     stub_p.add_argument("--latency-spike-ms", type=float, default=0, help="extra on a spike")
     stub_p.add_argument("--spike-rate", type=float, default=0, help="share of calls that spike")
-    stub_p.add_argument("--failure-rate", type=float, default=0, help="share of calls that fail 503")
+    stub_p.add_argument(
+        "--failure-rate", type=float, default=0, help="share of calls that fail 503"
+    )
     stub_p.add_argument("--seed", type=int, default=None)
     return parser
 
@@ -306,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(settings)
+    configure_logging(settings.log_level)
     if args.command == "serve":
         code = serve(settings, args.bootstrap)
     elif args.command == "train":
@@ -324,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         run_banking_stub(
             args.catalog or settings.catalog_path,
             args.port,
+            host=settings.host,
             latency_ms=args.latency_ms,
             latency_spike_ms=args.latency_spike_ms,
             spike_rate=args.spike_rate,

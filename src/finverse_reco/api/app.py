@@ -12,6 +12,11 @@ from finverse_reco import __version__
 from finverse_reco.api import metrics
 from finverse_reco.api.dependencies import Components
 from finverse_reco.api.errors import install_error_handlers
+from finverse_reco.api.middleware import (
+    AdminRateLimitMiddleware,
+    BodySizeLimitMiddleware,
+    RequestIdMiddleware,
+)
 from finverse_reco.api.routers import health, interactions, recommendations
 from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.base import ProductCatalog
@@ -116,6 +121,13 @@ def create_app(
     )
     app.state.components = parts
     install_error_handlers(app)
+    # Added innermost first: request id → metrics → CORS → body limit → admin rate limit → routes.
+    app.add_middleware(
+        AdminRateLimitMiddleware,
+        path_prefixes=("/api/v1/recommendations/refresh-model",),
+        rate=settings.admin_rate_limit,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -125,6 +137,7 @@ def create_app(
             allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(metrics.RequestMetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(interactions.router)

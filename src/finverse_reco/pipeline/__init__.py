@@ -1,12 +1,17 @@
 """Interactions → weighted user×item matrix, feature matrices and id mappings. No I/O."""
 
 from finverse_reco.pipeline.features import FeatureConfig
-from finverse_reco.pipeline.training_data import TrainingData, build_training_data
+from finverse_reco.pipeline.training_data import (
+    TrainingData,
+    TrainingDataBuilder,
+    build_training_data,
+)
 from finverse_reco.pipeline.weighting import WeightingConfig, event_weight
 
 __all__ = [
     "FeatureConfig",
     "TrainingData",
+    "TrainingDataBuilder",
     "WeightingConfig",
     "build_training_data",
     "event_weight",

@@ -7,6 +7,7 @@ new user or product, so a name means the same thing on both sides.
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,9 +42,11 @@ class FeatureConfig:
     term_months_edges: tuple[float, ...] = (6.0, 12.0, 24.0, 60.0, 120.0, 240.0)
     min_age_edges: tuple[float, ...] = (18.0, 21.0, 25.0, 30.0, 40.0, 60.0)
     min_income_edges: tuple[float, ...] = (15e3, 30e3, 50e3, 75e3, 100e3, 150e3)
-    # Events per user at which the activity bucket changes (low < 3 <= medium < 10 <= ...).
+    # Events per user at which the activity bucket changes: bucket 0 below 3, 1 from 3, …
     activity_edges: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
-    max_search_terms_per_user: int = 20
+    # Per user, only the strongest engaged categories / institutions become features.
+    max_engaged_per_user: int = 3
+    max_search_terms_per_user: int = 10
     # A query term becomes a feature only once this many users searched it (keeps typos out).
     min_search_term_users: int = 2
     # Segments (demographic values) with popularity lists: at least this many users, at most this many.
@@ -54,17 +57,18 @@ class FeatureConfig:
         if not 0.0 <= self.identity_weight < 1.0:
             raise ValueError("identity_weight must be in [0, 1)")
         for f in fields(self):
-            if f.name.endswith("_edges"):
-                edges = getattr(self, f.name)
-                if not edges or list(edges) != sorted(set(edges)):
-                    raise ValueError(f"{f.name} must be strictly increasing and not empty")
+            value = getattr(self, f.name)
+            if f.name.startswith(("max_", "min_")) and isinstance(value, int) and value < 1:
+                raise ValueError(f"{f.name} must be >= 1")
+            if f.name.endswith("_edges") and (not value or list(value) != sorted(set(value))):
+                raise ValueError(f"{f.name} must be strictly increasing and not empty")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FeatureConfig:
-        known = {f.name: f for f in fields(cls)}
+        known = {f.name for f in fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in known}
         return cls(**values)
 
@@ -99,15 +103,19 @@ def demographic_features(demographics: Mapping[str, Any] | None) -> dict[str, fl
     return named
 
 
+def segment_key(field: str, value: str) -> str:
+    """A popularity segment: `age_group=25-34`."""
+    return f"{field}={value}"
+
+
 def segment_keys(demographics: Mapping[str, Any] | None) -> list[str]:
-    """The popularity segments a user belongs to: `age_group=25-34`, …"""
-    return [name.replace(":", "=", 1) for name in demographic_features(demographics)]
+    """The popularity segments a user with these demographics belongs to."""
+    return [segment_key(*name.split(":", 1)) for name in demographic_features(demographics)]
 
 
-def activity_feature(event_count: int, config: FeatureConfig) -> str:
-    labels = ("low", "medium", "high", "very_high", "extreme")
-    position = bisect_right(config.activity_edges, event_count)
-    return "activity:" + labels[min(position, len(labels) - 1)]
+def activity_features(config: FeatureConfig) -> list[str]:
+    """One name per activity bucket: `activity:0` (fewer than the first edge) and so on."""
+    return [f"activity:{bucket}" for bucket in range(len(config.activity_edges) + 1)]
 
 
 def query_terms(query: str) -> list[str]:
@@ -138,12 +146,8 @@ def item_side_features(
         ("min_income", product.min_income, config.min_income_edges),
     )
     for name, value, edges in numeric:
-        if value is not None:
+        if value is not None and math.isfinite(value):
             names.append(f"{name}:{bucket_label(float(value), edges)}")
     if product.risk_level is not None:
         names.append(f"risk_level:{int(product.risk_level)}")
     return names
-
-
-def product_features(product: Product, config: FeatureConfig) -> list[str]:
-    return item_side_features(product.category, product.institution, product, config)

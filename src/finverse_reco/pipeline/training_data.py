@@ -1,17 +1,17 @@
 """Stored interaction documents + the catalog → the matrices the hybrid model trains on.
 
-One pass over the documents appends compact codes and numbers to typed arrays (no per-event
-objects), then everything else is vectorised: weights, the user×item matrix (duplicates summed),
-behaviour features (a sparse product of interactions and item categories), popularity.
+Documents are read batch by batch into compact codes and numbers (no per-event objects are kept),
+then everything else is vectorised: weights, the user×item matrix (duplicates summed), behaviour
+features (a sparse product of interactions and item categories), popularity.
 """
 
 from __future__ import annotations
 
 import math
-from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import NoneType
 from typing import Any
 
 import numpy as np
@@ -21,12 +21,12 @@ from finverse_reco.catalog.base import Product
 from finverse_reco.pipeline.features import (
     DEMOGRAPHIC_FIELDS,
     FeatureConfig,
-    activity_feature,
+    activity_features,
     demographic_features,
     item_identity_feature,
     item_side_features,
     query_terms,
-    segment_keys,
+    segment_key,
     user_identity_feature,
 )
 from finverse_reco.pipeline.weighting import (
@@ -40,6 +40,22 @@ from finverse_reco.pipeline.weighting import (
 )
 
 _NO_DATA: Mapping[str, Any] = {}
+_NEVER = (-math.inf, None)
+_MALFORMED = (KeyError, AttributeError, TypeError, ValueError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """One batch, read column by column. `positive` indexes documents of a weighted type."""
+
+    user_ids: list[str]
+    codes: np.ndarray
+    times: np.ndarray
+    datas: list[dict[str, Any]]
+    positive: np.ndarray
+    durations: np.ndarray
+    single: list[str | None]
+    several: list[list[str] | None]
 
 
 @dataclass
@@ -73,234 +89,335 @@ def build_training_data(
     feature_config: FeatureConfig | None = None,
 ) -> TrainingData:
     """Build the training matrices. `now` is the decay reference (default: the newest event)."""
-    feature_config = feature_config or FeatureConfig()
-    scan = _EventScan(config)
+    builder = TrainingDataBuilder(config, feature_config=feature_config)
     for batch in batches:
-        scan.add(batch)
-    return _assemble(scan, products, config, now, feature_config)
+        builder.add(batch)
+    return builder.build(products, now)
 
 
-class _EventScan:
-    """The one pass over the documents: ids become codes, numbers go to typed arrays."""
+class TrainingDataBuilder:
+    """Accumulates documents batch by batch, keeping only compact codes and numbers, so a caller
+    streaming from the store never has to hold the documents themselves.
 
-    def __init__(self, config: WeightingConfig) -> None:
-        self.type_weights = dict(config.type_weights)
-        self.user_codes: dict[str, int] = {}
-        self.item_codes: dict[str, int] = {}
-        self.user_event_counts = array("l")
-        # One entry per (event, product) with a positive base weight.
-        self.users = array("l")
-        self.items = array("l")
-        self.base = array("d")
-        self.is_view = array("b")
-        self.duration = array("d")
-        self.spread = array("d")
-        self.timestamps = array("d")
-        # Searches: (user, category code, time) and (user, term code, time).
-        self.search_categories: dict[str, int] = {}
-        self.search_category_rows = (array("l"), array("l"), array("d"))
-        self.search_terms: dict[str, int] = {}
-        self.search_term_rows = (array("l"), array("l"), array("d"))
-        self.demographics: dict[int, Mapping[str, Any]] = {}
-        self.demographics_time: dict[int, float] = {}
-        self.item_event_meta: dict[int, tuple[str | None, str | None]] = {}
-        self.first_ts = math.inf
-        self.last_ts = -math.inf
-        self.documents = 0
-        self.skipped = 0
-        self.searches = 0
-        self.unknown_type = 0
+    Each batch is read column by column (list comprehensions, then numpy) rather than document by
+    document: a million documents is a few seconds, not tens. Reading a batch never changes the
+    builder until every column has been read, so a batch with a malformed document is simply read
+    again one document at a time and only the malformed ones are skipped.
+    """
+
+    def __init__(
+        self, config: WeightingConfig, *, feature_config: FeatureConfig | None = None
+    ) -> None:
+        self._config = config
+        self._feature_config = feature_config or FeatureConfig()
+        # Type codes index `_type_base`; searches and unknown types get codes with base weight 0.
+        names = [
+            *config.type_weights,
+            *([] if SEARCH_TYPE in config.type_weights else [SEARCH_TYPE]),
+        ]
+        self._type_codes = {name: code for code, name in enumerate(names)}
+        self._unknown_code = len(names)
+        self._type_base = np.array(
+            [config.type_weights.get(name, 0.0) for name in names] + [0.0], dtype=np.float64
+        )
+        self._view_code = self._type_codes.get(VIEW_TYPE, -1)
+        self._search_code = self._type_codes[SEARCH_TYPE]
+        self._user_codes: dict[str, int] = {}
+        self._item_codes: dict[str, int] = {}
+        self._doc_users: list[np.ndarray] = []  # per batch: user code of every document
+        # Per batch, one entry per (event, product) of a type with a positive base weight.
+        self._pairs: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("user", "item", "type", "duration", "spread", "time")
+        }
+        self._search_categories: dict[str, int] = {}
+        self._search_category_rows: list[tuple[int, int, float]] = []  # user, code, time
+        self._search_terms: dict[str, int] = {}
+        self._search_term_rows: list[tuple[int, int, float]] = []
+        self._demographics: dict[int, tuple[float, Mapping[str, Any]]] = {}  # newest per user
+        self._item_event_meta: dict[int, tuple[str | None, str | None]] = {}
+        self._complete_meta: set[int] = set()
+        self._first_ts = math.inf
+        self._last_ts = -math.inf
+        self._counts = dict.fromkeys(("documents", "skipped", "searches", "unknown_type"), 0)
 
     def add(self, batch: Iterable[Mapping[str, Any]]) -> None:
-        # Locals: this loop runs once per document (millions), attribute lookups add up.
-        user_codes, item_codes, type_weights = self.user_codes, self.item_codes, self.type_weights
-        counts = self.user_event_counts
-        users, items, bases, views = self.users, self.items, self.base, self.is_view
-        durations, spreads, times = self.duration, self.spread, self.timestamps
-        demographics, demographics_time = self.demographics, self.demographics_time
-        item_event_meta = self.item_event_meta
-        first_ts, last_ts = self.first_ts, self.last_ts
-        nan = math.nan
-        for doc in batch:
-            self.documents += 1
+        docs = batch if isinstance(batch, list) else list(batch)
+        self._counts["documents"] += len(docs)
+        try:
+            columns = self._read(docs)
+        except _MALFORMED:
+            columns = None
+        if columns is not None:
+            self._commit(columns)
+            return
+        for doc in docs:
             try:
-                user_id = doc["user_id"]
-                event_type = doc["type"]
-                moment = doc["timestamp"]
-                if type(moment) is not datetime:
-                    moment = _parse_timestamp(moment)
-                ts = aware(moment).timestamp()
-                data = doc.get("data") or _NO_DATA
-            except (KeyError, AttributeError, TypeError, ValueError):
-                self.skipped += 1
+                columns = self._read([doc])
+            except _MALFORMED:
+                self._counts["skipped"] += 1
                 continue
-            if not user_id or not isinstance(user_id, str):
-                self.skipped += 1
-                continue
-            user = user_codes.get(user_id)
-            if user is None:
-                user = user_codes[user_id] = len(user_codes)
-                counts.append(0)
-            counts[user] += 1
-            if ts < first_ts:
-                first_ts = ts
-            if ts > last_ts:
-                last_ts = ts
-            demo = data.get("userDemographics")
-            if demo and ts >= demographics_time.get(user, -math.inf):
-                demographics_time[user] = ts
-                demographics[user] = demo
-            if event_type == SEARCH_TYPE:
-                self._add_search(user, data, ts)
-                continue
-            base = type_weights.get(event_type)
-            if base is None:
-                self.unknown_type += 1
-                continue
-            if base <= 0:
-                continue
-            products = touched_products(data)
-            if not products:
-                self.skipped += 1
-                continue
-            is_view = event_type == VIEW_TYPE
-            duration = data.get("viewDuration") if is_view else None
-            duration = nan if duration is None else float(duration)
-            spread = float(len(products))
-            category = data.get("category")
-            # One `institution` on an event naming several products cannot say whose it is.
-            institution = data.get("institution") if len(products) == 1 else None
+            self._commit(columns)
+
+    def _read(self, docs: list[Mapping[str, Any]]) -> _Columns:
+        """Every column of a batch; raises on a malformed document and changes nothing."""
+        user_ids = [doc["user_id"] for doc in docs]
+        if set(map(type, user_ids)) - {str} or not all(user_ids):
+            raise ValueError("user_id must be a non-empty string")
+        type_codes, unknown = self._type_codes, self._unknown_code
+        codes = np.array([type_codes.get(doc["type"], unknown) for doc in docs], dtype=np.int16)
+        times = np.array(
+            [
+                m.timestamp() if type(m) is datetime and m.tzinfo is not None else _epoch(m)
+                for m in [doc["timestamp"] for doc in docs]
+            ],
+            dtype=np.float64,
+        )
+        datas = [doc.get("data") or _NO_DATA for doc in docs]
+        if set(map(type, datas)) - {dict}:
+            raise TypeError("data must be an object")
+        positive = np.flatnonzero(self._type_base[codes] > 0)
+        views = np.flatnonzero(codes == self._view_code)
+        durations = np.full(len(docs), np.nan)
+        durations[views] = np.array([datas[i].get("viewDuration") for i in views], dtype=float)
+        single = [datas[i].get("productId") for i in positive]
+        several = [datas[i].get("productIDs") for i in positive]
+        if set(map(type, single)) - {str, NoneType} or set(map(type, several)) - {list, NoneType}:
+            raise TypeError("productId must be a string and productIDs a list")
+        if any(set(map(type, ids)) - {str} for ids in several if ids):
+            raise TypeError("productIDs must hold strings")
+        return _Columns(user_ids, codes, times, datas, positive, durations, single, several)
+
+    def _commit(self, c: _Columns) -> None:
+        if not c.user_ids:
+            return
+        user_codes = self._user_codes
+        users = np.array(
+            [user_codes.setdefault(u, len(user_codes)) for u in c.user_ids], dtype=np.int64
+        )
+        self._doc_users.append(users)
+        self._first_ts = min(self._first_ts, float(c.times.min()))
+        self._last_ts = max(self._last_ts, float(c.times.max()))
+        self._counts["unknown_type"] += int(np.count_nonzero(c.codes == self._unknown_code))
+        self._commit_demographics(users, c)
+        for i in np.flatnonzero(c.codes == self._search_code).tolist():
+            self._add_search(int(users[i]), c.datas[i], float(c.times[i]))
+        self._commit_products(users, c)
+
+    def _commit_demographics(self, users: np.ndarray, c: _Columns) -> None:
+        """Keep each user's newest demographics (ties: the later document wins)."""
+        carrying = [i for i, data in enumerate(c.datas) if data.get("userDemographics")]
+        if not carrying:
+            return
+        rows = np.array(carrying)
+        order = rows[np.lexsort((c.times[rows], users[rows]))]
+        last_of_user = np.append(users[order][1:] != users[order][:-1], True)
+        stored = self._demographics
+        for i in order[last_of_user].tolist():
+            user, ts = int(users[i]), float(c.times[i])
+            if ts >= stored.get(user, _NEVER)[0]:
+                stored[user] = (ts, c.datas[i]["userDemographics"])
+
+    def _commit_products(self, users: np.ndarray, c: _Columns) -> None:
+        item_codes = self._item_codes
+        # Most events name one product: coded in one pass; comparisons are spread item by item.
+        one = [
+            k for k, (p, more) in enumerate(zip(c.single, c.several, strict=True)) if p and not more
+        ]
+        event_list = c.positive[one].tolist()
+        items = [item_codes.setdefault(c.single[k], len(item_codes)) for k in one]
+        spread_list = [1.0] * len(items)
+        for k in [k for k, more in enumerate(c.several) if more]:
+            products = [p for p in touched_products(c.datas[c.positive[k]]) if p]
             for product_id in products:
-                item = item_codes.get(product_id)
-                if item is None:
-                    item = item_codes[product_id] = len(item_codes)
-                users.append(user)
-                items.append(item)
-                bases.append(base)
-                views.append(is_view)
-                durations.append(duration)
-                spreads.append(spread)
-                times.append(ts)
-                if category or institution:
-                    known = item_event_meta.get(item, (None, None))
-                    item_event_meta[item] = (category or known[0], institution or known[1])
-        self.first_ts, self.last_ts = first_ts, last_ts
+                event_list.append(int(c.positive[k]))
+                items.append(item_codes.setdefault(product_id, len(item_codes)))
+                spread_list.append(float(len(products)))
+        events = np.array(event_list, dtype=np.int64)
+        spread = np.array(spread_list)
+        self._counts["skipped"] += len(c.positive) - len(np.unique(events))
+        self._pairs["user"].append(users[events])
+        self._pairs["item"].append(np.array(items, dtype=np.int64))
+        self._pairs["type"].append(c.codes[events])
+        self._pairs["duration"].append(c.durations[events])
+        self._pairs["spread"].append(spread)
+        self._pairs["time"].append(c.times[events])
+        self._remember_item_meta(items, events.tolist(), spread, c.datas)
+
+    def _remember_item_meta(
+        self, items: list[int], events: list[int], spread: np.ndarray, datas: list[dict]
+    ) -> None:
+        """Category/institution from events: the fallback for products the catalog lacks."""
+        complete, known_meta = self._complete_meta, self._item_event_meta
+        for k in [k for k, item in enumerate(items) if item not in complete]:
+            data = datas[events[k]]
+            category = _text(data.get("category"))
+            # One `institution` on an event naming several products cannot say whose it is.
+            institution = _text(data.get("institution")) if spread[k] == 1 else None
+            if not (category or institution):
+                continue
+            known = known_meta.get(items[k], (None, None))
+            meta = (known[0] or category, known[1] or institution)
+            known_meta[items[k]] = meta
+            if None not in meta:
+                complete.add(items[k])
 
     def _add_search(self, user: int, data: Mapping[str, Any], ts: float) -> None:
-        self.searches += 1
-        category = data.get("category")
+        self._counts["searches"] += 1
+        category = _text(data.get("category"))
         if category:
-            code = self.search_categories.setdefault(category, len(self.search_categories))
-            for column, value in zip(self.search_category_rows, (user, code, ts), strict=True):
-                column.append(value)
+            code = self._search_categories.setdefault(category, len(self._search_categories))
+            self._search_category_rows.append((user, code, ts))
         query = data.get("query")
-        if query:
+        if query and isinstance(query, str):
             for term in query_terms(query):
-                code = self.search_terms.setdefault(term, len(self.search_terms))
-                for column, value in zip(self.search_term_rows, (user, code, ts), strict=True):
-                    column.append(value)
+                code = self._search_terms.setdefault(term, len(self._search_terms))
+                self._search_term_rows.append((user, code, ts))
 
+    def build(self, products: Sequence[Product], now: datetime | None = None) -> TrainingData:
+        """The matrices for everything added so far plus the catalog (cold items included)."""
+        config, feature_config = self._config, self._feature_config
+        catalog = {product.id: product for product in products}
+        item_codes = dict(self._item_codes)
+        for product_id in catalog:
+            item_codes.setdefault(product_id, len(item_codes))
 
-def _assemble(
-    scan: _EventScan,
-    products: Sequence[Product],
-    config: WeightingConfig,
-    now: datetime | None,
-    feature_config: FeatureConfig,
-) -> TrainingData:
-    catalog = {}
-    for product in products:
-        catalog[product.id] = product
-        scan.item_codes.setdefault(product.id, len(scan.item_codes))
+        # Rows in id order: the same data gives the same matrices whatever the scan order.
+        user_ids, user_rank = _sorted_codes(self._user_codes)
+        item_ids, item_rank = _sorted_codes(item_codes)
+        n_users, n_items = len(user_ids), len(item_ids)
 
-    # Rows in id order, so the same data gives the same matrices whatever the scan order.
-    user_ids, user_rank = _sorted_codes(scan.user_codes)
-    item_ids, item_rank = _sorted_codes(scan.item_codes)
-    n_users, n_items = len(user_ids), len(item_ids)
+        has_events = self._last_ts > -math.inf
+        if now is None:
+            now = datetime.fromtimestamp(self._last_ts, UTC) if has_events else datetime.now(UTC)
+        reference_time = aware(now)
+        reference = reference_time.timestamp()
 
-    has_events = scan.last_ts > -math.inf
-    if now is None:
-        now = datetime.fromtimestamp(scan.last_ts, UTC) if has_events else datetime.now(UTC)
-    reference_time = aware(now)
-    reference = reference_time.timestamp()
+        pairs = {k: _concatenate(chunks, _PAIR_DTYPES[k]) for k, chunks in self._pairs.items()}
+        weights = event_weights(
+            self._type_base[pairs["type"]],
+            pairs["type"] == self._view_code,
+            pairs["duration"],
+            pairs["spread"],
+            reference - pairs["time"],
+            config,
+        )
+        rows = user_rank[pairs["user"]]
+        cols = item_rank[pairs["item"]]
+        matrix = sp.csr_matrix((weights, (rows, cols)), shape=(n_users, n_items))  # sums duplicates
+        matrix.eliminate_zeros()  # entries decayed to nothing (underflow) are no interaction
+        interactions = matrix.astype(np.float32).tocoo()
 
-    timestamps = np.frombuffer(scan.timestamps, dtype=np.float64)
-    weights = event_weights(
-        np.frombuffer(scan.base, dtype=np.float64),
-        np.frombuffer(scan.is_view, dtype=np.int8).astype(bool),
-        np.frombuffer(scan.duration, dtype=np.float64),
-        np.frombuffer(scan.spread, dtype=np.float64),
-        reference - timestamps,
-        config,
-    )
-    rows = user_rank[np.frombuffer(scan.users, dtype=np.int64)]
-    cols = item_rank[np.frombuffer(scan.items, dtype=np.int64)]
-    matrix = sp.csr_matrix((weights, (rows, cols)), shape=(n_users, n_items))  # sums duplicates
-    matrix.eliminate_zeros()  # fully decayed (underflow) entries are no interaction
-    interactions = matrix.astype(np.float32).tocoo()
+        item_meta, item_labels = _item_meta(self._item_event_meta, catalog, item_ids, item_rank)
+        demographics = _latest_demographics(self._demographics, user_rank)
+        event_counts = np.bincount(
+            user_rank[_concatenate(self._doc_users, np.int64)], minlength=n_users
+        )
+        decay = _Decay(reference, config.decay_half_life_days)
+        user_blocks = [
+            _demographic_block(demographics, n_users),
+            *_engagement_blocks(matrix, item_labels, feature_config.max_engaged_per_user),
+            _activity_block(event_counts, feature_config),
+            _search_block(
+                self._search_category_rows,
+                self._search_categories,
+                "search_category:",
+                user_rank,
+                decay,
+                min_users=1,
+                top_n=None,
+            ),
+            _search_block(
+                self._search_term_rows,
+                self._search_terms,
+                "search_term:",
+                user_rank,
+                decay,
+                min_users=feature_config.min_search_term_users,
+                top_n=feature_config.max_search_terms_per_user,
+            ),
+        ]
+        user_features, user_feature_names = _with_identity(
+            user_blocks,
+            np.diff(matrix.indptr) > 0,
+            user_ids,
+            user_identity_feature,
+            feature_config.identity_weight,
+        )
+        item_side = [
+            item_side_features(category, institution, catalog.get(item_id), feature_config)
+            for item_id, category, institution in zip(item_ids, *item_labels, strict=True)
+        ]
+        item_degree = np.diff(matrix.tocsc().indptr)
+        item_features, item_feature_names = _with_identity(
+            [_one_hot_rows(item_side, "")],
+            item_degree > 0,
+            item_ids,
+            item_identity_feature,
+            feature_config.identity_weight,
+        )
 
-    item_meta, item_categories, item_institutions = _item_meta(scan, catalog, item_ids, item_rank)
-    demographics_by_row = {
-        int(user_rank[code]): {
-            k: str(v).strip() for k in DEMOGRAPHIC_FIELDS if (v := demo.get(k)) and str(v).strip()
+        window = (
+            (
+                datetime.fromtimestamp(self._first_ts, UTC),
+                datetime.fromtimestamp(self._last_ts, UTC),
+            )
+            if has_events
+            else (None, None)
+        )
+        counts = {
+            **self._counts,
+            "product_events": len(weights),
+            "users": n_users,
+            "items": n_items,
+            "catalog_items": len(catalog),
+            "cold_items": int(np.count_nonzero(item_degree == 0)),
+            "interactions": int(interactions.nnz),
         }
-        for code, demo in scan.demographics.items()
-    }
+        return TrainingData(
+            interactions=interactions,
+            user_ids=user_ids,
+            item_ids=item_ids,
+            user_features=user_features,
+            item_features=item_features,
+            user_feature_names=user_feature_names,
+            item_feature_names=item_feature_names,
+            user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
+            item_meta=item_meta,
+            popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),
+            segment_popularity=_segment_popularity(matrix, demographics, feature_config),
+            data_window=window,
+            counts=counts,
+            reference_time=reference_time,
+            weighting=config,
+            feature_config=feature_config,
+        )
 
-    user_features, user_feature_names = _user_features(
-        scan,
-        matrix,
-        user_ids,
-        user_rank,
-        (item_categories, item_institutions),
-        demographics_by_row,
-        reference,
-        config,
-        feature_config,
-    )
-    item_features, item_feature_names = _item_features(
-        matrix, item_ids, item_meta, catalog, feature_config
-    )
 
-    popularity = np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel()
-    segment_popularity = _segment_popularity(matrix, demographics_by_row, feature_config)
+_PAIR_DTYPES = {
+    "user": np.int64,
+    "item": np.int64,
+    "type": np.int16,
+    "duration": np.float64,
+    "spread": np.float64,
+    "time": np.float64,
+}
 
-    interacted_items = int(np.count_nonzero(np.diff(matrix.tocsc().indptr)))
-    window = (
-        (datetime.fromtimestamp(scan.first_ts, UTC), datetime.fromtimestamp(scan.last_ts, UTC))
-        if has_events
-        else (None, None)
-    )
-    counts = {
-        "documents": scan.documents,
-        "skipped": scan.skipped,
-        "searches": scan.searches,
-        "unknown_type": scan.unknown_type,
-        "product_events": len(scan.users),
-        "users": n_users,
-        "items": n_items,
-        "catalog_items": len(catalog),
-        "cold_items": n_items - interacted_items,
-        "interactions": int(interactions.nnz),
-    }
-    return TrainingData(
-        interactions=interactions,
-        user_ids=user_ids,
-        item_ids=item_ids,
-        user_features=user_features,
-        item_features=item_features,
-        user_feature_names=user_feature_names,
-        item_feature_names=item_feature_names,
-        user_demographics={user_ids[row]: demo for row, demo in demographics_by_row.items()},
-        item_meta=item_meta,
-        popularity=popularity,
-        segment_popularity=segment_popularity,
-        data_window=window,
-        counts=counts,
-        reference_time=reference_time,
-        weighting=config,
-        feature_config=feature_config,
-    )
+
+def _concatenate(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _epoch(moment: Any) -> float:
+    """Seconds since the epoch; a naive datetime is UTC, an ISO string is parsed."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if not isinstance(moment, datetime):
+        raise TypeError(f"timestamp must be a datetime, not {type(moment).__name__}")
+    return aware(moment).timestamp()
 
 
 def _sorted_codes(codes: dict[str, int]) -> tuple[list[str], np.ndarray]:
@@ -312,116 +429,93 @@ def _sorted_codes(codes: dict[str, int]) -> tuple[list[str], np.ndarray]:
 
 
 def _item_meta(
-    scan: _EventScan,
+    item_event_meta: Mapping[int, tuple[str | None, str | None]],
     catalog: Mapping[str, Product],
     item_ids: list[str],
     item_rank: np.ndarray,
-) -> tuple[dict[str, dict[str, str]], list[str], list[str]]:
-    """Category and institution per item row: the catalog's, else what events said."""
-    from_events = {int(item_rank[code]): meta for code, meta in scan.item_event_meta.items()}
+) -> tuple[dict[str, dict[str, str]], tuple[list[str], list[str]]]:
+    """Category and institution per item row: the catalog's, else what events said, else ""."""
+    from_events = {int(item_rank[code]): meta for code, meta in item_event_meta.items()}
     categories, institutions = [], []
     for row, item_id in enumerate(item_ids):
         product = catalog.get(item_id)
         if product is not None:
-            categories.append(product.category or "")
-            institutions.append(product.institution or "")
+            category, institution = product.category, product.institution
         else:
             category, institution = from_events.get(row, (None, None))
-            categories.append(category or "")
-            institutions.append(institution or "")
+        categories.append(category or "")
+        institutions.append(institution or "")
     meta = {
         item_id: {"category": c, "institution": i}
         for item_id, c, i in zip(item_ids, categories, institutions, strict=True)
     }
-    return meta, categories, institutions
+    return meta, (categories, institutions)
 
 
-def _user_features(
-    scan: _EventScan,
-    matrix: sp.csr_matrix,
-    user_ids: list[str],
-    user_rank: np.ndarray,
-    item_labels: tuple[list[str], list[str]],
-    demographics_by_row: Mapping[int, Mapping[str, str]],
-    reference: float,
-    config: WeightingConfig,
-    feature_config: FeatureConfig,
-) -> tuple[sp.csr_matrix, list[str]]:
-    n_users = len(user_ids)
-    blocks: list[tuple[sp.csr_matrix, list[str]]] = []
+def _latest_demographics(
+    stored: Mapping[int, tuple[float, Any]], user_rank: np.ndarray
+) -> dict[int, dict[str, str]]:
+    """Row → demographics with blank fields dropped. There are few distinct combinations, so each
+    is cleaned once and users with the same one share a dict."""
+    cleaned: dict[tuple[Any, ...], dict[str, str]] = {}
+    by_row = {}
+    for code, (_, raw) in stored.items():
+        if not isinstance(raw, Mapping):
+            continue
+        values = tuple(v if isinstance(v, str) else None for v in map(raw.get, DEMOGRAPHIC_FIELDS))
+        clean = cleaned.get(values)
+        if clean is None:
+            clean = cleaned[values] = {
+                k: v.strip()
+                for k, v in zip(DEMOGRAPHIC_FIELDS, values, strict=True)
+                if v and v.strip()
+            }
+        if clean:
+            by_row[int(user_rank[code])] = clean
+    return by_row
 
-    demo_names = [demographic_features(demographics_by_row.get(r)) for r in range(n_users)]
-    blocks.append(_one_hot_rows([list(d) for d in demo_names], ""))
 
-    # What a user engaged with, in proportion to how much: interactions × item one-hot.
+_Block = tuple[sp.csr_matrix, list[str]]
+
+
+def _demographic_block(demographics: Mapping[int, Mapping[str, str]], n_users: int) -> _Block:
+    labels: list[list[str]] = [[]] * n_users
+    names_of: dict[int, list[str]] = {}  # shared dicts → one name list each
+    for row, demo in demographics.items():
+        names = names_of.get(id(demo))
+        if names is None:
+            names = names_of[id(demo)] = list(demographic_features(demo))
+        labels[row] = names
+    return _one_hot_rows(labels, "")
+
+
+def _engagement_blocks(
+    matrix: sp.csr_matrix, item_labels: tuple[list[str], list[str]], top_n: int
+) -> list[_Block]:
+    """What each user engaged with most, in proportion to how much: interactions × item one-hot,
+    each user's `top_n` strongest kept (every feature on a row costs LightFM time per update)."""
+    blocks = []
     for prefix, labels in zip(
         ("engaged_category:", "engaged_institution:"), item_labels, strict=True
     ):
         one_hot, names = _one_hot_rows([[v] if v else [] for v in labels], prefix)
-        blocks.append((_row_normalised(matrix @ one_hot), names))
+        engaged = _top_n_per_row(sp.csr_matrix(matrix @ one_hot), top_n)
+        blocks.append((_row_normalised(engaged), names))
+    return blocks
 
-    counts = np.frombuffer(scan.user_event_counts, dtype=np.int64)
-    by_row = np.empty(n_users, dtype=np.int64)
-    by_row[user_rank] = counts
-    blocks.append(_one_hot_rows([[activity_feature(int(c), feature_config)] for c in by_row], ""))
 
-    decay = _Decay(reference, config.decay_half_life_days)
-    blocks.append(
-        _search_block(
-            scan.search_category_rows,
-            scan.search_categories,
-            "search_category:",
-            user_rank,
-            decay,
-            min_users=1,
-            top_n=None,
-        )
+def _activity_block(event_counts: np.ndarray, feature_config: FeatureConfig) -> _Block:
+    buckets = np.searchsorted(feature_config.activity_edges, event_counts, side="right")
+    names = activity_features(feature_config)
+    matrix = sp.csr_matrix(
+        (np.ones(len(buckets)), buckets, np.arange(len(buckets) + 1)),
+        shape=(len(buckets), len(names)),
     )
-    blocks.append(
-        _search_block(
-            scan.search_term_rows,
-            scan.search_terms,
-            "search_term:",
-            user_rank,
-            decay,
-            min_users=feature_config.min_search_term_users,
-            top_n=feature_config.max_search_terms_per_user,
-        )
-    )
-
-    side = sp.hstack([b for b, _ in blocks], format="csr", dtype=np.float64)
-    side_names = [name for _, names in blocks for name in names]
-    has_identity = np.diff(matrix.indptr) > 0
-    identity_names = [user_identity_feature(user_ids[r]) for r in np.flatnonzero(has_identity)]
-    features = _balanced(has_identity, side, feature_config.identity_weight)
-    return features, identity_names + side_names
-
-
-def _item_features(
-    matrix: sp.csr_matrix,
-    item_ids: list[str],
-    item_meta: Mapping[str, Mapping[str, str]],
-    catalog: Mapping[str, Product],
-    feature_config: FeatureConfig,
-) -> tuple[sp.csr_matrix, list[str]]:
-    per_item = [
-        item_side_features(
-            item_meta[item_id]["category"],
-            item_meta[item_id]["institution"],
-            catalog.get(item_id),
-            feature_config,
-        )
-        for item_id in item_ids
-    ]
-    side, side_names = _one_hot_rows(per_item, "")
-    has_identity = np.diff(matrix.tocsc().indptr) > 0
-    identity_names = [item_identity_feature(item_ids[r]) for r in np.flatnonzero(has_identity)]
-    features = _balanced(has_identity, side, feature_config.identity_weight)
-    return features, identity_names + side_names
+    return matrix, names
 
 
 def _search_block(
-    columns: tuple[array, array, array],
+    entries: list[tuple[int, int, float]],
     vocabulary: Mapping[str, int],
     prefix: str,
     user_rank: np.ndarray,
@@ -429,20 +523,56 @@ def _search_block(
     *,
     min_users: int,
     top_n: int | None,
-) -> tuple[sp.csr_matrix, list[str]]:
+) -> _Block:
     """Decayed search interest per user and category/term, each user's row summing to 1."""
-    users = user_rank[np.frombuffer(columns[0], dtype=np.int64)]
-    codes = np.frombuffer(columns[1], dtype=np.int64)
-    weights = decay(np.frombuffer(columns[2], dtype=np.float64))
+    table = np.array(entries, dtype=np.float64).reshape(-1, 3)
+    users = user_rank[table[:, 0].astype(np.int64)]
+    codes = table[:, 1].astype(np.int64)
+    weights = decay(table[:, 2])
     names = sorted(vocabulary, key=vocabulary.__getitem__)
     counts = sp.csr_matrix((weights, (users, codes)), shape=(len(user_rank), len(names)))
     counts.eliminate_zeros()
-    users_per_term = np.diff(counts.tocsc().indptr)
-    keep = np.flatnonzero(users_per_term >= min_users)
-    counts = counts[:, keep].tocsr()
+    keep = np.flatnonzero(np.diff(counts.tocsc().indptr) >= min_users)
+    counts = sp.csr_matrix(counts[:, keep])
     if top_n is not None:
         counts = _top_n_per_row(counts, top_n)
     return _row_normalised(counts), [prefix + names[k] for k in keep]
+
+
+def _with_identity(
+    blocks: Sequence[_Block],
+    has_identity: np.ndarray,
+    ids: Sequence[str],
+    identity_name: Callable[[str], str],
+    identity_weight: float,
+) -> _Block:
+    """[identity | side blocks], each row summing to 1 (or 0 when nothing is known).
+
+    Only rows with training interactions get an identity feature: for anyone else it would be an
+    embedding no gradient ever touched. With side features present the identity takes
+    `identity_weight` of the row and the side features share the rest in proportion to their
+    weights; each side block (demographics, engagement, …) weighs in with its own row sum."""
+    side = sp.hstack([block for block, _ in blocks], format="csr", dtype=np.float64)
+    side_sums = np.asarray(side.sum(axis=1)).ravel()
+    has_side = side_sums > 0
+    side_share = np.where(has_identity, 1.0 - identity_weight, 1.0)
+    scale = np.divide(side_share, side_sums, out=np.zeros_like(side_sums), where=has_side)
+    side = sp.csr_matrix(sp.diags(scale) @ side)
+
+    identity_rows = np.flatnonzero(has_identity)
+    identity = sp.csr_matrix(
+        (
+            np.where(has_side[identity_rows], identity_weight, 1.0),
+            (identity_rows, np.arange(len(identity_rows))),
+        ),
+        shape=(len(has_identity), len(identity_rows)),
+    )
+    features = sp.hstack([identity, side], format="csr").astype(np.float32)
+    features.eliminate_zeros()
+    features.sort_indices()
+    names = [identity_name(ids[row]) for row in identity_rows]
+    names.extend(name for _, block_names in blocks for name in block_names)
+    return features, names
 
 
 @dataclass(frozen=True)
@@ -454,26 +584,20 @@ class _Decay:
         return decay_factor(self.reference - timestamps, self.half_life_days)
 
 
-def _parse_timestamp(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        return datetime.fromisoformat(value)
-    raise TypeError(f"timestamp must be a datetime, not {type(value).__name__}")
-
-
 def _top_n_per_row(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
-    matrix = matrix.copy()
-    lengths = np.diff(matrix.indptr)
-    for row in np.flatnonzero(lengths > n):
-        start, end = matrix.indptr[row], matrix.indptr[row + 1]
-        values = matrix.data[start:end]
-        values[np.argsort(values)[:-n]] = 0.0
-    matrix.eliminate_zeros()
-    return matrix
+    """Each row's n largest entries (ties: lower column first); the rest dropped."""
+    matrix = sp.csr_matrix(matrix)
+    matrix.sort_indices()
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    order = np.lexsort((-matrix.data, rows))  # by row, then largest first, stable
+    rank = np.arange(len(order)) - matrix.indptr[rows[order]]
+    keep = order[rank < n]
+    return sp.csr_matrix(
+        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
+    )
 
 
-def _one_hot_rows(labels_per_row: list[list[str]], prefix: str) -> tuple[sp.csr_matrix, list[str]]:
+def _one_hot_rows(labels_per_row: Sequence[Sequence[str]], prefix: str) -> _Block:
     """Rows of labels → 0/1 csr matrix and its column names (prefix + label, first-seen order)."""
     vocabulary: dict[str, int] = {}
     indptr = np.zeros(len(labels_per_row) + 1, dtype=np.int64)
@@ -482,9 +606,8 @@ def _one_hot_rows(labels_per_row: list[list[str]], prefix: str) -> tuple[sp.csr_
         for label in labels:
             indices.append(vocabulary.setdefault(label, len(vocabulary)))
         indptr[row + 1] = len(indices)
-    data = np.ones(len(indices), dtype=np.float64)
     matrix = sp.csr_matrix(
-        (data, np.asarray(indices, dtype=np.int64), indptr),
+        (np.ones(len(indices)), np.asarray(indices, dtype=np.int64), indptr),
         shape=(len(labels_per_row), len(vocabulary)),
     )
     matrix.sum_duplicates()
@@ -497,39 +620,16 @@ def _row_normalised(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(scale) @ matrix)
 
 
-def _balanced(
-    has_identity: np.ndarray, side: sp.csr_matrix, identity_weight: float
-) -> sp.csr_matrix:
-    """[identity | side] with each row summing to 1: identity takes `identity_weight` when the row
-    also has side features (all of it otherwise), side features share the rest by their weights."""
-    side_sums = np.asarray(side.sum(axis=1)).ravel()
-    has_side = side_sums > 0
-    side_share = np.where(has_identity, 1.0 - identity_weight, 1.0)
-    scale = np.divide(side_share, side_sums, out=np.zeros_like(side_sums), where=has_side)
-    side = sp.diags(scale) @ side
-
-    identity_rows = np.flatnonzero(has_identity)
-    identity_values = np.where(has_side[identity_rows], identity_weight, 1.0)
-    identity = sp.csr_matrix(
-        (identity_values, (identity_rows, np.arange(len(identity_rows)))),
-        shape=(len(has_identity), len(identity_rows)),
-    )
-    features = sp.hstack([identity, side], format="csr").astype(np.float32)
-    features.eliminate_zeros()
-    features.sort_indices()
-    return features
-
-
 def _segment_popularity(
     matrix: sp.csr_matrix,
-    demographics_by_row: Mapping[int, Mapping[str, str]],
+    demographics: Mapping[int, Mapping[str, str]],
     feature_config: FeatureConfig,
 ) -> dict[str, np.ndarray]:
     """Per demographic value with enough users, the decayed weight per item among those users."""
     members: dict[str, list[int]] = {}
-    for row, demo in demographics_by_row.items():
-        for key in segment_keys(demo):
-            members.setdefault(key, []).append(row)
+    for row, demo in demographics.items():
+        for key, value in demo.items():
+            members.setdefault(segment_key(key, value), []).append(row)
     eligible = [k for k, rows in members.items() if len(rows) >= feature_config.min_segment_users]
     eligible.sort(key=lambda k: (-len(members[k]), k))
     eligible = sorted(eligible[: feature_config.max_segments])
@@ -540,5 +640,5 @@ def _segment_popularity(
     membership = sp.csr_matrix(
         (np.ones(len(rows)), (segments, rows)), shape=(len(eligible), matrix.shape[0])
     )
-    scores = np.asarray((membership @ matrix).todense(), dtype=np.float32)
+    scores = (membership @ matrix).toarray().astype(np.float32)
     return {key: np.ascontiguousarray(scores[i]) for i, key in enumerate(eligible)}

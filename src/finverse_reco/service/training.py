@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+from finverse_reco.catalog.base import ProductCatalog
+from finverse_reco.model import ModelParams, train
 from finverse_reco.model.artifacts import (
     activate,
     current_version,
@@ -20,10 +23,7 @@ from finverse_reco.model.artifacts import (
     read_manifest,
     save_version,
 )
-
-from finverse_reco.catalog.base import ProductCatalog
-from finverse_reco.model import ModelParams, train
-from finverse_reco.pipeline import TrainingData, WeightingConfig, build_training_data
+from finverse_reco.pipeline import TrainingData, TrainingDataBuilder, WeightingConfig
 from finverse_reco.store import InteractionStore
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,16 @@ async def load_training_data(
     store: InteractionStore, catalog: ProductCatalog, config: TrainingConfig
 ) -> TrainingData:
     since = datetime.now(UTC) - timedelta(days=config.window_days) if config.window_days else None
-    batches = [batch async for batch in store.scan(since=since)]
-    if not batches:
+    # Feed each batch to the builder as it arrives: only compact codes are kept, never the documents.
+    builder = TrainingDataBuilder(config.weighting)
+    empty = True
+    async for batch in store.scan(since=since):
+        builder.add(batch)
+        empty = empty and not batch
+    if empty:
         raise NoTrainingData("the store has no interactions in the training window")
     products = await catalog.all_products()
-    return build_training_data(batches, products, config.weighting)
+    return builder.build(products)
 
 
 def fit_and_publish(

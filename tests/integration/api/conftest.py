@@ -36,6 +36,11 @@ def trained(settings: Settings) -> Settings:
 
 
 @pytest.fixture(scope="package")
+def admin_headers() -> dict[str, str]:
+    return {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="package")
 def client(trained: Settings):
     with TestClient(create_app(trained), raise_server_exceptions=False) as test_client:
         yield test_client

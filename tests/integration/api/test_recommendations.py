@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.api.conftest import API_KEY
-
 FIELDS = {"id", "name", "category", "institution", "relevanceScore", "rank", "reason"}
 TOP = {"recommendations", "timestamp", "model_version", "strategy", "degraded"}
 
@@ -121,18 +119,18 @@ def test_empty_session_falls_back_to_popular(client):
     assert_well_formed(body, 10)
 
 
-def test_refresh_model_needs_the_key_and_runs_one_job(client):
+def test_refresh_model_needs_the_key_and_runs_one_job(client, admin_headers):
     assert client.post("/api/v1/recommendations/refresh-model").status_code == 401
     wrong = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": "nope"})
     assert wrong.status_code == 401
     assert wrong.json()["error"]["code"] == "unauthorized"
-    first = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": API_KEY})
+    first = client.post("/api/v1/recommendations/refresh-model", headers=admin_headers)
     assert first.status_code == 202
-    second = client.post("/api/v1/recommendations/refresh-model", headers={"X-API-Key": API_KEY})
+    second = client.post("/api/v1/recommendations/refresh-model", headers=admin_headers)
     assert second.json()["job_id"] == first.json()["job_id"]
     status = client.get(
         f"/api/v1/recommendations/refresh-model/{first.json()['job_id']}",
-        headers={"X-API-Key": API_KEY},
+        headers=admin_headers,
     )
     assert status.status_code == 200
     assert status.json()["state"] in {"running", "succeeded"}

@@ -1,0 +1,183 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from finverse_reco.model import HybridModel, ModelParams, split_interactions, train
+from finverse_reco.model.ranking_metrics import precision_at_k
+
+CATEGORIES = ("card", "loan", "deposit")
+AGES = {"card": "18-24", "loan": "35-44", "deposit": "55+"}
+
+
+def random_precision(test: sp.csr_matrix, train: sp.csr_matrix, k: int) -> float:
+    """Expected precision@k of a uniformly random ranking of each user's unseen items."""
+    users = np.flatnonzero(np.diff(test.indptr))
+    unseen = test.shape[1] - np.diff(train.indptr)[users]
+    relevant = np.diff(test.indptr)[users]
+    return float(np.mean(relevant / unseen))  # |top-k ∩ test| / k has mean |test| / |unseen|
+
+
+def test_fit_learns_the_cluster_structure(training_data, fast_params):
+    kept, held_out = split_interactions(training_data.interactions, 0.25, seed=1)
+    n_users, n_items = kept.shape
+    model = HybridModel(fast_params).fit(kept, sp.identity(n_users), sp.identity(n_items))
+    _, users = model.user_representations(sp.identity(n_users))
+    biases, items = model.item_representations(sp.identity(n_items))
+    learned = precision_at_k(users, items, biases, held_out, kept, k=5)
+    baseline = random_precision(held_out.tocsr(), kept.tocsr(), 5)
+    assert learned > 3 * baseline, (learned, baseline)
+
+
+def test_representations_are_contiguous_float32(training_data, fast_params):
+    data = training_data
+    model = HybridModel(fast_params).fit(data.interactions, data.user_features, data.item_features)
+    biases, vectors = model.item_representations(data.item_features)
+    assert vectors.shape == (len(data.item_ids), 16) and biases.shape == (len(data.item_ids),)
+    for array in (biases, vectors, model.user_embeddings, model.item_biases):
+        assert array.dtype == np.float32 and array.flags.c_contiguous
+    assert model.user_embeddings.shape == (len(data.user_feature_names), 16)
+    # A representation is the feature rows times the feature embeddings.
+    np.testing.assert_allclose(
+        vectors, data.item_features @ model.item_embeddings, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_same_seed_same_model(training_data, fast_params):
+    data = training_data
+    fits = [
+        HybridModel(fast_params).fit(data.interactions, data.user_features, data.item_features)
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(fits[0].item_embeddings, fits[1].item_embeddings)
+    other = HybridModel(replace(fast_params, random_state=8)).fit(
+        data.interactions, data.user_features, data.item_features
+    )
+    assert not np.array_equal(fits[0].item_embeddings, other.item_embeddings)
+
+
+def test_early_stopping_keeps_the_best_epoch(training_data):
+    data = training_data
+    kept, held_out = split_interactions(data.interactions, 0.25, seed=3)
+    params = ModelParams(
+        no_components=16, epochs=40, learning_rate=0.2, num_threads=1, patience=2, eval_k=5
+    )
+    epochs_seen = []
+    model = HybridModel(params).fit(
+        kept,
+        data.user_features,
+        data.item_features,
+        validation=held_out,
+        progress=lambda epoch, total: epochs_seen.append((epoch, total)),
+    )
+    report = model.fit_report
+    assert len(report.history) == report.epochs_run == len(epochs_seen)
+    assert epochs_seen[0] == (1, 40)
+    assert report.history[report.best_epoch - 1] == report.best_precision == max(report.history)
+    assert report.epochs_run == 40 or report.epochs_run - report.best_epoch == 2
+    # The model now holds the best epoch's state, not the last one's.
+    _, users = model.user_representations(data.user_features)
+    biases, items = model.item_representations(data.item_features)
+    assert precision_at_k(users, items, biases, held_out, kept, 5) == report.best_precision
+
+
+def test_fit_refuses_bad_input(training_data, fast_params):
+    data = training_data
+    model = HybridModel(fast_params)
+    with pytest.raises(ValueError, match="no interactions"):
+        model.fit(sp.coo_matrix(data.interactions.shape), data.user_features, data.item_features)
+    negative = data.interactions.copy()
+    negative.data[0] = -1
+    with pytest.raises(ValueError, match=">= 0"):
+        model.fit(negative, data.user_features, data.item_features)
+    with pytest.raises(ValueError, match="user_features"):
+        model.fit(data.interactions, data.user_features[:-1], data.item_features)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        _ = HybridModel().item_embeddings
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"no_components": 0},
+        {"learning_rate": 0},
+        {"user_alpha": -1},
+        {"patience": 0},
+        {"max_sample_weight": 0},
+        {"max_eval_users": 0},
+    ],
+)
+def test_bad_params_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        ModelParams(**kwargs)
+
+
+def test_seed_defaults():
+    params = ModelParams()
+    assert (params.no_components, params.learning_rate, params.loss, params.epochs) == (
+        50,
+        0.05,
+        "warp",
+        20,
+    )
+    assert params.user_alpha == params.item_alpha == 1e-5
+
+
+def test_split_keeps_every_user_and_partitions_the_entries(training_data):
+    matrix = training_data.interactions
+    kept, held_out = split_interactions(matrix, 0.9, seed=0)
+    assert np.all(np.diff(kept.tocsr().indptr) >= 1)
+    assert kept.nnz + held_out.nnz == matrix.nnz
+    np.testing.assert_allclose((kept + held_out).toarray(), matrix.toarray())
+    assert kept.multiply(held_out).nnz == 0
+
+
+def test_train_records_validation_metrics_and_builds_the_index(trained_index, training_data):
+    index = trained_index
+    metrics = index.metrics
+    assert 1 <= metrics["best_epoch"] <= 15
+    assert 0.0 < metrics["validation_precision@10"] <= 1.0
+    assert index.user_ids == tuple(training_data.user_ids)
+    assert index.item_matrix.shape == (len(training_data.item_ids), 17)
+    assert index.params["model"]["no_components"] == 16
+    assert index.training["counts"]["users"] == 150
+    assert set(index.category_names) == set(CATEGORIES)
+    seen = index.seen_rows(0)
+    assert set(seen) == set(training_data.interactions.tocsr()[0].indices)
+
+
+def test_trained_users_get_their_own_category(trained_index):
+    index = trained_index
+    for user_row in range(0, 30, 4):
+        own = {index.item_meta(r)[0] for r in index.seen_rows(user_row)}
+        rows, _ = index.recommend(index.user_vector(user_row), 5, exclude=index.seen_rows(user_row))
+        assert {index.item_meta(r)[0] for r in rows} == own
+
+
+def test_fold_in_from_items_of_a_cluster_recommends_that_cluster(trained_index):
+    index = trained_index
+    for category in CATEGORIES:
+        touched = np.flatnonzero(index.category_mask(category))[:3]
+        vector = index.fold_in(dict.fromkeys(touched.tolist(), 1.0))
+        rows, _ = index.recommend(vector, 8, exclude=touched)
+        assert {index.item_meta(r)[0] for r in rows} == {category}
+
+
+def test_a_new_user_described_by_demographics_gets_their_segment(trained_index):
+    index = trained_index
+    for category, age in AGES.items():
+        vector = index.user_vector_from_features(index.user_feature_names_for({"age_group": age}))
+        rows, _ = index.recommend(vector, 5)
+        assert {index.item_meta(r)[0] for r in rows} == {category}
+        popular, _ = index.popular(5, segment={"age_group": age})
+        assert {index.item_meta(r)[0] for r in popular} == {category}
+
+
+def test_train_without_validation_and_without_refit(training_data, fast_params):
+    plain = train(training_data, fast_params)
+    assert dict(plain.metrics) == {}
+    probe = train(training_data, fast_params, validation_fraction=0.2, refit=False)
+    assert probe.metrics["validation_epochs_run"] >= probe.metrics["best_epoch"]
+    with pytest.raises(ValueError):
+        train(training_data, fast_params, validation_fraction=1.0)
