@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import limits
 import orjson
 from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -39,6 +40,8 @@ class Settings(BaseSettings):
     api_key: str = DEFAULT_API_KEY
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    admin_rate_limit: str = "10/minute"  # per client address and replica, e.g. '30/hour'
+    metrics_port: int | None = Field(None, ge=1, le=65535)  # consume / train --schedule /metrics
 
     # --- data
     store_url: str = "sqlite:///data/interactions.db"
@@ -95,6 +98,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')"
             )
+        return value
+
+    @field_validator("admin_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        try:
+            allowed = limits.parse(value).amount
+        except ValueError:
+            allowed = 0
+        if allowed < 1:
+            raise ValueError("use '<count ≥ 1>/<second|minute|hour|day>', e.g. '10/minute'")
         return value
 
     @field_validator("store_url")

@@ -1,34 +1,27 @@
-"""Prometheus metrics: request latency by route and status, and the `/metrics` endpoint."""
+"""The `/metrics` endpoint and the request-latency middleware. The metric objects are in `telemetry`."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_LATENCY = Histogram(
-    "finverse_http_request_seconds",
-    "HTTP request latency by route template, method and status",
-    ["route", "method", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-)
-RECOMMENDATIONS = Counter(
-    "finverse_recommendations_total",
-    "Recommendation responses by endpoint and strategy",
-    ["endpoint", "strategy"],
-)
-DEGRADED = Counter(
-    "finverse_degraded_responses_total", "Responses answered with less because a dependency failed"
-)
+from finverse_reco import telemetry
+
+# The routers count recommendations through this module; the objects themselves are shared.
+RECOMMENDATIONS = telemetry.RECOMMENDATIONS
+DEGRADED = telemetry.DEGRADED
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    models = request.app.state.components.models
+    telemetry.observe_model(models.version, models.loaded_at)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -56,6 +49,6 @@ class RequestMetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            REQUEST_LATENCY.labels(template, scope["method"], str(status)).observe(
+            telemetry.REQUEST_LATENCY.labels(template, scope["method"], str(status)).observe(
                 time.perf_counter() - started
             )

@@ -61,3 +61,4 @@ class ReadyOut(BaseModel):
     ready: bool
     model_version: str | None
     checks: dict[str, str]
+    model_refusal: str | None = None  # why the model directory's CURRENT version is not served

@@ -7,9 +7,14 @@ import logging
 import time
 from pathlib import Path
 
-from finverse_reco.model.artifacts import ArtifactError, current_version, load_version
-
 from finverse_reco.index import EmbeddingIndex
+from finverse_reco.model.artifacts import (
+    CURRENT_FILE,
+    VERSIONS_DIR,
+    ArtifactError,
+    current_version,
+    load_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,7 @@ class ModelHolder:
     def __init__(self, index: EmbeddingIndex | None = None) -> None:
         self.index = index
         self.loaded_at = time.time() if index is not None else None
+        # Why CURRENT is not what this process serves; None while it is.
         self.last_refusal: str | None = None
 
     @property
@@ -36,31 +42,69 @@ class ModelWatcher:
     """Polls the model directory's CURRENT pointer and swaps in a new version when it changes.
 
     Loading happens in a thread (it reads and checksums arrays); a version that fails to load is
-    refused, logged, remembered (so it is not retried every poll) and the old one keeps serving.
+    refused, logged and the old one keeps serving. A refused version is tried again only once its
+    files change (a copy onto a shared volume may still be arriving), not on every poll.
     """
 
     def __init__(self, holder: ModelHolder, model_dir: Path, poll_seconds: float) -> None:
         self._holder = holder
         self._model_dir = Path(model_dir)
         self._poll_seconds = poll_seconds
-        self._refused: str | None = None
+        self._refused: tuple[str, tuple] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def check_once(self) -> bool:
         """Swap in CURRENT if it names a version other than the one serving. True if swapped."""
-        version = await asyncio.to_thread(current_version, self._model_dir)
-        if version is None or version == self._holder.version or version == self._refused:
+        try:
+            version = await asyncio.to_thread(current_version, self._model_dir)
+        except ArtifactError as exc:
+            await self._refuse(CURRENT_FILE, exc)
+            return False
+        if version is None:
+            return False
+        if version == self._holder.version:
+            self._holder.last_refusal = None
+            return False
+        if self._refused == (version, await asyncio.to_thread(self._fingerprint, version)):
             return False
         try:
             index = await asyncio.to_thread(load_version, self._model_dir, version)
         except ArtifactError as exc:
-            self._refused = version
-            self._holder.last_refusal = f"{version}: {exc}"
-            log.error("model version refused, still serving %s: %s", self._holder.version, exc)
+            await self._refuse(version, exc)
             return False
         self._holder.swap(index)
+        self._holder.last_refusal = None
+        self._refused = None
         log.info("model version %s now serving", version)
         return True
+
+    async def _refuse(self, name: str, exc: ArtifactError) -> None:
+        refused = (name, await asyncio.to_thread(self._fingerprint, name))
+        if refused == self._refused:
+            return  # already logged; nothing changed on disk since
+        self._refused = refused
+        self._holder.last_refusal = exc.reason
+        log.error(
+            "model version refused, still serving %s: %s",
+            self._holder.version,
+            exc.reason,
+            extra={"refused": name, "serving": self._holder.version},
+        )
+
+    def _fingerprint(self, name: str) -> tuple:
+        """What the refused files look like now: names, sizes and modification times."""
+        path = self._model_dir / (
+            CURRENT_FILE if name == CURRENT_FILE else f"{VERSIONS_DIR}/{name}"
+        )
+        try:
+            if path.is_file():
+                stat = path.stat()
+                return ((path.name, stat.st_size, stat.st_mtime_ns),)
+            return tuple(
+                sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir())
+            )
+        except OSError:
+            return ()
 
     async def run(self) -> None:
         while True:

@@ -19,6 +19,7 @@ from enum import StrEnum
 
 from croniter import croniter
 
+from finverse_reco import telemetry
 from finverse_reco.settings import parse_interval_seconds
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class RefreshJobs:
 
     async def _run(self, job: RefreshJob) -> None:
         started = time.perf_counter()
+        process: asyncio.subprocess.Process | None = None
         try:
             process = await asyncio.create_subprocess_exec(
                 *self._command,
@@ -90,17 +92,25 @@ class RefreshJobs:
             _, stderr = await process.communicate()
             tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             job.state, job.detail = _outcome(process.returncode, tail[0])
+        except asyncio.CancelledError:
+            # The server is stopping: take its training along rather than leave an orphan behind.
+            if process is not None and process.returncode is None:
+                process.terminate()
+            job.state, job.detail = JobState.FAILED, "cancelled: the server stopped"
+            raise
         except Exception as exc:  # a job must always finish with a state, whatever happened
             job.state, job.detail = JobState.FAILED, f"could not run training: {exc}"
         finally:
             job.finished_at = datetime.now(UTC)
             self._running = None
+            seconds = time.perf_counter() - started
+            telemetry.record_training(job.state.value, seconds)
             log.info(
                 "refresh job %s (%s) %s in %.1fs: %s",
                 job.id,
                 job.trigger,
                 job.state,
-                time.perf_counter() - started,
+                seconds,
                 job.detail,
             )
 

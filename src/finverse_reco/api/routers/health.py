@@ -37,5 +37,10 @@ async def ready(parts: Annotated[Components, Depends(components)]) -> JSONBytesR
     if parts.consumer is not None:
         checks["broker"] = "ok" if parts.consumer.connected else "disconnected"
     ok = all(v.startswith("ok") for v in checks.values())
-    body = {"ready": ok, "model_version": parts.models.version, "checks": checks}
+    body = {
+        "ready": ok,
+        "model_version": parts.models.version,
+        "checks": checks,
+        "model_refusal": parts.models.last_refusal,
+    }
     return JSONBytesResponse(body, status_code=200 if ok else 503)
