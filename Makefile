@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench lint format fuzz clean
+.PHONY: install run test bench lint format fuzz audit clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	bash scripts/ensure-services.sh
 	$(BIN)/python bench/run_all.py
+
+# Schemathesis at depth against the app's OpenAPI schema: >= 1,000 generated requests, random seed.
+# (`make test` runs the same test at smoke size, derandomized.)
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=100 FUZZ_MIN_REQUESTS=1000 $(BIN)/pytest tests/integration/api/test_fuzz.py -q -s
+
+# Known vulnerabilities in the installed dependencies. Needs the PyPI JSON API (vulnerability data);
+# --strict fails when a package could not be checked, so "could not audit" never reads as "clean".
+audit: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,audit]'
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

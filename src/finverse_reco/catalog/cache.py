@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from finverse_reco import telemetry
 from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatalog
 
 log = logging.getLogger(__name__)
@@ -95,10 +96,18 @@ class CachedCatalog:
                 found[pid] = product
             elif pid not in self._absent:
                 pending.append(pid)
-        self.memory_hits += len(wanted) - len(pending)
+        memory_hits = len(wanted) - len(pending)
+        self.memory_hits += memory_hits
 
         if pending and self.redis_available:
+            before_redis = len(pending)
             pending = await self._read_redis(pending, found)
+            redis_hits = before_redis - len(pending)
+        else:
+            redis_hits = 0
+        telemetry.record_cache_lookups(
+            memory_hits=memory_hits, redis_hits=redis_hits, misses=len(pending)
+        )
 
         if pending:
             self.misses += len(pending)

@@ -7,6 +7,7 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Depends, Request
 
+from finverse_reco import telemetry
 from finverse_reco.api.dependencies import Components, components
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.responses import JSONBytesResponse
@@ -78,12 +79,15 @@ async def record_interactions(
         except InvalidEvent as exc:
             rejected.append({"index": position, "reason": exc.reason})
     if rejected:
+        telemetry.INGESTED_EVENTS.labels("http", "rejected").inc(len(rejected))
         # All or nothing: the client resends the fixed batch; event ids make the resend idempotent.
         raise APIError(422, rejected[0]["reason"], code="invalid_event", details=rejected)
     try:
         result = await parts.service.record_interactions(events)
     except StoreUnavailable as exc:
         raise APIError(503, f"the interaction store is unavailable: {exc}") from None
+    telemetry.INGESTED_EVENTS.labels("http", "stored").inc(result.inserted)
+    telemetry.INGESTED_EVENTS.labels("http", "duplicate").inc(result.duplicates)
     return JSONBytesResponse(
         {"accepted": result.inserted, "duplicates": result.duplicates}, status_code=202
     )

@@ -159,7 +159,7 @@ async def refresh_model(parts: Annotated[Components, Depends(components)]) -> JS
 @router.get(
     "/refresh-model/{job_id}",
     response_model=RefreshJobOut,
-    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}},
+    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 429: {"model": ErrorOut}},
     dependencies=[Depends(require_api_key)],
     summary="Admin: the state of a refresh job",
 )
