@@ -6,7 +6,10 @@ using it as `_id`: the document stays the seed's, ObjectIds grow with time (inse
 index instead of landing at random places in it) and break timestamp ties in insertion order.
 
 Every driver error becomes `StoreUnavailable` with a reason. The client reconnects by itself when the
-server comes back; short timeouts make an outage show up within `timeout_ms` instead of hanging.
+server comes back. `timeout_ms` bounds finding and connecting to a server, so an outage shows up
+within it; one round trip on an open connection may take `operation_timeout_ms`, because a batch
+insert or an aggregation over a wide window can legitimately take longer than a ping. A server that
+dies closes its sockets, which fails operations in flight at once rather than at that timeout.
 The operations used are listed in docs/STORES.md.
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConfigurationError, InvalidURI, PyMongoError
+from pymongo.errors import BulkWriteError, ConfigurationError, PyMongoError
 
 from finverse_reco.events import InteractionEvent
 from finverse_reco.store.base import InsertResult, ProductCount, StoreUnavailable
@@ -30,6 +33,9 @@ DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
+DEFAULT_TIMEOUT_MS = 2000
+DEFAULT_OPERATION_TIMEOUT_MS = 30_000
+DEFAULT_POOL_SIZE = 50
 
 # The seed's indexes, with two of them compound: `user_id` and `session_id` lead, so they serve every
 # query a single-field index would, and the timestamp behind them answers "most recent N" from the
@@ -53,14 +59,16 @@ class MongoInteractionStore:
         self,
         url: str,
         *,
-        timeout_ms: int = 2000,
-        pool_size: int = 50,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        operation_timeout_ms: int = DEFAULT_OPERATION_TIMEOUT_MS,
+        pool_size: int = DEFAULT_POOL_SIZE,
         collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        if timeout_ms < 1 or pool_size < 1:
-            raise ValueError("timeout_ms and pool_size must be at least 1")
+        if min(timeout_ms, operation_timeout_ms, pool_size) < 1:
+            raise ValueError("timeout_ms, operation_timeout_ms and pool_size must be at least 1")
         self.url = url
         self.timeout_ms = timeout_ms
+        self.operation_timeout_ms = operation_timeout_ms
         self.pool_size = pool_size
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
@@ -70,11 +78,23 @@ class MongoInteractionStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout_ms: int = 2000, pool_size: int = 50
+        cls,
+        url: str,
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        operation_timeout_ms: int = DEFAULT_OPERATION_TIMEOUT_MS,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> MongoInteractionStore:
         if not url.startswith(("mongodb://", "mongodb+srv://")):
-            raise ValueError(f"a MongoDB store URL starts with mongodb:// or mongodb+srv://: {url!r}")
-        return cls(url, timeout_ms=timeout_ms, pool_size=pool_size)
+            raise ValueError(
+                f"a MongoDB store URL starts with mongodb:// or mongodb+srv://: {url!r}"
+            )
+        return cls(
+            url,
+            timeout_ms=timeout_ms,
+            operation_timeout_ms=operation_timeout_ms,
+            pool_size=pool_size,
+        )
 
     def __repr__(self) -> str:
         return f"MongoInteractionStore({self._where!r})"
@@ -98,13 +118,13 @@ class MongoInteractionStore:
                     self.url,
                     serverSelectionTimeoutMS=self.timeout_ms,
                     connectTimeoutMS=self.timeout_ms,
-                    socketTimeoutMS=self.timeout_ms,
+                    socketTimeoutMS=self.operation_timeout_ms,
                     maxPoolSize=self.pool_size,
                     tz_aware=True,
                     tzinfo=UTC,
                     appname="finverse-reco",
                 )
-            except (ConfigurationError, InvalidURI) as exc:
+            except (ConfigurationError, ValueError) as exc:
                 raise ValueError(f"invalid MongoDB URL {self._where!r}: {exc}") from None
             self._client = client
             database = client.get_default_database(default=DEFAULT_DATABASE)
@@ -165,10 +185,16 @@ class MongoInteractionStore:
         # product other than it. One $group on a single key adds them up.
         compared = [
             {"$match": {**window, "data.productIDs": {"$exists": True}}},
-            {"$project": {"_id": 0, "viewed": "$data.productId", "product": {"$setUnion": ["$data.productIDs", []]}}},
+            {
+                "$project": {
+                    "_id": 0,
+                    "viewed": "$data.productId",
+                    "product": {"$setUnion": ["$data.productIDs", []]},
+                }
+            },
             {"$unwind": "$product"},
             {"$match": {"$expr": {"$ne": ["$product", "$viewed"]}}},
-        ]  # fmt: skip
+        ]
         pipeline = [
             {"$match": {**window, "data.productId": {"$exists": True}}},
             {"$project": {"_id": 0, "product": "$data.productId"}},

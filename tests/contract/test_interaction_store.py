@@ -1,0 +1,341 @@
+"""The `InteractionStore` contract, run against every implementation (SQLite and MongoDB alike)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from finverse_reco.events import InteractionEvent, parse_event
+from finverse_reco.store import InsertResult, InteractionStore, ProductCount, StoreUnavailable
+
+# Millisecond-aligned times: MongoDB keeps dates to the millisecond, and the contract is the same
+# for both stores.
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def event(
+    event_id: str,
+    *,
+    user: str = "u1",
+    session: str | None = "s1",
+    kind: str = "product_view",
+    at: datetime = T0,
+    **data: Any,
+) -> InteractionEvent:
+    if kind not in {"search", "comparison"}:
+        data.setdefault("productId", "p1")
+    raw: dict[str, Any] = {
+        "event_id": event_id,
+        "user_id": user,
+        "type": kind,
+        "timestamp": at.isoformat(),
+        "data": data,
+    }
+    if session is not None:
+        raw["session_id"] = session
+    return parse_event(raw)
+
+
+def minutes(n: int) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+async def scanned(store: InteractionStore, **window: Any) -> list[list[dict[str, Any]]]:
+    return [batch async for batch in store.scan(**window)]
+
+
+def ids(events: list[InteractionEvent]) -> list[str]:
+    return [e.event_id for e in events]
+
+
+async def test_implements_the_protocol(store: InteractionStore) -> None:
+    assert isinstance(store, InteractionStore)
+
+
+async def test_open_twice_and_ping(store: InteractionStore) -> None:
+    await store.open()
+    await store.ping()
+    assert await store.count() == 0
+
+
+async def test_reopening_keeps_the_data(new_store: Callable[[], InteractionStore]) -> None:
+    first = new_store()
+    await first.open()
+    await first.insert_many([event("e1")])
+    await first.close()
+    second = new_store()
+    await second.open()
+    try:
+        assert ids(await second.user_interactions("u1")) == ["e1"]
+        assert (await second.insert_many([event("e1")])).duplicates == 1
+    finally:
+        await second.close()
+
+
+async def test_round_trip_keeps_every_field(store: InteractionStore) -> None:
+    full = event(
+        "e-full",
+        category="credit_card",
+        institution="Banque Alpine",
+        viewDuration=42.5,
+        query="cashback",
+        userDemographics={"age_group": "25-34", "income_range": "50k-75k", "location": "Lyon"},
+    ).enriched(queue_source="product_views", received_at=minutes(1))
+    comparison = event("e-cmp", kind="comparison", at=minutes(2), productIDs=["p2", "p3"])
+    search = event("e-search", kind="search", session=None, at=minutes(3), query="mortgage")
+
+    result = await store.insert_many([full, comparison, search])
+
+    assert result == InsertResult(inserted=3, duplicates=0)
+    assert await store.user_interactions("u1") == [search, comparison, full]
+    documents = [doc for batch in await scanned(store) for doc in batch]
+    by_id = {doc["event_id"]: doc for doc in documents}
+    assert by_id == {e.event_id: e.to_document() for e in (full, comparison, search)}
+
+
+async def test_unicode_survives(store: InteractionStore) -> None:
+    text = "crédit immobilier — 住宅ローン 🏠"
+    stored = event(
+        "e-unicode",
+        kind="search",
+        query=text,
+        userDemographics={"location": "Zürich ☀"},
+        institution="Caisse d'Épargne",
+    )
+    await store.insert_many([stored])
+
+    (found,) = await store.user_interactions("u1")
+    assert found.data.query == text
+    assert found.data.userDemographics is not None
+    assert found.data.userDemographics.location == "Zürich ☀"
+    (batch,) = await scanned(store)
+    assert batch[0]["data"]["query"] == text
+    assert batch[0]["data"]["institution"] == "Caisse d'Épargne"
+
+
+async def test_empty_store_answers_empty(store: InteractionStore) -> None:
+    assert await store.user_interactions("nobody") == []
+    assert await store.session_interactions("no-session") == []
+    assert await store.popular_products() == []
+    assert await store.popular_products(since=T0) == []
+    assert await store.count() == 0
+    assert await store.count(since=T0) == 0
+    assert await scanned(store) == []
+
+
+async def test_empty_batch_stores_nothing(store: InteractionStore) -> None:
+    assert await store.insert_many([]) == InsertResult(inserted=0, duplicates=0)
+    assert await store.count() == 0
+
+
+async def test_duplicates_across_batches_are_counted_not_stored(store: InteractionStore) -> None:
+    first = await store.insert_many([event("e1"), event("e2", at=minutes(1))])
+    again = await store.insert_many([event("e2", at=minutes(1)), event("e3", at=minutes(2))])
+
+    assert first == InsertResult(inserted=2, duplicates=0)
+    assert again == InsertResult(inserted=1, duplicates=1)
+    assert await store.count() == 3
+    assert ids(await store.user_interactions("u1")) == ["e3", "e2", "e1"]
+
+
+async def test_duplicates_within_a_batch_the_first_copy_wins(store: InteractionStore) -> None:
+    original = event("e1", productId="p-original")
+    redelivered_changed = event("e1", at=minutes(5), productId="p-changed")
+
+    result = await store.insert_many([original, event("e2"), redelivered_changed])
+
+    assert result == InsertResult(inserted=2, duplicates=1)
+    stored = {e.event_id: e for e in await store.user_interactions("u1")}
+    assert stored["e1"] == original
+    # The dropped copy must not leave a trace anywhere, popularity included.
+    popular = {p.product_id for p in await store.popular_products()}
+    assert "p-changed" not in popular
+    assert "p-original" in popular
+
+
+async def test_user_interactions_newest_first_with_limit(store: InteractionStore) -> None:
+    await store.insert_many(
+        [
+            event("e-mid", at=minutes(10)),
+            event("e-old", at=minutes(0)),
+            event("e-new", at=minutes(20)),
+            event("e-other-user", user="u2", at=minutes(30)),
+        ]
+    )
+
+    assert ids(await store.user_interactions("u1")) == ["e-new", "e-mid", "e-old"]
+    assert ids(await store.user_interactions("u1", limit=2)) == ["e-new", "e-mid"]
+    assert ids(await store.user_interactions("u2")) == ["e-other-user"]
+
+
+async def test_same_timestamp_keeps_insertion_order(store: InteractionStore) -> None:
+    await store.insert_many([event("e-a"), event("e-b")])
+    await store.insert_many([event("e-c")])
+
+    assert ids(await store.user_interactions("u1")) == ["e-c", "e-b", "e-a"]
+    assert ids(await store.session_interactions("s1")) == ["e-a", "e-b", "e-c"]
+
+
+async def test_session_interactions_oldest_first_keeping_the_most_recent(
+    store: InteractionStore,
+) -> None:
+    await store.insert_many(
+        [
+            event("e3", at=minutes(3)),
+            event("e1", at=minutes(1)),
+            event("e2", at=minutes(2)),
+            event("e-elsewhere", session="s2", at=minutes(4)),
+            event("e-no-session", session=None, at=minutes(5)),
+        ]
+    )
+
+    assert ids(await store.session_interactions("s1")) == ["e1", "e2", "e3"]
+    assert ids(await store.session_interactions("s1", limit=2)) == ["e2", "e3"]
+    assert ids(await store.session_interactions("s2")) == ["e-elsewhere"]
+
+
+async def test_popular_products_count_every_product_an_event_touches(
+    store: InteractionStore,
+) -> None:
+    await store.insert_many(
+        [
+            event("v1", productId="p-b"),
+            event("v2", productId="p-b"),
+            event("v3", productId="p-a"),
+            # productId repeated in productIDs, and a repeated id: each product once per event.
+            event("c1", kind="comparison", productId="p-a", productIDs=["p-a", "p-c", "p-c"]),
+            event("c2", kind="comparison", productIDs=["p-d", "p-b"]),
+            event("s1", kind="search", query="loans"),
+        ]
+    )
+
+    popular = await store.popular_products()
+
+    assert popular == [
+        ProductCount("p-b", 3),
+        ProductCount("p-a", 2),
+        ProductCount("p-c", 1),
+        ProductCount("p-d", 1),
+    ]
+    assert await store.popular_products(limit=2) == popular[:2]
+
+
+async def test_popular_products_ties_break_by_product_id(store: InteractionStore) -> None:
+    await store.insert_many(
+        [event(f"e-{product}", productId=product) for product in ["p-z", "p-m", "p-a", "p-q"]]
+    )
+
+    popular = await store.popular_products()
+
+    assert [p.product_id for p in popular] == ["p-a", "p-m", "p-q", "p-z"]
+
+
+async def test_popular_products_since(store: InteractionStore) -> None:
+    await store.insert_many(
+        [
+            event("old1", productId="p-old", at=minutes(0)),
+            event("old2", productId="p-old", at=minutes(1)),
+            event("edge", productId="p-new", at=minutes(10)),
+            event("new", kind="comparison", productIDs=["p-new", "p-cmp"], at=minutes(11)),
+        ]
+    )
+
+    recent = await store.popular_products(since=minutes(10))
+
+    assert recent == [ProductCount("p-new", 2), ProductCount("p-cmp", 1)]
+    assert (await store.popular_products())[0] == ProductCount("p-new", 2)
+
+
+async def test_count_since_is_inclusive(store: InteractionStore) -> None:
+    await store.insert_many([event(f"e{i}", at=minutes(i)) for i in range(10)])
+
+    assert await store.count() == 10
+    assert await store.count(since=minutes(4)) == 6
+    assert await store.count(since=minutes(100)) == 0
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 10_000])
+async def test_scan_streams_every_document_once(store: InteractionStore, batch_size: int) -> None:
+    stored = [event(f"e{i:02}", user=f"u{i % 3}", at=minutes(i)) for i in range(30)]
+    await store.insert_many(stored)
+
+    batches = await scanned(store, batch_size=batch_size)
+
+    assert all(len(batch) == batch_size for batch in batches[:-1])
+    assert 1 <= len(batches[-1]) <= batch_size
+    documents = [doc for batch in batches for doc in batch]
+    assert sorted(doc["event_id"] for doc in documents) == ids(stored)
+    for doc in documents:
+        assert doc["timestamp"].utcoffset() == timedelta(0)
+        assert "_id" not in doc
+
+
+async def test_scan_window_includes_since_excludes_until(store: InteractionStore) -> None:
+    await store.insert_many([event(f"e{i:02}", at=minutes(i)) for i in range(20)])
+
+    window = await scanned(store, since=minutes(5), until=minutes(12), batch_size=3)
+    after = await scanned(store, since=minutes(15))
+    before = await scanned(store, until=minutes(2))
+
+    assert sorted(d["event_id"] for b in window for d in b) == [f"e{i:02}" for i in range(5, 12)]
+    assert sorted(d["event_id"] for b in after for d in b) == [f"e{i:02}" for i in range(15, 20)]
+    assert sorted(d["event_id"] for b in before for d in b) == ["e00", "e01"]
+    assert await scanned(store, since=minutes(50)) == []
+
+
+async def test_large_batch(store: InteractionStore) -> None:
+    many = [
+        event(f"e{i}", user=f"u{i % 97}", session=f"s{i % 389}", at=T0 + timedelta(seconds=i))
+        for i in range(10_000)
+    ]
+
+    first = await store.insert_many(many)
+    again = await store.insert_many(many)
+
+    assert first == InsertResult(inserted=10_000, duplicates=0)
+    assert again == InsertResult(inserted=0, duplicates=10_000)
+    assert await store.count() == 10_000
+    assert sum(len(batch) for batch in await scanned(store, batch_size=4096)) == 10_000
+    assert await store.popular_products() == [ProductCount("p1", 10_000)]
+
+
+async def test_concurrent_writers_store_each_event_once(store: InteractionStore) -> None:
+    writers, per_writer, overlap = 4, 300, 150
+    batches = [
+        [
+            event(f"e{i}", user=f"u{i % 11}", at=T0 + timedelta(seconds=i))
+            for i in range(w * overlap, w * overlap + per_writer)
+        ]
+        for w in range(writers)
+    ]
+    distinct = len({e.event_id for batch in batches for e in batch})
+
+    results = await asyncio.gather(*(store.insert_many(batch) for batch in batches))
+
+    assert sum(r.inserted for r in results) == distinct
+    assert sum(r.duplicates for r in results) == writers * per_writer - distinct
+    assert await store.count() == distinct
+
+
+async def test_limits_must_be_positive(store: InteractionStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await store.user_interactions("u1", limit=0)
+    with pytest.raises(ValueError, match="limit"):
+        await store.session_interactions("s1", limit=-1)
+    with pytest.raises(ValueError, match="limit"):
+        await store.popular_products(limit=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        await scanned(store, batch_size=0)
+
+
+async def test_unopened_store_is_unavailable(new_store: Callable[[], InteractionStore]) -> None:
+    unopened = new_store()
+
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await unopened.ping()
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await unopened.insert_many([event("e1")])
