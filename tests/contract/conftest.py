@@ -6,105 +6,23 @@ CI=true a stand-in that cannot start fails the tests; elsewhere they are skipped
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pymongo import AsyncMongoClient, MongoClient
-from pymongo.errors import PyMongoError
+from mongo_stand_in import (  # tests/support, on pytest's pythonpath
+    STORE_TIMEOUT_MS,
+    MongoStandIn,
+    StandInUnavailable,
+    free_port,
+    stand_in_missing,
+)
+from pymongo import AsyncMongoClient
 
 from finverse_reco.store import InteractionStore
 from finverse_reco.store.mongo import MongoInteractionStore
 from finverse_reco.store.sqlite import SQLiteInteractionStore
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-STAND_IN = "nx-27017"
-START_SECONDS = 20.0
-STORE_TIMEOUT_MS = 5000
-
-
-class StandInUnavailable(RuntimeError):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def stand_in_executable() -> str | None:
-    beside_python = Path(sys.executable).with_name(STAND_IN)
-    return str(beside_python) if beside_python.exists() else shutil.which(STAND_IN)
-
-
-class MongoStandIn:
-    """One nx-27017 process: start it, stop it with SIGTERM, start it again on the same port."""
-
-    def __init__(self, workdir: Path, *, database: str = "memory", port: int | None = None) -> None:
-        self.workdir = workdir
-        self.database = database
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        executable = stand_in_executable()
-        if executable is None:
-            raise StandInUnavailable(f"{STAND_IN} is not installed (pip install -e '.[dev]')")
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = self.workdir / "server.log"
-        command = [executable, "--db", self.database, "-p", str(self.port)]
-        # Own pid and log files: the defaults in /tmp are shared with anyone else running one.
-        command += ["--pid-file", str(self.workdir / "server.pid"), "--log-file", str(log)]
-        with (self.workdir / "output.log").open("ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-        self._wait_until_it_answers()
-
-    def _wait_until_it_answers(self) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + START_SECONDS
-        with MongoClient(self.url, serverSelectionTimeoutMS=250, connectTimeoutMS=250) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    output = (self.workdir / "output.log").read_text(errors="replace")[-2000:]
-                    raise StandInUnavailable(f"{STAND_IN} exited at start: {output}")
-                try:
-                    client.admin.command("ping")
-                    return
-                except PyMongoError:
-                    time.sleep(0.1)
-        self.stop()
-        raise StandInUnavailable(f"{STAND_IN} did not answer a ping within {START_SECONDS:.0f} s")
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def stand_in_missing(reason: str) -> None:
-    message = f"the MongoDB stand-in is not available: {reason}"
-    if IN_CI:
-        pytest.fail(message + " (CI=true: service-backed tests never skip)")
-    pytest.skip(message)
 
 
 @pytest.fixture
