@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
@@ -64,6 +64,14 @@ def training_config(settings: Settings):
         keep_versions=settings.model_keep_versions,
         max_precision_drop=settings.model_max_precision_drop,
     )
+
+
+def ingest_config(settings: Settings):
+    from finverse_reco.api.app import ingest_config_from
+
+    if not settings.rabbitmq_url:
+        raise SystemExit("FINVERSE_RABBITMQ_URL is not set: there is no broker to talk to")
+    return ingest_config_from(settings)
 
 
 def open_configured_store(settings: Settings):
@@ -176,6 +184,12 @@ async def bootstrap(settings: Settings) -> None:
             raise SystemExit(f"training failed with exit code {code}")
 
 
+def run_with_uvloop(coroutine) -> int:
+    import uvloop
+
+    return uvloop.run(coroutine)
+
+
 def serve(settings: Settings, do_bootstrap: bool) -> int:
     import uvicorn
 
@@ -201,12 +215,71 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
     return 0
 
 
+async def declare_topology(settings: Settings) -> int:
+    from finverse_reco.ingest import TopologyMismatch, declare_topology_at
+
+    try:
+        topology = await declare_topology_at(ingest_config(settings))
+    except TopologyMismatch as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"exchanges: {', '.join(topology.all_exchanges())}")
+    print(f"queues: {', '.join(topology.all_queues())}")
+    return 0
+
+
+async def consume(settings: Settings) -> int:
+    from finverse_reco import telemetry
+    from finverse_reco.ingest import run_consumer
+
+    if settings.metrics_port:
+        telemetry.serve_metrics(settings.metrics_port, settings.host)
+    store = open_configured_store(settings)
+    await store.open()
+    try:
+        stats = await run_consumer(ingest_config(settings), store)
+    finally:
+        await store.close()
+    log.info("consumer stopped: %s", stats)
+    return 0
+
+
+async def publish(settings: Settings, path: Path | None, demo_seed: int | None, source: str) -> int:
+    from finverse_reco.events import parse_event
+    from finverse_reco.ingest import EventFileError, InteractionPublisher, read_events_file
+
+    if path is not None:
+        try:
+            events = read_events_file(path)
+        except EventFileError as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return 1
+    else:
+        from finverse_reco.demo import generate_world
+
+        events = [parse_event(e) for e in generate_world(demo_seed or 42).events]
+    published = 0
+    batch_size = 1000
+    async with InteractionPublisher(ingest_config(settings)) as publisher:
+        with progress_bar("publishing (confirmed)") as advance:
+            for start in range(0, len(events), batch_size):
+                published += await publisher.publish(
+                    events[start : start + batch_size], source=source
+                )
+                advance(published, len(events))
+    print(f"{published} events published and confirmed by the broker", file=sys.stderr)
+    return 0
+
+
 def models_list(settings: Settings) -> int:
     from finverse_reco.model.artifacts import current_version, list_versions, read_manifest
 
     active = current_version(settings.model_dir)
-    table = Table("version", "active", "created", "precision@10 (val)", "note")
-    for version in list_versions(settings.model_dir):
+    versions = list_versions(settings.model_dir)[::-1]  # newest first
+    # The name is what `models activate` takes: never cut it short, even in an 80-column pipe.
+    name = Column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
+    table = Table(name, "active", "created", "precision@10 (val)", "note")
+    for version in versions:
         try:
             manifest = read_manifest(settings.model_dir, version)
             metrics = manifest.get("metrics", {})
@@ -244,6 +317,12 @@ EXAMPLES = {
     "train": "finverse-reco train                    # one run; exit 0 activated, 3 kept inactive, "
     "75 busy\n  finverse-reco train --schedule         # production trainer, FINVERSE_REFRESH_SCHEDULE",
     "seed-demo": "finverse-reco seed-demo --seed 42 --events 100000",
+    "declare-topology": "FINVERSE_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ "
+    "finverse-reco declare-topology",
+    "consume": "FINVERSE_STORE_URL=mongodb://127.0.0.1:27017/finverse_interactions "
+    "FINVERSE_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ finverse-reco consume",
+    "publish": "finverse-reco publish --file events.jsonl --source web\n"
+    "  finverse-reco publish --demo 42",
     "banking-stub": "finverse-reco banking-stub --port 8100 --failure-rate 0.3 "
     "--latency-spike-ms 300 --spike-rate 0.1",
     "models": "finverse-reco models list\n  finverse-reco models activate 20261127T101500Z-abc123",
@@ -301,6 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--failure-rate", type=float, default=0, help="share of calls that fail 503"
     )
     stub_p.add_argument("--seed", type=int, default=None)
+
+    command("declare-topology", "Declare the RabbitMQ exchanges and queues (idempotent).")
+    command("consume", "Consume interaction events from RabbitMQ into the store (SIGTERM drains).")
+    publish_p = command("publish", "Publish events to RabbitMQ with publisher confirms.")
+    source = publish_p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", type=Path, help="a JSON-lines file of events")
+    source.add_argument("--demo", type=int, metavar="SEED", help="the demo world's events")
+    publish_p.add_argument("--source", default="web", help="routing key suffix (default web)")
+
+    from finverse_reco.evaluation import command as evaluate_command
+
+    evaluate_p = command(
+        "evaluate", "Compare models on a dataset and protocol: table, JSON, chart."
+    )
+    evaluate_p.epilog = f"example:\n  {evaluate_command.EXAMPLE}"
+    evaluate_command.add_arguments(evaluate_p)
     return parser
 
 
@@ -323,6 +418,16 @@ def main(argv: list[str] | None = None) -> None:
             code = models_list(settings)
         else:
             code = models_activate(settings, args.version)
+    elif args.command == "declare-topology":
+        code = asyncio.run(declare_topology(settings))
+    elif args.command == "consume":
+        code = run_with_uvloop(consume(settings))
+    elif args.command == "publish":
+        code = asyncio.run(publish(settings, args.file, args.demo, args.source))
+    elif args.command == "evaluate":
+        from finverse_reco.evaluation.command import run as run_evaluate
+
+        code = run_evaluate(args)
     elif args.command == "banking-stub":
         from finverse_reco.catalog.stub import run_banking_stub
 

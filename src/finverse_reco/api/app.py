@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from tenacity import AsyncRetrying, wait_exponential
 
 from finverse_reco import __version__
 from finverse_reco.api import metrics
@@ -22,6 +24,7 @@ from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.catalog.cache import CachedCatalog
 from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.ingest import IngestConfig, InteractionConsumer
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.service.models import ModelHolder, ModelWatcher
 from finverse_reco.service.recommendations import RecommendationService, ServiceConfig
@@ -60,6 +63,21 @@ def weighting_from(settings: Settings) -> WeightingConfig:
     )
 
 
+def ingest_config_from(settings: Settings) -> IngestConfig:
+    assert settings.rabbitmq_url, "only called when a broker is configured"
+    return IngestConfig(
+        rabbitmq_url=settings.rabbitmq_url,
+        prefetch=settings.rabbitmq_prefetch,
+        message_ttl_ms=settings.rabbitmq_message_ttl_ms,
+        queue_type=settings.rabbitmq_queue_type,
+        max_attempts=settings.rabbitmq_max_attempts,
+        retry_delay_ms=settings.rabbitmq_retry_delay_ms,
+        batch_size=settings.ingest_batch_size,
+        batch_timeout_ms=settings.ingest_batch_timeout_ms,
+        name_prefix=settings.rabbitmq_name_prefix,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -86,6 +104,10 @@ def create_app(
     )
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
+    # Embedded mode with a broker: consume in-process into the same store.
+    consumer = (
+        InteractionConsumer(ingest_config_from(settings), store) if settings.rabbitmq_url else None
+    )
     parts = Components(
         service=service,
         models=models,
@@ -93,7 +115,18 @@ def create_app(
         jobs=jobs,
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
+        consumer=consumer,
     )
+
+    async def start_consumer() -> None:
+        """Keep trying until the broker answers; /ready says 'disconnected' meanwhile."""
+        async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.5, max=30)):
+            with attempt:
+                try:
+                    await consumer.start()
+                except Exception as exc:
+                    log.warning("RabbitMQ consumer not started yet: %s", exc)
+                    raise
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -105,9 +138,14 @@ def create_app(
         await watcher.check_once()
         watcher.start()
         scheduler.start()
+        consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
         finally:
+            if consuming is not None:
+                consuming.cancel()
+                await asyncio.gather(consuming, return_exceptions=True)
+                await consumer.stop()  # drains the batch in flight into the store
             await scheduler.stop()
             await watcher.stop()
             await catalog.close()

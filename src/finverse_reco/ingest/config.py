@@ -28,6 +28,7 @@ class IngestConfig:
     # How long SIGTERM waits for the batch in flight when the store is down before giving up on it
     # (its messages are then left unacknowledged and the broker hands them to another consumer).
     drain_timeout_s: float = 10.0
+    reconnect_interval_s: float = 1.0
     connection_name: str = "finverse-reco"
 
     def __post_init__(self) -> None:
@@ -35,7 +36,13 @@ class IngestConfig:
             raise ValueError("rabbitmq_url must start with amqp:// or amqps://")
         if self.queue_type not in ("classic", "quorum"):
             raise ValueError(f"queue_type must be 'classic' or 'quorum', not {self.queue_type!r}")
-        for name in ("prefetch", "max_attempts", "batch_size", "batch_timeout_ms", "retry_delay_ms"):
+        for name in (
+            "prefetch",
+            "max_attempts",
+            "batch_size",
+            "batch_timeout_ms",
+            "retry_delay_ms",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.message_ttl_ms < 1:

@@ -123,7 +123,12 @@ class Topology:
         ]
 
     def all_exchanges(self) -> list[str]:
-        return [self.exchange, self.unrouted_exchange, self.dead_letter_exchange, self.retry_exchange]
+        return [
+            self.exchange,
+            self.unrouted_exchange,
+            self.dead_letter_exchange,
+            self.retry_exchange,
+        ]
 
     def _typed(self, arguments: dict[str, Any]) -> dict[str, Any]:
         arguments["x-queue-type"] = self.queue_type

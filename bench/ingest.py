@@ -1,0 +1,464 @@
+"""Ingestion throughput: events per second from the broker into the store, side by side in one run.
+
+Each round publishes N events (all seven types, so all four queues) once, with publisher confirms,
+into an exchange that fans them out to one fresh, randomly prefixed topology per variant on the
+local RabbitMQ; then each variant's consumer is started in turn and timed until its store holds all
+N (or, for the ceiling, until all N are acked). Rounds rotate the order of the variants so that load
+from elsewhere on the machine hits them alike; rates and ratios are medians over the rounds, the
+ratios taken within each round. The consumer process's CPU time per event is reported too: it does
+not depend on that load.
+
+Variants:
+  ceiling          consume and ack only (multiple acks, nothing parsed or stored), on the same
+                   receiving path as the real consumer: the broker's and the client's limit here
+  <store> batched  the real InteractionConsumer (validate, enrich, insert_many, one multiple ack)
+  <store> naive    one message at a time per queue: validate, insert it alone, ack it
+
+Stores: SQLite (a file in a temporary directory) and MongoDB through the nx-27017 wire-protocol
+stand-in (started here on a free port). The run writes --json, prints a table and appends a row to
+docs/BENCHMARKS.md (skip with --no-docs). --check exits 1 if SQLite batched is below 60% of the
+ceiling or below 5x SQLite naive.
+
+    .venv/bin/python bench/ingest.py --json bench/results/ingest.json
+    .venv/bin/python bench/ingest.py --events 300 --rounds 1 --no-docs --no-mongo   # smoke
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+
+import aio_pika
+import uvloop
+from aiormq.abc import DeliveredMessage
+from pymongo import MongoClient
+
+from finverse_reco.events import EventType, InteractionEvent, parse_event_bytes
+from finverse_reco.ingest import IngestConfig, InteractionConsumer, InteractionPublisher
+from finverse_reco.ingest.topology import (
+    CONSUMED_QUEUES,
+    Topology,
+    declare_topology,
+    delete_topology,
+)
+from finverse_reco.store import InteractionStore, open_store
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+SECTION = "## Ingestion (bench/ingest.py)"
+TABLE_HEADER = (
+    "| date | machine | events x rounds | ceiling ev/s | SQLite batched | SQLite naive | Mongo stand-in batched"
+    " | Mongo stand-in naive | SQLite / ceiling | SQLite batched / naive |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    variant: str
+    round: int
+    events: int
+    consume_seconds: float
+    cpu_seconds: float  # this process, consuming
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.consume_seconds
+
+
+def synthetic_events(count: int, run: str) -> list[InteractionEvent]:
+    types = list(EventType)
+    start = datetime.now(UTC) - timedelta(days=1)
+    events = []
+    for n in range(count):
+        event_type = types[n % len(types)]
+        data: dict[str, object] = {"category": "credit_card", "institution": f"bank-{n % 12}"}
+        if event_type is EventType.SEARCH:
+            data["query"] = "travel card no fx fee"
+        elif event_type is EventType.COMPARISON:
+            data["productIDs"] = [f"prod-{n % 400}", f"prod-{(n * 7) % 400}"]
+        else:
+            data["productId"] = f"prod-{n % 400}"
+            data["viewDuration"] = float(n % 120)
+        data["userDemographics"] = {"age_group": "25-34", "income_range": "50k-75k"}
+        events.append(
+            InteractionEvent(
+                event_id=f"{run}-{n}",
+                user_id=f"user-{n % 5000}",
+                session_id=f"session-{n % 20000}",
+                type=event_type,
+                timestamp=start + timedelta(milliseconds=n),
+                data=data,
+            )
+        )
+    return events
+
+
+class MongoStandIn:
+    """nx-27017 on a free port, one SQLite file per logical database under a temporary folder."""
+
+    def __init__(self, workdir: Path, *, enabled: bool = True) -> None:
+        self.workdir = workdir
+        self.enabled = enabled
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def url(self, database: str) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/{database}"
+
+    def __enter__(self) -> MongoStandIn:
+        if not self.enabled:
+            return self
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        executable = Path(sys.executable).with_name("nx-27017")
+        command = [str(executable if executable.exists() else shutil.which("nx-27017"))]
+        command += ["--data-dir", str(self.workdir), "-p", str(self.port)]
+        command += [
+            "--pid-file",
+            str(self.workdir / "pid"),
+            "--log-file",
+            str(self.workdir / "log"),
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 20
+        with MongoClient(f"mongodb://127.0.0.1:{self.port}", serverSelectionTimeoutMS=250) as c:
+            while True:
+                try:
+                    c.admin.command("ping")
+                    return self
+                except Exception:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
+                        raise RuntimeError("the MongoDB stand-in nx-27017 did not start") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+
+async def drop(config: IngestConfig) -> None:
+    connection = await aio_pika.connect(config.rabbitmq_url)
+    async with connection:
+        await delete_topology(await connection.channel(), Topology.of(config))
+
+
+async def consume_batched(config: IngestConfig, store: InteractionStore, total: int) -> float:
+    consumer = InteractionConsumer(config, store)
+    started = time.perf_counter()
+    await consumer.start()
+    # Polling costs one wake-up per 5 ms; a hook in the consumer just for this would cost more.
+    while consumer.stats.stored + consumer.stats.duplicates < total:  # noqa: ASYNC110
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    await consumer.stop()
+    return elapsed
+
+
+async def consume_naive(config: IngestConfig, store: InteractionStore, total: int) -> float:
+    """One loop per queue: take a message, validate it, insert it alone, ack it, repeat."""
+    topology = Topology.of(config)
+    stored = 0
+    finished = asyncio.Event()
+
+    async def drain(queue: aio_pika.abc.AbstractQueue, base: str) -> None:
+        nonlocal stored
+        async with queue.iterator() as messages:
+            async for message in messages:
+                event = parse_event_bytes(message.body, fallback_event_id=message.message_id)
+                await store.insert_many([event.enriched(queue_source=base)])
+                await message.ack()
+                stored += 1
+                if stored == total:
+                    finished.set()
+
+    started = time.perf_counter()
+    connection = await aio_pika.connect_robust(config.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=config.prefetch)
+        declared = await declare_topology(channel, topology)
+        loops = [asyncio.create_task(drain(declared.queues[b], b)) for b in CONSUMED_QUEUES]
+        await finished.wait()
+        elapsed = time.perf_counter() - started
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+    return elapsed
+
+
+async def consume_ceiling(config: IngestConfig, total: int) -> float:
+    """Consume and ack only, one `multiple` ack per 100 deliveries: nothing is parsed or stored.
+
+    Consumes on the aiormq channel under aio-pika, as InteractionConsumer does, so the ceiling is
+    the same receiving path minus the work.
+    """
+    received = 0
+    finished = asyncio.Event()
+
+    async def on_message(message: DeliveredMessage) -> None:
+        nonlocal received
+        received += 1
+        if received % 100 == 0 or received == total:
+            await message.channel.basic_ack(message.delivery_tag, multiple=True)
+        if received == total:
+            finished.set()
+
+    started = time.perf_counter()
+    connection = await aio_pika.connect_robust(config.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=config.prefetch)
+        declared = await declare_topology(channel, Topology.of(config))
+        underlay = await channel.get_underlay_channel()
+        for queue in declared.queues.values():
+            await underlay.basic_consume(queue.name, on_message)
+        await finished.wait()
+        elapsed = time.perf_counter() - started
+    return elapsed
+
+
+async def prefill(base: IngestConfig, prefixes: list[str], events: list[InteractionEvent]) -> float:
+    """Publish once; an exchange-to-exchange binding copies every event to each variant."""
+    source = replace(base, name_prefix=f"{prefixes[0]}source.")
+    connection = await aio_pika.connect(base.rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        declared = await declare_topology(channel, Topology.of(source))
+        for queue in declared.queues.values():
+            await queue.delete(if_unused=False, if_empty=False)  # only the copies are wanted
+        for prefix in prefixes:
+            target = await declare_topology(channel, Topology.of(replace(base, name_prefix=prefix)))
+            await target.exchange.bind(declared.exchange, routing_key="#")
+    started = time.perf_counter()
+    async with InteractionPublisher(source, in_flight=2000) as publisher:
+        await publisher.publish(events, source="bench")
+    elapsed = time.perf_counter() - started
+    await drop(source)
+    return elapsed
+
+
+async def run_variant(
+    name: str, config: IngestConfig, total: int, store_url: str | None, naive: bool
+) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) to consume `total` pre-published events."""
+    cpu = time.process_time()
+    try:
+        if store_url is None:
+            seconds = await consume_ceiling(config, total)
+        else:
+            store = open_store(store_url)
+            await store.open()
+            try:
+                consume = consume_naive if naive else consume_batched
+                seconds = await consume(config, store, total)
+                stored = await store.count()
+                if stored != total:
+                    raise RuntimeError(f"{name}: {stored} events stored, expected {total}")
+            finally:
+                await store.close()
+    finally:
+        cpu = time.process_time() - cpu
+        await drop(config)
+    print(f"  {name:<18} {total / seconds:>10,.0f} events/s", file=sys.stderr)
+    return seconds, cpu
+
+
+def machine() -> str:
+    """Platform, cores, Python, and the load average when the run started (others share the box)."""
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
+        f" Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
+    )
+
+
+def append_to_docs(
+    rates: dict[str, float], vs_ceiling: float, vs_naive: float, total: int, rounds: int
+) -> None:
+    row = (
+        f"| {datetime.now(UTC):%Y-%m-%d} | {machine()} | {total:,} x {rounds}"
+        f" | {rates['ceiling']:,.0f}"
+        f" | {rates['sqlite batched']:,.0f} | {rates['sqlite naive']:,.0f}"
+        f" | {rates.get('mongo batched', float('nan')):,.0f}"
+        f" | {rates.get('mongo naive', float('nan')):,.0f}"
+        f" | {vs_ceiling:.0%} | {vs_naive:.1f}x |"
+    )
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if SECTION not in text:
+        text = (
+            text.rstrip("\n") + f"\n\n{SECTION}\n\n{__doc__.split(chr(10))[0]}\n\n{TABLE_HEADER}\n"
+        )
+    lines = text.split("\n")
+    at = lines.index(SECTION) + 1
+    while at < len(lines) and not lines[at].startswith("|"):
+        at += 1
+    while at < len(lines) and lines[at].startswith("|"):
+        at += 1
+    lines.insert(at, row)
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text("\n".join(lines))
+
+
+VARIANTS = (  # name, store, naive
+    ("ceiling", None, False),
+    ("sqlite batched", "sqlite", False),
+    ("sqlite naive", "sqlite", True),
+    ("mongo batched", "mongo", False),
+    ("mongo naive", "mongo", True),
+)
+
+
+async def main(arguments: argparse.Namespace) -> int:
+    base = IngestConfig(
+        rabbitmq_url=arguments.rabbitmq_url,
+        prefetch=arguments.prefetch,
+        batch_size=arguments.batch_size,
+        batch_timeout_ms=arguments.batch_timeout_ms,
+        connection_name="finverse-bench",
+    )
+    total = arguments.events
+    variants = [v for v in VARIANTS if not (arguments.no_mongo and v[1] == "mongo")]
+    print(
+        f"{total:,} events per variant, {arguments.rounds} interleaved rounds ({machine()})",
+        file=sys.stderr,
+    )
+    results: dict[str, list[Result]] = {name: [] for name, _, _ in variants}
+    publish_rates = []
+    with tempfile.TemporaryDirectory(prefix="finverse-bench-") as scratch:
+        folder = Path(scratch)
+        with MongoStandIn(folder / "mongo", enabled=not arguments.no_mongo) as mongo:
+            for round_number in range(arguments.rounds):
+                run = uuid.uuid4().hex[:8]
+                prefixes = {
+                    name: f"bench-{run}.{name.replace(' ', '-')}." for name, _, _ in variants
+                }
+                published = await prefill(
+                    base, list(prefixes.values()), synthetic_events(total, run)
+                )
+                publish_rates.append(total / published)
+                print(
+                    f"round {round_number + 1}: published at {total / published:,.0f}/s",
+                    file=sys.stderr,
+                )
+                order = (
+                    variants[round_number % len(variants) :]
+                    + variants[: round_number % len(variants)]
+                )
+                for name, kind, naive in order:
+                    slug = f"{name.replace(' ', '_')}_{round_number}"
+                    url = {
+                        None: None,
+                        "sqlite": f"sqlite:///{folder}/{slug}.db",
+                        "mongo": mongo.url(slug),
+                    }[kind]
+                    config = replace(base, name_prefix=prefixes[name])
+                    seconds, cpu = await run_variant(name, config, total, url, naive)
+                    results[name].append(Result(name, round_number, total, seconds, cpu))
+
+    rates = {name: median(r.events_per_second for r in runs) for name, runs in results.items()}
+    cpu_us = {
+        name: median(r.cpu_seconds / r.events * 1e6 for r in runs) for name, runs in results.items()
+    }
+
+    def within_rounds(numerator: str, denominator: str) -> float:
+        pairs = zip(results[numerator], results[denominator], strict=True)
+        return median(a.events_per_second / b.events_per_second for a, b in pairs)
+
+    ceiling = rates["ceiling"]
+    print(f"\n{'variant':<18}{'events/s':>12}{'of ceiling':>12}{'CPU us/event':>14}")
+    for name, rate in rates.items():
+        print(f"{name:<18}{rate:>12,.0f}{rate / ceiling:>12.0%}{cpu_us[name]:>14.0f}")
+    print(f"publishing with confirms: {median(publish_rates):,.0f} events/s")
+    batched_vs_ceiling = within_rounds("sqlite batched", "ceiling")
+    batched_vs_naive = within_rounds("sqlite batched", "sqlite naive")
+    print(
+        f"\nSQLite batched, median of the rounds: {batched_vs_ceiling:.0%} of the ceiling"
+        f" (target >= 60%), {batched_vs_naive:.1f}x naive (target >= 5x)"
+    )
+    report = {
+        "benchmark": "ingest",
+        "date": datetime.now(UTC).isoformat(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average": os.getloadavg()[0],
+        },
+        "config": {
+            "events": total,
+            "rounds": arguments.rounds,
+            "prefetch": base.prefetch,
+            "batch_size": base.batch_size,
+            "batch_timeout_ms": base.batch_timeout_ms,
+            "loop": arguments.loop,
+        },
+        "events_per_second": rates,
+        "consumer_cpu_us_per_event": cpu_us,
+        "publish_events_per_second": median(publish_rates),
+        "ratios": {
+            "sqlite_batched_vs_ceiling": batched_vs_ceiling,
+            "sqlite_batched_vs_naive": batched_vs_naive,
+        },
+        "runs": [
+            {**asdict(r), "events_per_second": r.events_per_second}
+            for runs in results.values()
+            for r in runs
+        ],
+    }
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(report, indent=2))
+    if not arguments.no_docs:
+        append_to_docs(rates, batched_vs_ceiling, batched_vs_naive, total, arguments.rounds)
+    if arguments.check and (batched_vs_ceiling < 0.6 or batched_vs_naive < 5):
+        print("targets missed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--rabbitmq-url",
+        default=os.environ.get("FINVERSE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
+    )
+    parser.add_argument("--prefetch", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-timeout-ms", type=int, default=200)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not append to docs/BENCHMARKS.md"
+    )
+    parser.add_argument("--no-mongo", action="store_true", help="skip the MongoDB stand-in")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop for every variant (uvloop, as `finverse-reco consume` runs)",
+    )
+    arguments = parser.parse_args()
+    if arguments.loop == "uvloop":
+        sys.exit(uvloop.run(main(arguments)))
+    sys.exit(asyncio.run(main(arguments)))
