@@ -9,7 +9,7 @@
 A version is written completely into a staging directory, fsynced, then renamed into place; only
 then can `activate` point CURRENT at it. Loading verifies every checksum first, so a corrupt,
 truncated or half-copied version raises `ArtifactError` and whatever was serving keeps serving.
-Version names sort by creation time: `20261127T101500Z-1a2b3c`.
+Version names sort by creation time, to the millisecond: `20261127T101500Z-1a2b3c`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ class ArtifactError(RuntimeError):
 
 def new_version_name(created_at: datetime | None = None) -> str:
     moment = (created_at or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+    # The suffix starts with the millisecond (3 hex digits), so names sort by creation time even
+    # for versions written within one second; 3 random hex digits follow.
+    millisecond = f"{moment.microsecond // 1000:03x}"
+    return f"{moment:%Y%m%dT%H%M%SZ}-{millisecond}{secrets.token_hex(2)[:3]}"
 
 
 def save_version(

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 EXIT_BUSY = 75  # `train` exit code when another process holds the training lock (EX_TEMPFAIL)
 EXIT_NOT_ACTIVATED = 3
 FINISHED_JOBS_KEPT = 50
+# Training shares the machine with the requests this process serves: it gets what they leave.
+TRAINING_NICENESS = 19
 
 
 class JobState(StrEnum):
@@ -89,6 +91,7 @@ class RefreshJobs:
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
+            _lower_priority(process.pid)
             _, stderr = await process.communicate()
             tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             job.state, job.detail = _outcome(process.returncode, tail[0])
@@ -96,6 +99,7 @@ class RefreshJobs:
             # The server is stopping: take its training along rather than leave an orphan behind.
             if process is not None and process.returncode is None:
                 process.terminate()
+                await process.wait()
             job.state, job.detail = JobState.FAILED, "cancelled: the server stopped"
             raise
         except Exception as exc:  # a job must always finish with a state, whatever happened
@@ -118,6 +122,15 @@ class RefreshJobs:
         finished = [j for j in self._jobs.values() if j.state is not JobState.RUNNING]
         for job in finished[:-FINISHED_JOBS_KEPT]:
             del self._jobs[job.id]
+
+
+def _lower_priority(pid: int) -> None:
+    """Renice a just-started child, before it starts its training threads (they inherit it)."""
+    try:
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        os.setpriority(os.PRIO_PROCESS, pid, min(19, own + TRAINING_NICENESS))
+    except OSError as exc:  # e.g. a platform without priorities: train at full priority
+        log.warning("could not lower the training process's priority: %s", exc)
 
 
 def _outcome(returncode: int | None, last_line: str) -> tuple[JobState, str]:
