@@ -29,6 +29,7 @@ test: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	bash scripts/ensure-services.sh
+	command -v wrk >/dev/null || bash scripts/ensure-services.sh --install wrk
 	$(BIN)/python bench/run_all.py
 
 # Schemathesis at depth against the app's OpenAPI schema: >= 1,000 generated requests, random seed.

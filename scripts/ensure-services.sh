@@ -22,6 +22,13 @@ apt_install() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+# `--install PKG…`: install Debian packages the benchmarks need (wrk), then stop.
+if [ "${1:-}" = "--install" ]; then
+  shift
+  apt_install "$@"
+  exit 0
+fi
+
 if ! port_open 6379; then
   command -v redis-server >/dev/null || apt_install redis-server
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" >/dev/null

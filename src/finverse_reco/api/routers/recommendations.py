@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from finverse_reco.api import metrics
 from finverse_reco.api.dependencies import (
@@ -22,7 +22,14 @@ from finverse_reco.service.refresh import RefreshJob
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
 
-Service = Annotated[RecommendationService, Depends(recommendation_service)]
+
+async def _service(request: Request) -> RecommendationService:
+    # async on purpose: FastAPI runs a sync dependency in its thread pool, a hop per request that
+    # cost more than ranking a 1,000-item catalog (bench/serving.py).
+    return recommendation_service(request)
+
+
+Service = Annotated[RecommendationService, Depends(_service)]
 Limit = Annotated[int, Query(ge=1, le=100, description="How many products (1–100)")]
 Category = Annotated[
     str | None, Query(max_length=64, pattern=ID_PATTERN, description="Only this category")

@@ -1,0 +1,787 @@
+"""Serving performance: the real service under load, in-process top-k, and the memory of a big model.
+
+Subcommands (`all`, the default, runs the three in one run and appends to docs/BENCHMARKS.md):
+
+  http    For each synthetic catalog (1,000 / 10,000 / 100,000 products, 100,000 users, 50 dims) a
+          generated index is saved and activated like a trained one; `bench/_serve_with_ceiling.py`
+          (the real app under uvicorn with uvloop and httptools, plus `/bench/ceiling`) serves it
+          with one worker, then two; `wrk` (one thread, 32 connections, random ids from a Lua
+          `request()`) drives the ceiling, the user, the session and the similar-products
+          endpoints in turn, for several rounds. Reports the median over rounds of requests/s and
+          p50/p99/p99.9, all errors, and the server's RSS (all processes) before and after.
+  topk    In-process, CPU time per call: `EmbeddingIndex.recommend` against the naive path,
+          `LightFM.predict` over every item with the feature layout training builds (identity plus
+          the pipeline's side features) then a full sort, on the same LightFM weights.
+  memory  RSS of the serving process with 1,000,000 users × 50 dims, above the same process with
+          no model (the empty-process baseline).
+
+Acceptance (the issue), checked by `--check`: one worker at 1,000 products, user endpoint ≥ 70% of
+the ceiling's requests/s and p99 ≤ 2× the ceiling's; 100,000 products, user p99 ≤ 25 ms; top-k
+≥ 10× the naive path at 10,000 products; 1,000,000 users in ≤ 400 MB above the empty process.
+The machine is shared: compare the rows of one run (ratios), and read absolute numbers with the
+load average printed beside them.
+
+    .venv/bin/python bench/serving.py all --json bench/results/serving.json
+    .venv/bin/python bench/serving.py http --sizes 1000 --duration 5 --no-docs   # smoke
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from finverse_reco.catalog.base import Product
+from finverse_reco.catalog.local import write_catalog_file
+from finverse_reco.events import EventData, EventType, InteractionEvent
+from finverse_reco.index import EmbeddingIndex
+from finverse_reco.model.artifacts import activate, save_version
+from finverse_reco.pipeline.features import FeatureConfig, item_side_features
+from finverse_reco.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNNER = Path(__file__).resolve().parent / "_serve_with_ceiling.py"
+DOCS = ROOT / "docs" / "BENCHMARKS.md"
+SECTION = "## Serving (bench/serving.py)"
+DIM = 50
+CATEGORIES = ("loans", "credit_cards", "savings", "mortgages", "insurance", "investments")
+INSTITUTIONS = tuple(f"bank_{n}" for n in range(12))
+SEEN_PER_USER = 5
+SESSIONS = 2_000
+EVENTS_PER_SESSION = 4
+ENDPOINTS = ("ceiling", "user", "session", "similar")
+
+
+# --- synthetic model -----------------------------------------------------------------------------
+
+
+def user_id(row: int) -> str:
+    return f"user_{row:07d}"
+
+
+def item_id(row: int) -> str:
+    return f"prod_{row:06d}"
+
+
+def synthetic_index(
+    n_items: int,
+    n_users: int,
+    *,
+    dim: int = DIM,
+    seed: int = 0,
+    item_matrix: np.ndarray | None = None,
+    user_vectors: np.ndarray | None = None,
+) -> EmbeddingIndex:
+    """A serving index as training would build one: clustered float32 embeddings (items and users
+    drawn around shared centres), item biases, categories, institutions, a skewed popularity and
+    `SEEN_PER_USER` training items per user. Given arrays (e.g. a LightFM model's) are used as is."""
+    rng = np.random.default_rng(seed)
+    n_clusters = 32
+    centres = rng.standard_normal((n_clusters, dim), dtype=np.float32)
+    item_cluster = rng.integers(0, n_clusters, n_items)
+    if item_matrix is None:
+        item_matrix = np.empty((n_items, dim + 1), dtype=np.float32)
+        item_matrix[:, :dim] = centres[item_cluster]
+        item_matrix[:, :dim] += 0.7 * rng.standard_normal((n_items, dim), dtype=np.float32)
+        item_matrix[:, :dim] /= np.sqrt(dim)
+        item_matrix[:, dim] = 0.1 * rng.standard_normal(n_items, dtype=np.float32)
+    if user_vectors is None:
+        user_vectors = centres[rng.integers(0, n_clusters, n_users)]
+        user_vectors += 0.7 * rng.standard_normal((n_users, dim), dtype=np.float32)
+        user_vectors /= np.sqrt(dim)
+    seen = np.sort(rng.integers(0, n_items, (n_users, SEEN_PER_USER)), axis=1).astype(np.int32)
+    popularity = (1.0 / np.arange(1, n_items + 1) ** 0.9).astype(np.float32)
+    rng.shuffle(popularity)
+    return EmbeddingIndex(
+        user_ids=tuple(user_id(r) for r in range(n_users)),
+        item_ids=tuple(item_id(r) for r in range(n_items)),
+        user_vectors=user_vectors,
+        item_matrix=item_matrix,
+        user_feature_names=(),
+        user_feature_embeddings=np.zeros((0, dim), np.float32),
+        user_feature_biases=np.zeros(0, np.float32),
+        item_feature_names=(),
+        item_feature_embeddings=np.zeros((0, dim), np.float32),
+        item_feature_biases=np.zeros(0, np.float32),
+        item_categories=(item_cluster % len(CATEGORIES)).astype(np.int32),
+        category_names=CATEGORIES,
+        item_institutions=(np.arange(n_items) % len(INSTITUTIONS)).astype(np.int32),
+        institution_names=INSTITUTIONS,
+        popularity=popularity,
+        segment_keys=(),
+        segment_popularity=np.zeros((0, n_items), np.float32),
+        seen_indptr=np.arange(0, n_users * SEEN_PER_USER + 1, SEEN_PER_USER, dtype=np.int64),
+        seen_indices=seen.ravel(),
+        params={"synthetic": {"seed": seed, "clusters": n_clusters}},
+    )
+
+
+def synthetic_products(index: EmbeddingIndex) -> list[Product]:
+    return [
+        Product(
+            id=pid,
+            name=f"Product {row}",
+            category=CATEGORIES[int(index.item_categories[row])],
+            institution=INSTITUTIONS[int(index.item_institutions[row])],
+            interest_rate=round(0.5 + (row * 37 % 100) / 10, 2),
+            annual_fee=float(row * 13 % 200),
+            risk_level=1 + row % 5,
+            term_months=12 * (1 + row % 10),
+        )
+        for row, pid in enumerate(index.item_ids)
+    ]
+
+
+def session_id(n: int) -> str:
+    return f"sess_{n:06d}"
+
+
+async def seed_sessions(store_url: str, n_items: int, seed: int = 1) -> None:
+    """`SESSIONS` browsing sessions of a few product views, so the session endpoint folds in."""
+    rng = np.random.default_rng(seed)
+    items = rng.integers(0, n_items, (SESSIONS, EVENTS_PER_SESSION)).tolist()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    events = [
+        InteractionEvent(
+            event_id=f"bench-{s}-{k}",
+            user_id=f"visitor_{s:06d}",
+            session_id=session_id(s),
+            type=EventType.PRODUCT_VIEW,
+            timestamp=start + timedelta(seconds=k),
+            data=EventData(productId=item_id(items[s][k]), viewDuration=20.0),
+        )
+        for s in range(SESSIONS)
+        for k in range(EVENTS_PER_SESSION)
+    ]
+    store = open_store(store_url, timeout_ms=10_000)
+    await store.open()
+    try:
+        await store.insert_many(events)
+    finally:
+        await store.close()
+
+
+# --- the server under test -----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def tree_rss_mb(pid: int) -> float:
+    """VmRSS of a process and all its descendants (uvicorn's supervisor plus its workers)."""
+    total_kb, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        total_kb += next(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
+        pending.extend(int(child) for child in children)
+    return total_kb / 1024
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its descendants so far (/proc/<pid>/stat)."""
+    ticks, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        pending.extend(int(child) for child in children)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def served(workdir: Path, model_dir: Path, catalog: Path, store_url: str, workers: int):
+    """The runner in its own process group; yields (base url, pid) once every worker answers."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "FINVERSE_MODEL_DIR": str(model_dir),
+        "FINVERSE_CATALOG_PATH": str(catalog),
+        "FINVERSE_STORE_URL": store_url,
+        "FINVERSE_REFRESH_SCHEDULE": "off",
+        "FINVERSE_PORT": str(port),
+        "FINVERSE_HOST": "127.0.0.1",
+        "FINVERSE_MODEL_POLL_SECONDS": "3600",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    log = (workdir / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, str(RUNNER), "--workers", str(workers)],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(base, process, workers)
+        yield base, process.pid
+    finally:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+        log.close()
+
+
+def wait_until_up(base: str, process: subprocess.Popen, workers: int, timeout: float = 180) -> None:
+    """Until /health answers (a worker accepts only after its lifespan loaded the model)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}; see its log")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                if response.status == 200 and len(_worker_pids(process.pid)) >= workers:
+                    # One worker answered; give the others time to finish their start-up too.
+                    time.sleep(1.0 + 2.0 * (workers - 1))
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"the server did not come up within {timeout:.0f}s")
+
+
+def _worker_pids(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    return [int(c) for c in children] or [pid]
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# --- load generator ------------------------------------------------------------------------------
+
+WRK_SCRIPT = """
+math.randomseed({seed})
+local n = {n}
+request = function()
+  return wrk.format("GET", string.format("{path}", math.random(0, n - 1)))
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {{"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"p999_us":%d,'
+    .. '"max_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency:percentile(99.9), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+def endpoint_paths(n_items: int, n_users: int) -> dict[str, tuple[str, int]]:
+    """Endpoint → (printf path with one %d, how many ids to draw from)."""
+    base = "/api/v1/recommendations"
+    return {
+        "ceiling": ("/bench/ceiling?n=%d", n_users),
+        "user": (f"{base}/products/user_%07d", n_users),
+        "session": (f"{base}/session/sess_%06d", SESSIONS),
+        "similar": (f"{base}/similar-products/prod_%06d", n_items),
+    }
+
+
+@dataclass
+class LoadResult:
+    catalog: int
+    workers: int
+    endpoint: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    server_cpu_us: float  # the server's CPU per request: the machine's other load adds none
+    requests: int
+    errors: int
+    body_bytes: int
+    rss_before_mb: float
+    rss_after_mb: float
+    load_average: float
+
+
+def run_wrk(
+    base: str, path: str, n: int, *, workdir: Path, connections: int, duration: float
+) -> dict[str, Any]:
+    script = workdir / "bench.lua"
+    script.write_text(WRK_SCRIPT.format(seed=42, n=n, path=path))
+    command = [
+        "wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "5s",
+        "-s", str(script), base,
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(x for x in output.splitlines() if x.startswith("BENCH_JSON "))
+    return json.loads(line.removeprefix("BENCH_JSON "))
+
+
+def bench_http(arguments: argparse.Namespace, workdir: Path) -> list[LoadResult]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    results = []
+    for n_items in arguments.sizes:
+        started = time.perf_counter()
+        where = workdir / f"catalog-{n_items}"
+        model_dir, catalog = where / "models", where / "catalog.json"
+        index = synthetic_index(n_items, arguments.users, seed=n_items)
+        activate(model_dir, save_version(model_dir, index))
+        write_catalog_file(catalog, synthetic_products(index))
+        store_url = f"sqlite:///{where / 'interactions.db'}"
+        asyncio.run(seed_sessions(store_url, n_items))
+        del index
+        print(f"catalog {n_items:,}: generated in {time.perf_counter() - started:.1f}s", flush=True)
+        for workers in arguments.workers:
+            with served(where, model_dir, catalog, store_url, workers) as (base, pid):
+                paths = endpoint_paths(n_items, arguments.users)
+                bodies = {}
+                for name, (path, _) in paths.items():
+                    status, body = fetch(base + path % 1)
+                    if status != 200:
+                        raise RuntimeError(f"{name}: {status} {body[:200]!r}")
+                    bodies[name] = len(body)
+                # Warm-up: first-touch page faults, lazy imports, connection pools.
+                run_wrk(base, *paths["user"], workdir=where, connections=32, duration=2)
+                # Endpoints take turns, round after round, so a burst of load from elsewhere on
+                # the machine hits them alike; each figure is the median of its rounds.
+                rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
+                rss_before = tree_rss_mb(pid)
+                for _ in range(arguments.rounds):
+                    for name in ENDPOINTS:
+                        path, n = paths[name]
+                        cpu_before = tree_cpu_seconds(pid)
+                        out = run_wrk(
+                            base,
+                            path,
+                            n,
+                            workdir=where,
+                            connections=arguments.connections,
+                            duration=arguments.duration,
+                        )
+                        out["load_average"] = os.getloadavg()[0]
+                        out["cpu_us"] = (tree_cpu_seconds(pid) - cpu_before) * 1e6 / out["requests"]
+                        rounds[name].append(out)
+                rss_after = tree_rss_mb(pid)
+                batch = [
+                    _load_result(n_items, workers, name, rounds[name], bodies[name])
+                    for name in ENDPOINTS
+                ]
+                for result in batch:
+                    result.rss_before_mb, result.rss_after_mb = rss_before, rss_after
+                print_http(batch, header=not results)
+                results.extend(batch)
+        shutil.rmtree(where, ignore_errors=True)
+    return results
+
+
+def _load_result(
+    n_items: int, workers: int, name: str, rounds: list[dict[str, Any]], body_bytes: int
+) -> LoadResult:
+    def median(key: str, scale: float = 1e-3) -> float:
+        return float(np.median([r[key] for r in rounds])) * scale
+
+    return LoadResult(
+        catalog=n_items,
+        workers=workers,
+        endpoint=name,
+        requests_per_s=float(np.median([r["requests"] / (r["duration_us"] / 1e6) for r in rounds])),
+        p50_ms=median("p50_us"),
+        p99_ms=median("p99_us"),
+        p999_ms=median("p999_us"),
+        max_ms=max(r["max_us"] for r in rounds) / 1000,
+        server_cpu_us=median("cpu_us", 1.0),
+        requests=sum(r["requests"] for r in rounds),
+        errors=sum(r[k] for r in rounds for k in ("connect", "read", "write", "status", "timeout")),
+        body_bytes=body_bytes,
+        rss_before_mb=0.0,
+        rss_after_mb=0.0,
+        load_average=median("load_average", 1.0),
+    )
+
+
+def print_http(results: list[LoadResult], header: bool = True) -> None:
+    if header:
+        print(
+            f"{'catalog':>8} {'w':>2} {'endpoint':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+            f" {'p99.9':>7} {'CPU µs':>7} {'errors':>6} {'bytes':>6} {'RSS MB':>7} {'load':>5}"
+        )
+    for r in results:
+        print(
+            f"{r.catalog:>8,} {r.workers:>2} {r.endpoint:<8} {r.requests_per_s:>8.0f}"
+            f" {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {r.p999_ms:>7.2f} {r.server_cpu_us:>7.0f}"
+            f" {r.errors:>6}"
+            f" {r.body_bytes:>6} {r.rss_after_mb:>7.0f} {r.load_average:>5.1f}",
+            flush=True,
+        )
+
+
+# --- in-process top-k ----------------------------------------------------------------------------
+
+
+@dataclass
+class TopKResult:
+    catalog: int
+    index_us: float  # EmbeddingIndex.recommend, seen items excluded
+    naive_us: float  # LightFM.predict over all items with item features, then a full sort
+    speedup: float
+    same_top10: float  # share of sampled users whose top 10 agree (same weights, two paths)
+
+
+def bench_topk(arguments: argparse.Namespace) -> list[TopKResult]:
+    from lightfm import LightFM
+
+    results = []
+    n_users = 2_000  # users only enter as rows to pick from; 100,000 would only slow the set-up
+    for n_items in arguments.sizes:
+        rng = np.random.default_rng(n_items)
+        products = synthetic_products(synthetic_index(n_items, 1, seed=n_items))
+        # The feature layout training builds: an identity per row plus the side features the
+        # pipeline derives (items: category, institution, bucketed characteristics; users:
+        # demographics), each row summing to 1. LightFM.predict pays for every one of them.
+        config = FeatureConfig()
+        item_features = _feature_matrix(
+            [item_side_features(p.category, p.institution, p, config) for p in products]
+        )
+        demographics = rng.integers(0, 5, (n_users, 3)).tolist()
+        user_features = _feature_matrix(
+            [
+                [f"age_group:{a}", f"income_range:{i}", f"location:{loc}"]
+                for a, i, loc in demographics
+            ]
+        )
+        interactions = sp.coo_matrix(
+            (
+                np.ones(n_users, np.float32),
+                (np.arange(n_users), rng.integers(0, n_items, n_users)),
+            ),
+            shape=(n_users, n_items),
+        )
+        model = LightFM(no_components=DIM, loss="warp", random_state=7)
+        model.fit(interactions, user_features, item_features, epochs=1, num_threads=1)
+        item_biases, item_vectors = model.get_item_representations(item_features)
+        _, user_vectors = model.get_user_representations(user_features)
+        item_matrix = np.column_stack([item_vectors, item_biases]).astype(np.float32)
+        index = synthetic_index(
+            n_items, n_users, item_matrix=item_matrix, user_vectors=user_vectors, seed=n_items
+        )
+        sample = rng.integers(0, n_users, arguments.topk_users).tolist()
+
+        naive = partial(_naive_top10, model, item_features, user_features, index)
+        fast = partial(_index_top10, index)
+        agree = np.mean([set(naive(u).tolist()) == set(fast(u).tolist()) for u in sample[:20]])
+        index_us, naive_us = _time_side_by_side(fast, naive, sample)
+        result = TopKResult(n_items, index_us, naive_us, naive_us / index_us, float(agree))
+        results.append(result)
+        print(
+            f"top-k, {n_items:>7,} items: index {index_us:8.1f} µs   naive {naive_us:9.1f} µs"
+            f"   {result.speedup:6.1f}×   same top 10 for {agree:.0%} of users",
+            flush=True,
+        )
+    return results
+
+
+def _feature_matrix(side_features: list[list[str]]) -> sp.csr_matrix:
+    """[identity | named side features], rows normalised to sum 1."""
+    names: dict[str, int] = {}
+    rows, cols = [], []
+    for row, features in enumerate(side_features):
+        for column in [row] + [
+            len(side_features) + names.setdefault(f, len(names)) for f in features
+        ]:
+            rows.append(row)
+            cols.append(column)
+    shape = (len(side_features), len(side_features) + len(names))
+    matrix = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape)
+    counts = np.diff(matrix.indptr).astype(np.float32)
+    matrix.data /= np.repeat(counts, np.diff(matrix.indptr))
+    return matrix
+
+
+def _naive_top10(model, item_features, user_features, index: EmbeddingIndex, user: int):
+    """What serving would do without the index: score every item through the feature matrices."""
+    all_items = np.arange(index.n_items, dtype=np.int32)
+    scores = model.predict(
+        user, all_items, item_features=item_features, user_features=user_features, num_threads=1
+    )
+    scores[index.seen_rows(user)] = -np.inf
+    return np.argsort(-scores)[:10]
+
+
+def _index_top10(index: EmbeddingIndex, user: int) -> np.ndarray:
+    rows, _ = index.recommend(index.user_vector(user), 10, exclude=index.seen_rows(user))
+    return rows
+
+
+def _time_side_by_side(fast, naive, users: list[int], rounds: int = 5) -> tuple[float, float]:
+    """Median CPU µs per call of each (both single-threaded), interleaved round by round; CPU time,
+    not wall time, so other processes on the shared machine do not count."""
+    fast_times, naive_times = [], []
+    for _ in range(rounds):
+        for calls, times in ((fast, fast_times), (naive, naive_times)):
+            started = time.process_time()
+            for user in users:
+                calls(user)
+            times.append((time.process_time() - started) / len(users) * 1e6)
+    return float(np.median(fast_times)), float(np.median(naive_times))
+
+
+# --- memory --------------------------------------------------------------------------------------
+
+
+@dataclass
+class MemoryResult:
+    users: int
+    items: int
+    dim: int
+    empty_mb: float
+    loaded_mb: float
+    above_empty_mb: float
+    arrays_mb: float  # the index's numpy arrays alone
+    load_average: float = field(default_factory=lambda: os.getloadavg()[0])
+
+
+def bench_memory(arguments: argparse.Namespace, workdir: Path) -> MemoryResult:
+    where = workdir / "memory"
+    model_dir, empty_dir, catalog = where / "models", where / "empty", where / "catalog.json"
+    empty_dir.mkdir(parents=True)
+    index = synthetic_index(arguments.memory_items, arguments.memory_users, seed=3)
+    arrays_mb = sum(
+        getattr(index, name).nbytes
+        for name in ("user_vectors", "item_matrix", "seen_indptr", "seen_indices")
+    ) / (1 << 20)
+    activate(model_dir, save_version(model_dir, index))
+    write_catalog_file(catalog, synthetic_products(index))
+    del index
+    store_url = f"sqlite:///{where / 'interactions.db'}"
+    with served(where, empty_dir, catalog, store_url, 1) as (base, pid):
+        fetch(base + "/health")
+        empty = tree_rss_mb(pid)
+    with served(where, model_dir, catalog, store_url, 1) as (base, pid):
+        for row in range(0, arguments.memory_users, arguments.memory_users // 50):
+            status, _ = fetch(f"{base}/api/v1/recommendations/products/{user_id(row)}")
+            if status != 200:
+                raise RuntimeError(f"user endpoint answered {status}")
+        loaded = tree_rss_mb(pid)
+    result = MemoryResult(
+        arguments.memory_users,
+        arguments.memory_items,
+        DIM,
+        empty,
+        loaded,
+        loaded - empty,
+        arrays_mb,
+    )
+    print(
+        f"memory: {result.users:,} users × {DIM} dims: {loaded:.0f} MB loaded, {empty:.0f} MB empty"
+        f" → {result.above_empty_mb:.0f} MB above the empty process"
+        f" (index arrays {arrays_mb:.0f} MB)",
+        flush=True,
+    )
+    shutil.rmtree(where, ignore_errors=True)
+    return result
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
+        f" Python {platform.python_version()}"
+    )
+
+
+def acceptance(
+    http: list[LoadResult], topk: list[TopKResult], memory: MemoryResult | None
+) -> list[tuple[str, str, bool]]:
+    """(criterion, measured, met) for each criterion whose measurement this run has."""
+    checks = []
+    by = {(r.catalog, r.workers, r.endpoint): r for r in http}
+    user, ceiling = by.get((1000, 1, "user")), by.get((1000, 1, "ceiling"))
+    if user and ceiling:
+        share = user.requests_per_s / ceiling.requests_per_s
+        checks.append(("1,000 products, 1 worker: user req/s ≥ 70% of ceiling", f"{share:.0%}",
+                       share >= 0.70))  # fmt: skip
+        ratio = user.p99_ms / ceiling.p99_ms
+        checks.append(("1,000 products, 1 worker: user p99 ≤ 2× ceiling p99", f"{ratio:.2f}×",
+                       ratio <= 2.0))  # fmt: skip
+    for workers in (1, 2):
+        big = by.get((100_000, workers, "user"))
+        if big:
+            checks.append((f"100,000 products, {workers} worker(s): user p99 ≤ 25 ms",
+                           f"{big.p99_ms:.1f} ms", big.p99_ms <= 25.0))  # fmt: skip
+    for r in topk:
+        if r.catalog == 10_000:
+            checks.append(("top-k ≥ 10× naive at 10,000 products", f"{r.speedup:.1f}×",
+                           r.speedup >= 10))  # fmt: skip
+    if memory and memory.users >= 1_000_000:
+        checks.append((f"{memory.users:,} users × {memory.dim}: ≤ 400 MB above empty",
+                       f"{memory.above_empty_mb:.0f} MB", memory.above_empty_mb <= 400))  # fmt: skip
+    return checks
+
+
+def markdown(
+    http: list[LoadResult], topk: list[TopKResult], memory: MemoryResult | None, args: str
+) -> str:
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    lines = [f"### Run of {stamp} — {machine()}", "", f"`bench/serving.py {args}`", ""]
+    if http:
+        lines += [
+            "| catalog | workers | endpoint | req/s | % of ceiling | p50 ms | p99 ms | p99.9 ms"
+            " | server CPU µs/req | errors | body B | RSS MB before → after | load avg |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        ceilings = {(r.catalog, r.workers): r for r in http if r.endpoint == "ceiling"}
+        for r in http:
+            ceiling = ceilings.get((r.catalog, r.workers))
+            share = f"{r.requests_per_s / ceiling.requests_per_s:.0%}" if ceiling else ""
+            lines.append(
+                f"| {r.catalog:,} | {r.workers} | {r.endpoint} | {r.requests_per_s:,.0f} | {share}"
+                f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.server_cpu_us:.0f}"
+                f" | {r.errors}"
+                f" | {r.body_bytes} | {r.rss_before_mb:.0f} → {r.rss_after_mb:.0f}"
+                f" | {r.load_average:.1f} |"
+            )
+        lines.append("")
+    if topk:
+        lines += [
+            "| catalog | index top-k CPU µs | naive CPU µs (`LightFM.predict` + sort) | speed-up"
+            " | same top 10 |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.catalog:,} | {r.index_us:.1f} | {r.naive_us:.1f} | {r.speedup:.1f}×"
+            f" | {r.same_top10:.0%} |"
+            for r in topk
+        ]
+        lines.append("")
+    if memory:
+        lines += [
+            f"Memory: {memory.users:,} users × {memory.dim} dims ({memory.items:,} items): RSS"
+            f" {memory.loaded_mb:.0f} MB serving vs {memory.empty_mb:.0f} MB for the same process"
+            f" with no model → **{memory.above_empty_mb:.0f} MB above empty** (the index's arrays"
+            f" alone: {memory.arrays_mb:.0f} MB; load avg {memory.load_average:.1f}).",
+            "",
+        ]
+    checks = acceptance(http, topk, memory)
+    if checks:
+        lines += ["| acceptance | measured | met |", "|---|---|---|"]
+        lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def append_to_docs(text: str) -> None:
+    """Add the run at the end of the Serving section (other benchmarks own the other sections)."""
+    docs = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if SECTION not in docs:
+        intro = " ".join(__doc__.split("\n\n")[0].split())
+        docs = docs.rstrip("\n") + f"\n\n{SECTION}\n\n{intro}\n"
+    start = docs.index(SECTION) + len(SECTION)
+    end = docs.find("\n## ", start)
+    end = len(docs) if end < 0 else end
+    section = docs[:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    DOCS.write_text(section + ("\n" + docs[end:].lstrip("\n") if end < len(docs) else ""))
+
+
+def main(arguments: argparse.Namespace) -> int:
+    http: list[LoadResult] = []
+    topk: list[TopKResult] = []
+    memory = None
+    workdir = Path(tempfile.mkdtemp(prefix="finverse-serving-bench-"))
+    try:
+        if arguments.command in {"all", "topk"}:
+            topk = bench_topk(arguments)
+        if arguments.command in {"all", "memory"}:
+            memory = bench_memory(arguments, workdir)
+        if arguments.command in {"all", "http"}:
+            http = bench_http(arguments, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    text = markdown(http, topk, memory, " ".join(sys.argv[1:]))
+    print("\n" + text)
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "http": [asdict(r) for r in http],
+                    "topk": [asdict(r) for r in topk],
+                    "memory": asdict(memory) if memory else None,
+                },
+                indent=2,
+            )
+        )
+    if not arguments.no_docs:
+        append_to_docs(text)
+    missed = [name for name, _, ok in acceptance(http, topk, memory) if not ok]
+    return 1 if arguments.check and missed else 0
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "command", nargs="?", default="all", choices=["all", "http", "topk", "memory"]
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per endpoint a round")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each endpoint takes")
+    parser.add_argument("--topk-users", type=int, default=200)
+    parser.add_argument("--memory-users", type=int, default=1_000_000)
+    parser.add_argument("--memory-items", type=int, default=1_000)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-docs", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_arguments()))
