@@ -59,8 +59,8 @@ from finverse_reco.ingest.topology import (
     delete_topology,
 )
 from finverse_reco.store import InteractionStore, open_store
+from reporting import add_table_rows, machine  # bench/reporting.py
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 SECTION = "## Ingestion (bench/ingest.py)"
 TABLE_HEADER = (
     "| date | machine | events x rounds | ceiling ev/s | SQLite batched | SQLite naive | Mongo stand-in batched"
@@ -283,14 +283,6 @@ async def run_variant(
     return seconds, cpu
 
 
-def machine() -> str:
-    """Platform, cores, Python, and the load average when the run started (others share the box)."""
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
-        f" Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
-    )
-
-
 def append_to_docs(
     rates: dict[str, float], vs_ceiling: float, vs_naive: float, total: int, rounds: int
 ) -> None:
@@ -302,20 +294,7 @@ def append_to_docs(
         f" | {rates.get('mongo naive', float('nan')):,.0f}"
         f" | {vs_ceiling:.0%} | {vs_naive:.1f}x |"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        text = (
-            text.rstrip("\n") + f"\n\n{SECTION}\n\n{__doc__.split(chr(10))[0]}\n\n{TABLE_HEADER}\n"
-        )
-    lines = text.split("\n")
-    at = lines.index(SECTION) + 1
-    while at < len(lines) and not lines[at].startswith("|"):
-        at += 1
-    while at < len(lines) and lines[at].startswith("|"):
-        at += 1
-    lines.insert(at, row)
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text("\n".join(lines))
+    add_table_rows(SECTION, __doc__.split("\n")[0], TABLE_HEADER, [row])
 
 
 VARIANTS = (  # name, store, naive

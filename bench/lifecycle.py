@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import platform
 import random
 import socket
 import subprocess
@@ -44,8 +43,8 @@ import uvloop
 
 from finverse_reco.cli import seed_demo, train_once
 from finverse_reco.settings import Settings, settings_env
+from reporting import add_table_rows, machine  # bench/reporting.py
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 SECTION = "## Model lifecycle under load (bench/lifecycle.py)"
 TABLE_HEADER = (
     "| date | machine | rate req/s | s | requests | failed | versions | idle p99 ms"
@@ -342,13 +341,6 @@ def misses_target(summary: dict[str, Any]) -> list[str]:
     return misses
 
 
-def machine() -> str:
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
-        f" Python {platform.python_version()}"
-    )
-
-
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -385,19 +377,8 @@ def append_to_docs(summary: dict[str, Any]) -> None:
         f" | {_fmt(summary['ratio'], 2)} | {_fmt(summary['swap_at'])}"
         f" | {_fmt(summary['training_seconds'])} |"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        intro = __doc__.split("\n\n")[0].replace("\n", " ")
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{intro}\n\n{TABLE_HEADER}\n"
-    lines = text.split("\n")
-    at = lines.index(SECTION) + 1
-    while at < len(lines) and not lines[at].startswith("|"):
-        at += 1
-    while at < len(lines) and lines[at].startswith("|"):
-        at += 1
-    lines[at:at] = [row]
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text("\n".join(lines))
+    intro = __doc__.split("\n\n")[0].replace("\n", " ")
+    add_table_rows(SECTION, intro, TABLE_HEADER, [row])
 
 
 def main(arguments: argparse.Namespace) -> int:

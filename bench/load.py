@@ -29,7 +29,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import asyncio
 import json
-import platform
 import resource
 import shutil
 import socket
@@ -51,8 +50,8 @@ from finverse_reco.events import Demographics, EventData, EventType, Interaction
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.store import open_store
+from reporting import add_table_rows, machine  # bench/reporting.py
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 SECTION = "## Training load (bench/load.py)"
 TABLE_HEADER = (
     "| date | machine | store | variant | rows | total s | scan s | pipeline s | peak RSS MB"
@@ -322,14 +321,6 @@ class MongoStandIn:
 # --- report
 
 
-def machine() -> str:
-    # The load average says how much the (shared) machine was doing besides this run.
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
-        f" Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
-    )
-
-
 def print_table(results: list[LoadResult]) -> None:
     header = (
         f"{'store':<22} {'variant':<8} {'rows':>10} {'insert s':>9} {'total s':>8} {'scan s':>7}"
@@ -352,19 +343,8 @@ def append_to_docs(results: list[LoadResult]) -> None:
         f" | {r.users:,} × {r.items:,} |"
         for r in results
     ]
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        intro = __doc__.split("\n\n")[0].replace("\n", " ")
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{intro}\n\n{TABLE_HEADER}\n"
-    lines = text.split("\n")
-    at = lines.index(SECTION) + 1
-    while at < len(lines) and not lines[at].startswith("|"):
-        at += 1
-    while at < len(lines) and lines[at].startswith("|"):
-        at += 1
-    lines[at:at] = rows
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text("\n".join(lines))
+    intro = __doc__.split("\n\n")[0].replace("\n", " ")
+    add_table_rows(SECTION, intro, TABLE_HEADER, rows)
 
 
 def misses_target(results: list[LoadResult]) -> list[str]:

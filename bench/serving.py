@@ -34,7 +34,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import asyncio
 import json
-import platform
 import shutil
 import socket
 import subprocess
@@ -60,10 +59,10 @@ from finverse_reco.index import EmbeddingIndex
 from finverse_reco.model.artifacts import activate, save_version
 from finverse_reco.pipeline.features import FeatureConfig, item_side_features
 from finverse_reco.store import open_store
+from reporting import add_to_section, machine  # bench/reporting.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).resolve().parent / "_serve_with_ceiling.py"
-DOCS = ROOT / "docs" / "BENCHMARKS.md"
 SECTION = "## Serving (bench/serving.py)"
 DIM = 50
 CATEGORIES = ("loans", "credit_cards", "savings", "mortgages", "insurance", "investments")
@@ -628,13 +627,6 @@ def bench_memory(arguments: argparse.Namespace, workdir: Path) -> MemoryResult:
 # --- report --------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    return (
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
-        f" Python {platform.python_version()}"
-    )
-
-
 def acceptance(
     http: list[LoadResult], topk: list[TopKResult], memory: MemoryResult | None
 ) -> list[tuple[str, str, bool]]:
@@ -717,15 +709,7 @@ def markdown(
 
 def append_to_docs(text: str) -> None:
     """Add the run at the end of the Serving section (other benchmarks own the other sections)."""
-    docs = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if SECTION not in docs:
-        intro = " ".join(__doc__.split("\n\n")[0].split())
-        docs = docs.rstrip("\n") + f"\n\n{SECTION}\n\n{intro}\n"
-    start = docs.index(SECTION) + len(SECTION)
-    end = docs.find("\n## ", start)
-    end = len(docs) if end < 0 else end
-    section = docs[:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    DOCS.write_text(section + ("\n" + docs[end:].lstrip("\n") if end < len(docs) else ""))
+    add_to_section(SECTION, " ".join(__doc__.split("\n\n")[0].split()), text)
 
 
 def main(arguments: argparse.Namespace) -> int:

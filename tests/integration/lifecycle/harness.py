@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 _BENCH = Path(__file__).resolve().parents[3] / "bench" / "lifecycle.py"
+sys.path.insert(0, str(_BENCH.parent))  # the bench's own `reporting` module
 _spec = importlib.util.spec_from_file_location("finverse_bench_lifecycle", _BENCH)
 assert _spec is not None and _spec.loader is not None, f"cannot load {_BENCH}"
 bench = importlib.util.module_from_spec(_spec)

@@ -1,0 +1,45 @@
+"""What every benchmark writes: the machine it ran on, and its rows in docs/BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+
+
+def machine() -> str:
+    """Platform, cores, Python, and the load average at the start (these machines are shared)."""
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} cpu,"
+        f" Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}"
+    )
+
+
+def add_table_rows(section: str, intro: str, table_header: str, rows: list[str]) -> None:
+    """Append `rows` to the table under `section`, creating the section (and file) if needed."""
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if section not in text:
+        text = text.rstrip("\n") + f"\n\n{section}\n\n{intro}\n\n{table_header}\n"
+    lines = text.split("\n")
+    at = lines.index(section) + 1
+    while at < len(lines) and not lines[at].startswith("|"):
+        at += 1
+    while at < len(lines) and lines[at].startswith("|"):
+        at += 1
+    lines[at:at] = rows
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text("\n".join(lines))
+
+
+def add_to_section(section: str, intro: str, text: str) -> None:
+    """Append free text at the end of `section` (before the next `## ` heading)."""
+    docs = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if section not in docs:
+        docs = docs.rstrip("\n") + f"\n\n{section}\n\n{intro}\n"
+    start = docs.index(section) + len(section)
+    end = docs.find("\n## ", start)
+    end = len(docs) if end < 0 else end
+    head = docs[:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
+    DOCS.write_text(head + ("\n" + docs[end:].lstrip("\n") if end < len(docs) else ""))
