@@ -33,9 +33,6 @@ import argparse
 import asyncio
 import json
 import platform
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +45,6 @@ from statistics import median
 import aio_pika
 import uvloop
 from aiormq.abc import DeliveredMessage
-from pymongo import MongoClient
 
 from finverse_reco.events import EventType, InteractionEvent, parse_event_bytes
 from finverse_reco.ingest import IngestConfig, InteractionConsumer, InteractionPublisher
@@ -60,6 +56,7 @@ from finverse_reco.ingest.topology import (
 )
 from finverse_reco.store import InteractionStore, open_store
 from reporting import add_table_rows, machine  # bench/reporting.py
+from stand_in import MongoStandIn  # bench/stand_in.py
 
 SECTION = "## Ingestion (bench/ingest.py)"
 TABLE_HEADER = (
@@ -108,52 +105,6 @@ def synthetic_events(count: int, run: str) -> list[InteractionEvent]:
             )
         )
     return events
-
-
-class MongoStandIn:
-    """nx-27017 on a free port, one SQLite file per logical database under a temporary folder."""
-
-    def __init__(self, workdir: Path, *, enabled: bool = True) -> None:
-        self.workdir = workdir
-        self.enabled = enabled
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
-
-    def __enter__(self) -> MongoStandIn:
-        if not self.enabled:
-            return self
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        executable = Path(sys.executable).with_name("nx-27017")
-        command = [str(executable if executable.exists() else shutil.which("nx-27017"))]
-        command += ["--data-dir", str(self.workdir), "-p", str(self.port)]
-        command += [
-            "--pid-file",
-            str(self.workdir / "pid"),
-            "--log-file",
-            str(self.workdir / "log"),
-        ]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 20
-        with MongoClient(f"mongodb://127.0.0.1:{self.port}", serverSelectionTimeoutMS=250) as c:
-            while True:
-                try:
-                    c.admin.command("ping")
-                    return self
-                except Exception:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise RuntimeError("the MongoDB stand-in nx-27017 did not start") from None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 async def drop(config: IngestConfig) -> None:

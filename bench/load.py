@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import json
 import resource
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pymongo import MongoClient
 
 from finverse_reco.catalog.base import Product
 from finverse_reco.events import Demographics, EventData, EventType, InteractionEvent
@@ -51,6 +48,7 @@ from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.store import open_store
 from reporting import add_table_rows, machine  # bench/reporting.py
+from stand_in import MongoStandIn  # bench/stand_in.py
 
 SECTION = "## Training load (bench/load.py)"
 TABLE_HEADER = (
@@ -268,54 +266,6 @@ def measure_in_fresh_process(
     if done.returncode != 0:
         raise RuntimeError(f"the load of {url} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-# --- MongoDB stand-in
-
-
-class MongoStandIn:
-    """nx-27017 on a free port, its data in a temporary folder."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, database: str) -> str:
-        return f"mongodb://127.0.0.1:{self.port}/{database}"
-
-    def __enter__(self) -> MongoStandIn:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        executable = Path(sys.executable).with_name("nx-27017")
-        found = str(executable) if executable.exists() else shutil.which("nx-27017")
-        if found is None:
-            raise RuntimeError("nx-27017 is not installed (pip install -e '.[dev]')")
-        command = [found, "--data-dir", str(self.workdir), "-p", str(self.port)]
-        command += [
-            "--pid-file",
-            str(self.workdir / "pid"),
-            "--log-file",
-            str(self.workdir / "log"),
-        ]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 20
-        with MongoClient(f"mongodb://127.0.0.1:{self.port}", serverSelectionTimeoutMS=250) as c:
-            while True:
-                try:
-                    c.admin.command("ping")
-                    return self
-                except Exception:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        raise RuntimeError("the MongoDB stand-in nx-27017 did not start") from None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=20)
 
 
 # --- report
