@@ -20,7 +20,7 @@ import numpy as np
 from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatalog
 from finverse_reco.events import InteractionEvent
 from finverse_reco.index import EmbeddingIndex
-from finverse_reco.pipeline import WeightingConfig, event_weight
+from finverse_reco.pipeline import WeightingConfig, documents_weights
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -250,17 +250,17 @@ class RecommendationService:
     def _item_weights(
         self, index: EmbeddingIndex, events: Sequence[InteractionEvent]
     ) -> dict[int, float]:
-        """Interaction weight per known item row, with the same weighting as training (no decay:
-        a session is happening now)."""
+        """Interaction weight per known item row, weighed exactly as training does (decayed from
+        the newest of these events)."""
+        if not events:
+            return {}
+        now = max(e.timestamp for e in events)
+        docs = [e.to_document() for e in events]
         weights: dict[int, float] = {}
-        now = max((e.timestamp for e in events), default=None)
-        for event in events:
-            for product_id, weight in event_weight(
-                event.to_document(), self._config.weighting, now
-            ):
-                row = index.item_row(product_id)
-                if row is not None and weight > 0:
-                    weights[row] = weights.get(row, 0.0) + weight
+        for product_id, weight in documents_weights(docs, self._config.weighting, now):
+            row = index.item_row(product_id)
+            if row is not None and weight > 0:
+                weights[row] = weights.get(row, 0.0) + weight
         return weights
 
     async def _details(self, product_ids: list[str]) -> dict[str, Product]:
