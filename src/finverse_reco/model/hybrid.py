@@ -87,13 +87,15 @@ class HybridModel:
         item_features: sp.spmatrix,
         *,
         validation: sp.spmatrix | None = None,
+        validation_score: Callable[[HybridModel], float] | None = None,
         progress: Progress | None = None,
     ) -> HybridModel:
         """Train on a user×item matrix of positive weights (zero = no interaction).
 
         With `validation` (same shape, held-out positives) precision@k is measured after every
         epoch from the embeddings and, with `params.patience`, training stops early and the best
-        epoch's state is kept.
+        epoch's state is kept. `validation_score(model)` (higher is better) replaces that measure
+        when the held-out data needs its own (cold items ranked among themselves, say).
         """
         p = self.params
         interactions = sp.coo_matrix(interactions, dtype=np.float32)
@@ -128,7 +130,7 @@ class HybridModel:
         self._model = model
         evaluation = (
             _Evaluation(validation, interactions, p.eval_k, p.max_eval_users, p.random_state)
-            if validation is not None
+            if validation is not None and validation_score is None
             else None
         )
         history: list[float] = []
@@ -146,9 +148,12 @@ class HybridModel:
             epochs_run = epoch
             if progress is not None:
                 progress(epoch, p.epochs)
-            if evaluation is None:
+            if validation_score is not None:
+                score = validation_score(self)
+            elif evaluation is not None:
+                score = evaluation.score(self, user_features, item_features)
+            else:
                 continue
-            score = evaluation.score(self, user_features, item_features)
             history.append(score)
             if best is None or score > best[0]:
                 best = (score, epoch, self._state())
