@@ -1,5 +1,5 @@
 """`make bench`: every benchmark at its documented size, one after another, each appending its rows to
-docs/BENCHMARKS.md and its JSON to bench/results/. Pass names to run only some:
+docs/BENCHMARKS.md and writing its JSON and full output to bench/results/. Pass names to run only some:
 
     .venv/bin/python bench/run_all.py serving lifecycle
 """
@@ -10,6 +10,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -28,22 +31,39 @@ BENCHMARKS = {
 def main(selected: list[str]) -> int:
     RESULTS.mkdir(exist_ok=True)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    failed = []
-    for name in selected or list(BENCHMARKS):
-        command = [sys.executable, *BENCHMARKS[name], "--json", str(RESULTS / f"{name}.json")]
-        print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
-        if subprocess.run(command, cwd=HERE.parent, env=env).returncode != 0:
-            failed.append(name)
+    runs = {
+        name: [sys.executable, *BENCHMARKS[name], "--json", str(RESULTS / f"{name}.json")]
+        for name in selected or BENCHMARKS
+    }
     if not selected and MOVIELENS.is_dir():
-        command = [
+        runs["evaluate"] = [
             sys.executable, "-m", "finverse_reco", "evaluate", "--dataset", "movielens-100k",
             "--data-dir", str(MOVIELENS), "--protocol", "ms-recommenders", "--seed", "42",
-            "--json", str(RESULTS / "evaluate-movielens.json"),
+            "--json", str(RESULTS / "evaluate.json"),
         ]  # fmt: skip
-        print(f"\n=== evaluate: {' '.join(command[3:])}", flush=True)
-        if subprocess.run(command, cwd=HERE.parent, env=env).returncode != 0:
-            failed.append("evaluate")
-    print(f"\nbenchmarks failed: {', '.join(failed)}" if failed else "\nall benchmarks ran")
+    failed = []
+    console = Console()
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("benchmarks", total=len(runs))
+        for name, command in runs.items():
+            progress.update(task, description=f"benchmarks: {name}")
+            log = RESULTS / f"{name}.log"
+            with log.open("w") as output:
+                code = subprocess.run(
+                    command, cwd=HERE.parent, env=env, stdout=output, stderr=subprocess.STDOUT
+                ).returncode
+            # The last lines of a benchmark are its verdict; the whole output stays in the log.
+            tail = log.read_text().strip().splitlines()[-3:]
+            console.print(f"[bold]{name}[/] ({'ok' if code == 0 else f'exit {code}'}, {log}):")
+            for line in tail:
+                console.print(f"  {line}", markup=False, highlight=False)
+            if code != 0:
+                failed.append(name)
+            progress.advance(task)
+    console.print(f"benchmarks failed: {', '.join(failed)}" if failed else "all benchmarks ran")
     return 1 if failed else 0
 
 

@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from finverse_reco.evaluation import MODEL_NAMES
 from finverse_reco.evaluation.protocols import PROTOCOLS
 
@@ -70,7 +73,23 @@ def run(args: argparse.Namespace) -> int:
         except DatasetError as exc:
             return _fail(str(exc))
         try:
-            result = evaluate(dataset, protocol, args.seed, k=args.k, models=models)
+            with Progress(
+                TextColumn("[bold]fitting and measuring models"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+            ) as bar:
+                task = bar.add_task("models", total=len(models))
+                result = evaluate(
+                    dataset,
+                    protocol,
+                    args.seed,
+                    k=args.k,
+                    models=models,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+                bar.update(task, completed=len(models))
         except ValueError as exc:
             return _fail(str(exc))
         print("\n".join(table_lines(result)))

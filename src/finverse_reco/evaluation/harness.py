@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,14 +85,18 @@ def evaluate(
     *,
     k: int = 10,
     models: Sequence[str] = MODEL_NAMES,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Every model on one split; the result in the documented JSON form."""
+    """Every model on one split; the result in the documented JSON form. `progress(done, total)`
+    is called as each model finishes."""
     split = split_pairs(protocol, dataset.users, dataset.items, dataset.timestamps, seed)
     view = dataset.train_view(split.train)
     task = RankingTask.from_split(dataset, split, k)
     tuning = None
     results = []
-    for name in models:
+    for done, name in enumerate(models):
+        if progress is not None:
+            progress(done, len(models))
         try:
             model = build_recommender(name, seed)
         except ModuleNotFoundError:
