@@ -68,7 +68,6 @@ class ServiceConfig:
     weighting: WeightingConfig
     store_timeout_seconds: float = 2.0
     catalog_budget_seconds: float = 0.8
-    recent_interactions: int = 200
     # Ranking this many items or more runs in a thread of its own: its BLAS work (~1 ms at 100,000
     # items, GIL released) then overlaps the event loop's HTTP work; smaller catalogs rank faster
     # than the thread hop costs.

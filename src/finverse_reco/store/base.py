@@ -48,7 +48,9 @@ class InteractionStore(Protocol):
     async def user_interactions(self, user_id: str, limit: int = 200) -> list[InteractionEvent]:
         """A user's most recent interactions, newest first."""
 
-    async def session_interactions(self, session_id: str, limit: int = 200) -> list[InteractionEvent]:
+    async def session_interactions(
+        self, session_id: str, limit: int = 200
+    ) -> list[InteractionEvent]:
         """A session's interactions in time order, oldest first (the most recent `limit`)."""
 
     async def popular_products(
