@@ -373,7 +373,7 @@ if __name__ == "__main__":
         "--rabbitmq-url",
         default=os.environ.get("FINVERSE_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
     )
-    parser.add_argument("--prefetch", type=int, default=500)
+    parser.add_argument("--prefetch", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-timeout-ms", type=int, default=200)
     parser.add_argument("--json", type=Path)

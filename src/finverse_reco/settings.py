@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     cache_ttl_seconds: int = Field(300, ge=1)
     rabbitmq_url: str | None = None
     rabbitmq_name_prefix: str = Field("", pattern=r"^[A-Za-z0-9_.:-]{0,64}$")
-    rabbitmq_prefetch: int = Field(500, ge=1)
+    # Twice the batch: the next batch arrives while one is being stored (+8% measured, bench/ingest.py).
+    rabbitmq_prefetch: int = Field(1000, ge=1)
     rabbitmq_message_ttl_ms: int = Field(7 * 24 * 3600 * 1000, ge=1000)
     rabbitmq_queue_type: Literal["classic", "quorum"] = "classic"
     rabbitmq_max_attempts: int = Field(5, ge=1)

@@ -17,7 +17,7 @@ class IngestConfig:
     """
 
     rabbitmq_url: str
-    prefetch: int = 500
+    prefetch: int = 1000
     message_ttl_ms: int = 7 * 24 * 3600 * 1000
     queue_type: QueueType = "classic"
     max_attempts: int = 5
