@@ -17,7 +17,7 @@ from finverse_reco.api.errors import install_error_handlers
 from finverse_reco.api.middleware import (
     AdminRateLimitMiddleware,
     BodySizeLimitMiddleware,
-    RequestIdMiddleware,
+    RequestTelemetryMiddleware,
 )
 from finverse_reco.api.routers import health, interactions, recommendations
 from finverse_reco.catalog.banking import BankingServiceCatalog
@@ -159,7 +159,7 @@ def create_app(
     )
     app.state.components = parts
     install_error_handlers(app)
-    # Added innermost first: request id → metrics → CORS → body limit → admin rate limit → routes.
+    # Added innermost first: request id, log and latency → CORS → body limit → admin rate limit → routes.
     app.add_middleware(
         AdminRateLimitMiddleware,
         path_prefixes=("/api/v1/recommendations/refresh-model",),
@@ -174,8 +174,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
         )
-    app.add_middleware(metrics.RequestMetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestTelemetryMiddleware)
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(interactions.router)

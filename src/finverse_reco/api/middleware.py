@@ -1,5 +1,5 @@
-"""Pure ASGI middlewares (no BaseHTTPMiddleware): request id and access log, body-size limit, and a
-rate limit on the admin endpoints. Each answers refusals in the API's JSON error format."""
+"""Pure ASGI middlewares (no BaseHTTPMiddleware): request id, access log and latency histogram,
+body-size limit, and a rate limit on the admin endpoints. Each answers refusals in the API's JSON error format."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from finverse_reco import telemetry
 from finverse_reco.api.errors import error_response
 from finverse_reco.observability import REQUEST_ID_HEADER, current_request_id, request_id_from
 
@@ -25,9 +26,10 @@ _PROBE_PATHS = frozenset({"/health", "/ready", "/metrics"})
 _MAX_LOGGED_PATH = 256
 
 
-class RequestIdMiddleware:
+class RequestTelemetryMiddleware:
     """Takes a well-formed `X-Request-ID` or makes one, returns it on the response, puts it in every
-    log line of the request, and writes one access line: method, path, route, status, duration.
+    log line of the request, writes one access line (method, path, route, status, duration) and
+    observes the latency histogram by route and status: one timing per request for both.
     The query string is never logged (it may hold demographics)."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -54,6 +56,11 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None)
+            telemetry.REQUEST_LATENCY.labels(
+                route or "unmatched", scope["method"], str(status)
+            ).observe(seconds)
             path = scope["path"]
             if status >= 500:
                 level = logging.ERROR
@@ -62,7 +69,6 @@ class RequestIdMiddleware:
             else:
                 level = logging.INFO
             if access_log.isEnabledFor(level):
-                route = getattr(scope.get("route"), "path", None)
                 access_log.log(
                     level,
                     "%s %s %d",
@@ -74,7 +80,7 @@ class RequestIdMiddleware:
                         "path": path[:_MAX_LOGGED_PATH],
                         "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "duration_ms": round(seconds * 1000, 3),
                     },
                 )
 

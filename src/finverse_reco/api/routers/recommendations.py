@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from finverse_reco.api import metrics
+from finverse_reco import telemetry
 from finverse_reco.api.dependencies import (
     Components,
     components,
@@ -43,9 +43,9 @@ def _id(kind: str):
 
 
 def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
-    metrics.RECOMMENDATIONS.labels(subject, result.strategy.value).inc()
+    telemetry.RECOMMENDATIONS.labels(subject, result.strategy.value).inc()
     if result.degraded:
-        metrics.DEGRADED.inc()
+        telemetry.DEGRADED.inc()
     return JSONBytesResponse(
         {
             "recommendations": [
