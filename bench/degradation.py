@@ -44,7 +44,7 @@ import uvloop
 
 from finverse_reco.catalog.local import read_catalog_file
 from lifecycle import ServeProcess, free_port, prepare_world, world_settings  # bench/lifecycle.py
-from reporting import add_table_rows, machine  # bench/reporting.py
+from reporting import add_table_rows, machine, verdict  # bench/reporting.py
 
 SECTION = "## Product details under Banking Service faults (bench/degradation.py)"
 TABLE_HEADER = (
@@ -496,10 +496,7 @@ def main(arguments: argparse.Namespace) -> int:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n")
     if not arguments.no_docs:
         append_to_docs(summary)
-    misses = misses_target(summary)
-    for miss in misses:
-        print(f"target missed: {miss}", file=sys.stderr)
-    return 1 if arguments.check and misses else 0
+    return verdict(misses_target(summary), arguments.check)
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -43,7 +43,7 @@ import uvloop
 
 from finverse_reco.cli import seed_demo, train_once
 from finverse_reco.settings import Settings, settings_env
-from reporting import add_table_rows, machine  # bench/reporting.py
+from reporting import add_table_rows, machine, verdict  # bench/reporting.py
 
 SECTION = "## Model lifecycle under load (bench/lifecycle.py)"
 TABLE_HEADER = (
@@ -430,10 +430,7 @@ def main(arguments: argparse.Namespace) -> int:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n")
     if not arguments.no_docs:
         append_to_docs(summary)
-    misses = misses_target(summary)
-    for miss in misses:
-        print(f"target missed: {miss}", file=sys.stderr)
-    return 1 if arguments.check and misses else 0
+    return verdict(misses_target(summary), arguments.check)
 
 
 def parse_arguments() -> argparse.Namespace:

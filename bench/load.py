@@ -47,7 +47,7 @@ from finverse_reco.events import Demographics, EventData, EventType, Interaction
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.store import open_store
-from reporting import add_table_rows, machine  # bench/reporting.py
+from reporting import add_table_rows, machine, verdict  # bench/reporting.py
 from stand_in import MongoStandIn  # bench/stand_in.py
 
 SECTION = "## Training load (bench/load.py)"
@@ -365,10 +365,7 @@ def main(arguments: argparse.Namespace) -> int:
         arguments.json.write_text(json.dumps(report, indent=2) + "\n")
     if not arguments.no_docs:
         append_to_docs(results)
-    misses = misses_target(results)
-    for miss in misses:
-        print(f"target missed: {miss}", file=sys.stderr)
-    return 1 if arguments.check and misses else 0
+    return verdict(misses_target(results), arguments.check)
 
 
 def parse_arguments() -> argparse.Namespace:

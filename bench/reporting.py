@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
@@ -43,3 +44,10 @@ def add_to_section(section: str, intro: str, text: str) -> None:
     end = len(docs) if end < 0 else end
     head = docs[:end].rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
     DOCS.write_text(head + ("\n" + docs[end:].lstrip("\n") if end < len(docs) else ""))
+
+
+def verdict(misses: list[str], check: bool) -> int:
+    """Print every missed target; the exit code is 1 only when `--check` asked for one."""
+    for miss in misses:
+        print(f"target missed: {miss}", file=sys.stderr)
+    return 1 if check and misses else 0

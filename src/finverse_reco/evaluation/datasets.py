@@ -131,15 +131,7 @@ def tabular_dataset(
             shape=(len(user_ids), len(item_ids)),
             dtype=np.float32,
         )
-        return TrainView(
-            interactions=interactions,
-            user_identity=identity_rows(np.diff(interactions.indptr) > 0),
-            user_side=row_normalised(user_side),
-            item_identity=identity_rows(np.diff(interactions.tocsc().indptr) > 0),
-            item_side=row_normalised(item_side),
-            user_side_names=tuple(user_names),
-            item_side_names=tuple(item_names),
-        )
+        return train_view(interactions, user_side, item_side, user_names, item_names)
 
     return Dataset(
         name=name,
@@ -332,14 +324,12 @@ def _view_from_pipeline(
     item_identity_names = {item_identity_feature(i) for i in data.item_ids}
     item_side_cols = np.flatnonzero([n not in item_identity_names for n in data.item_feature_names])
     item_side = to_items @ sp.csr_matrix(data.item_features)[:, item_side_cols]
-    return TrainView(
-        interactions=interactions,
-        user_identity=identity_rows(np.diff(interactions.indptr) > 0),
-        user_side=row_normalised(user_side),
-        item_identity=identity_rows(np.diff(interactions.tocsc().indptr) > 0),
-        item_side=row_normalised(item_side),
-        user_side_names=tuple(user_side_names),
-        item_side_names=tuple(data.item_feature_names[c] for c in item_side_cols),
+    return train_view(
+        interactions,
+        user_side,
+        item_side,
+        user_side_names,
+        [data.item_feature_names[c] for c in item_side_cols],
     )
 
 
@@ -450,3 +440,22 @@ def _parse_time(text: str, where: str) -> float:
             f"{where}: timestamp {text!r} is neither epoch seconds nor ISO 8601"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def train_view(
+    interactions: sp.csr_matrix,
+    user_side: sp.spmatrix,
+    item_side: sp.spmatrix,
+    user_side_names: Sequence[str],
+    item_side_names: Sequence[str],
+) -> TrainView:
+    """Users and items with training pairs keep an identity feature; side features row-normalised."""
+    return TrainView(
+        interactions=interactions,
+        user_identity=identity_rows(np.diff(interactions.indptr) > 0),
+        user_side=row_normalised(user_side),
+        item_identity=identity_rows(np.diff(interactions.tocsc().indptr) > 0),
+        item_side=row_normalised(item_side),
+        user_side_names=tuple(user_side_names),
+        item_side_names=tuple(item_side_names),
+    )
