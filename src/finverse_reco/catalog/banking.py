@@ -127,6 +127,9 @@ class BankingServiceCatalog:
         asked = set(wanted)
         return {p.id: p for p in products if p.id in asked}
 
+    def at_hand(self, product_ids: Sequence[str]) -> None:
+        return None  # every answer is a call
+
     async def all_products(self) -> list[Product]:
         """Every product, page by page; each page has its own budget (this is not a request path)."""
         products: list[Product] = []

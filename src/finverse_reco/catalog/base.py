@@ -48,6 +48,11 @@ class ProductCatalog(Protocol):
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
         """Details for the ids it knows; unknown ids are absent. Raises CatalogUnavailable."""
 
+    def at_hand(self, product_ids: Sequence[str]) -> dict[str, Product] | None:
+        """What `get_many` would answer, when that is known without I/O (in memory); else None.
+
+        Lets a request skip a coroutine and its timeout when nothing needs fetching."""
+
     async def all_products(self) -> list[Product]:
         """The whole catalog (training features, cold items)."""
 

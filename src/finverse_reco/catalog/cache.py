@@ -123,6 +123,20 @@ class CachedCatalog:
             found.update(fetched)
         return {pid: found[pid] for pid in wanted if pid in found}
 
+    def at_hand(self, product_ids: Sequence[str]) -> dict[str, Product] | None:
+        """From memory alone, when every id is cached there (as present or as absent)."""
+        wanted = dict.fromkeys(product_ids)
+        found: dict[str, Product] = {}
+        for pid in wanted:
+            product = self._products.get(pid)
+            if product is not None:
+                found[pid] = product
+            elif pid not in self._absent:
+                return None
+        self.memory_hits += len(wanted)
+        telemetry.record_cache_lookups(memory_hits=len(wanted))
+        return found
+
     async def all_products(self) -> list[Product]:
         return await self._inner.all_products()
 

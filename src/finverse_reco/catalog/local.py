@@ -40,7 +40,11 @@ class LocalCatalog:
         return cls(read_catalog_file(path))
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
-        return {pid: self._by_id[pid] for pid in product_ids if pid in self._by_id}
+        return self.at_hand(product_ids)
+
+    def at_hand(self, product_ids: Sequence[str]) -> dict[str, Product]:
+        by_id = self._by_id
+        return {pid: by_id[pid] for pid in product_ids if pid in by_id}
 
     async def all_products(self) -> list[Product]:
         return list(self._by_id.values())

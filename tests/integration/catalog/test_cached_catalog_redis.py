@@ -42,6 +42,21 @@ async def test_cache_hits_avoid_calls(make_cached, stub, products, redis_url, ke
     assert (cached.misses, cached.memory_hits) == (5, 5)
 
 
+async def test_at_hand_answers_from_memory_only_once_everything_is_there(
+    make_cached, stub, products, redis_url, key_prefix
+):
+    cached = make_cached(redis_url=redis_url, key_prefix=key_prefix)
+    ids = [products[0].id, "unknown-id"]
+
+    before = cached.at_hand(ids)
+    fetched = await cached.get_many(ids)
+    after = cached.at_hand(ids)
+
+    assert before is None  # nothing cached yet: the caller must fetch
+    assert after == fetched == {products[0].id: products[0]}  # "unknown-id" cached as absent
+    assert stub.stats()["batch_calls"] == 1
+
+
 async def test_one_batch_call_per_request_for_only_the_uncached_ids(
     make_cached, stub, products, redis_url, key_prefix
 ):

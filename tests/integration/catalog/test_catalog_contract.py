@@ -45,3 +45,13 @@ async def test_repeated_ids_are_answered_once(catalog, products):
 
 async def test_all_products_is_the_whole_catalog(catalog, products):
     assert sorted(await catalog.all_products(), key=lambda p: p.id) == products
+
+
+async def test_at_hand_never_disagrees_with_get_many(catalog, products):
+    wanted = [products[3].id, "unknown-id", products[7].id]
+
+    fetched = await catalog.get_many(wanted)
+    at_hand = catalog.at_hand(wanted)
+
+    # None means "needs a fetch"; an answer must be exactly what get_many answered.
+    assert at_hand is None or at_hand == fetched
