@@ -265,8 +265,39 @@ class EmbeddingIndex:
         """Top-k item rows by `user_vector · item_matrix` (best first) and their scores."""
         if user_vector.shape != (self.dim + 1,):
             raise ValueError(f"user_vector must have shape ({self.dim + 1},)")
-        scores = user_vector.astype(np.float32, copy=False) @ self._item_matrix_t
-        return self._top_k(scores, k, exclude, allowed)
+        (ranked,) = self.recommend_many(user_vector[None, :], [k], [exclude], [allowed])
+        return ranked
+
+    def recommend_many(
+        self,
+        user_vectors: np.ndarray,
+        ks: Sequence[int],
+        excludes: Sequence[np.ndarray | None],
+        alloweds: Sequence[np.ndarray | None],
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`recommend` for several vectors at once ((b, d + 1), one k, exclude and allowed each).
+
+        One matrix product and one top-k pass serve them all: a burst of concurrent requests
+        reads the item matrix once, and pays numpy's per-call overhead once, not per request."""
+        vectors = np.asarray(user_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim + 1:
+            raise ValueError(f"user_vectors must have shape (b, {self.dim + 1})")
+        if not len(vectors) == len(ks) == len(excludes) == len(alloweds):
+            raise ValueError("one k, exclude and allowed per user vector")
+        scores = vectors @ self._item_matrix_t
+        ranked: list[tuple[np.ndarray, np.ndarray]] = [(_NO_ROWS, _NO_SCORES)] * len(vectors)
+        unfiltered = [b for b, allowed in enumerate(alloweds) if allowed is None]
+        for b, allowed in enumerate(alloweds):
+            if allowed is not None:
+                ranked[b] = self._top_k(scores[b], ks[b], excludes[b], allowed)
+        if unfiltered:
+            block = scores if len(unfiltered) == len(vectors) else scores[unfiltered]
+            tops = _top_k_rows(
+                block, [ks[b] for b in unfiltered], [excludes[b] for b in unfiltered]
+            )
+            for b, top in zip(unfiltered, tops, strict=True):
+                ranked[b] = top
+        return ranked
 
     def similar_items(
         self, item_row: int, k: int, *, allowed: np.ndarray | None = None
@@ -364,12 +395,15 @@ class EmbeddingIndex:
         k: int,
         exclude: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top k of `scores` (for `candidates` rows, sorted; None: every row), best first."""
+        """Top k of `scores` (for `candidates` rows, sorted; None: every row), best first.
+
+        Few numpy calls on purpose: on a small catalog each costs more than its arithmetic, and
+        several times more in a busy server than in a loop (cold caches)."""
         if exclude is not None and len(exclude):
-            exclude = np.asarray(exclude, dtype=np.int64)
             if candidates is None:
                 scores[exclude] = -np.inf
             elif len(candidates):
+                exclude = np.asarray(exclude, dtype=np.int64)
                 positions = np.minimum(np.searchsorted(candidates, exclude), len(candidates) - 1)
                 scores[positions[candidates[positions] == exclude]] = -np.inf
         n = scores.shape[0]
@@ -380,8 +414,9 @@ class EmbeddingIndex:
         top = scores[rows]
         order = np.argsort(-top, kind="stable")
         rows, top = rows[order], top[order]
-        keep = top > -np.inf
-        rows, top = rows[keep], top[keep]
+        if top[-1] == -np.inf:  # fewer than k rows were left after the exclusions
+            keep = top > -np.inf
+            rows, top = rows[keep], top[keep]
         return (candidates[rows] if candidates is not None else rows), top
 
     def _check_mask(self, allowed: np.ndarray) -> np.ndarray:
@@ -444,21 +479,63 @@ _NO_SCORES.flags.writeable = False
 
 
 def _top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the k largest scores, unordered (0 < k < len(scores)).
+    """Rows of the k largest scores, unordered (0 < k < len(scores))."""
+    return _top_columns(scores[None, :], k)[0]
 
-    On a long vector a threshold from a strided sample (its (k+1)-th largest value) leaves a few
-    hundred candidates, found in one vectorised comparison; `argpartition` then runs on those
-    alone. Exact: when at least k scores beat the threshold, the top k are among them; otherwise
-    (rare: many ties or excluded rows) the whole vector is partitioned."""
-    n = scores.shape[0]
-    if n >= _PREFILTER_MIN_ROWS and (k + 1) * _PREFILTER_STRIDE * 4 <= n:
-        sample = scores[::_PREFILTER_STRIDE]
-        threshold = np.partition(sample, len(sample) - k - 1)[len(sample) - k - 1]
+
+def _top_columns(block: np.ndarray, k: int) -> np.ndarray:
+    """(b, k) columns of each row's k largest scores, unordered (0 < k < block.shape[1]).
+
+    On long rows a threshold from a strided sample (its (k+1)-th largest value) leaves a few
+    hundred candidates per row, found in one vectorised comparison; `argpartition` then runs on
+    those alone. Exact: when at least k scores of a row beat its threshold, its top k are among
+    them; otherwise (rare: many ties or excluded rows) that row is partitioned whole. Row by row
+    on purpose: numpy's 2-D `nonzero` is several times slower than a `flatnonzero` per row."""
+    n = block.shape[1]
+    if n < _PREFILTER_MIN_ROWS or (k + 1) * _PREFILTER_STRIDE * 4 > n:
+        return np.argpartition(block, n - k, axis=1)[:, n - k :]
+    m = (n + _PREFILTER_STRIDE - 1) // _PREFILTER_STRIDE
+    thresholds = np.partition(block[:, ::_PREFILTER_STRIDE], m - k - 1, axis=1)[:, m - k - 1]
+    top = np.empty((len(block), k), dtype=np.int64)
+    for line, threshold in enumerate(thresholds.tolist()):
+        scores = block[line]
         candidates = np.flatnonzero(scores > threshold)
-        if len(candidates) >= k:
-            best = np.argpartition(scores[candidates], len(candidates) - k)[len(candidates) - k :]
-            return candidates[best]
-    return np.argpartition(scores, n - k)[n - k :]
+        if len(candidates) < k:
+            top[line] = np.argpartition(scores, n - k)[n - k :]
+            continue
+        best = np.argpartition(scores[candidates], len(candidates) - k)[len(candidates) - k :]
+        top[line] = candidates[best]
+    return top
+
+
+def _top_k_rows(
+    block: np.ndarray, ks: Sequence[int], excludes: Sequence[np.ndarray | None]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each row's best `ks[i]` columns (best first) and scores, `excludes[i]` left out.
+
+    `block` (b, n) is this call's to overwrite. Few numpy calls per batch on purpose: on a small
+    catalog each costs more than its arithmetic, and more in a busy server than in a loop."""
+    n = block.shape[1]
+    for line, rows in enumerate(excludes):
+        if rows is not None and len(rows):
+            block[line, rows] = -np.inf
+    k = min(max(ks), n)
+    if k <= 0:
+        return [(_NO_ROWS, _NO_SCORES)] * len(block)
+    lines = np.arange(len(block))[:, None]
+    columns = _top_columns(block, k) if k < n else np.broadcast_to(np.arange(n), block.shape)
+    top = block[lines, columns]
+    order = np.argsort(-top, axis=1, kind="stable")
+    columns, top = columns[lines, order], top[lines, order]
+    ranked = []
+    for line, wanted in enumerate(ks):
+        wanted = max(0, min(wanted, k))
+        rows, scores = columns[line, :wanted], top[line, :wanted]
+        if wanted and scores[-1] == -np.inf:  # fewer than k left after the exclusions
+            keep = scores > -np.inf
+            rows, scores = rows[keep], scores[keep]
+        ranked.append((rows, scores))
+    return ranked
 
 
 def _read_only(array: Any, dtype: type) -> np.ndarray:
