@@ -2,7 +2,9 @@
 
 The ceiling answers a precomputed recommendations-shaped body (ten catalog products, the same keys
 as the user endpoint) through the same JSONBytesResponse and middleware stack without touching the
-model, so `bench/serving.py` can compare an endpoint with what the stack alone can do.
+model, so `bench/serving.py` can compare an endpoint with what the stack alone can do. It is routed
+as the recommendation endpoints are (an included APIRouter, a path with an id, a handler taking the
+request), so that what differs is only the endpoints' own work: parsing, ranking, presenting.
 Settings come from the environment (FINVERSE_*), as for `finverse-reco serve`.
 
     .venv/bin/python bench/_serve_with_ceiling.py --workers 2
@@ -18,7 +20,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
 
 from finverse_reco.api.app import create_app
 from finverse_reco.api.responses import JSONBytesResponse
@@ -26,7 +28,7 @@ from finverse_reco.catalog.local import read_catalog_file
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import load_settings
 
-CEILING_PATH = "/bench/ceiling"
+CEILING_PREFIX = "/bench"
 
 
 def ceiling_body(catalog_path: Path, limit: int = 10) -> dict:
@@ -59,10 +61,13 @@ def build() -> FastAPI:
     app = create_app(settings)
     body = ceiling_body(settings.catalog_path)
 
-    @app.get(CEILING_PATH, include_in_schema=False)
-    async def ceiling() -> JSONBytesResponse:
+    router = APIRouter(prefix=CEILING_PREFIX)
+
+    @router.get("/ceiling/{user_id}", include_in_schema=False)
+    async def ceiling(request: Request) -> JSONBytesResponse:
         return JSONBytesResponse(body)
 
+    app.include_router(router)
     return app
 
 

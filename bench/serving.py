@@ -4,7 +4,7 @@ Subcommands (`all`, the default, runs the three in one run and appends to docs/B
 
   http    For each synthetic catalog (1,000 / 10,000 / 100,000 products, 100,000 users, 50 dims) a
           generated index is saved and activated like a trained one; `bench/_serve_with_ceiling.py`
-          (the real app under uvicorn with uvloop and httptools, plus `/bench/ceiling`) serves it
+          (the real app under uvicorn with uvloop and httptools, plus `/bench/ceiling/{id}`) serves it
           with one worker, then two; `wrk` (one thread, 32 connections, random ids from a Lua
           `request()`) drives the ceiling, the user, the session and the similar-products
           endpoints in turn, for several rounds. Reports the median over rounds of requests/s and
@@ -319,7 +319,7 @@ def endpoint_paths(n_items: int, n_users: int) -> dict[str, tuple[str, int]]:
     """Endpoint → (printf path with one %d, how many ids to draw from)."""
     base = "/api/v1/recommendations"
     return {
-        "ceiling": ("/bench/ceiling?n=%d", n_users),
+        "ceiling": ("/bench/ceiling/user_%07d", n_users),
         "user": (f"{base}/products/user_%07d", n_users),
         "session": (f"{base}/session/sess_%06d", SESSIONS),
         "similar": (f"{base}/similar-products/prod_%06d", n_items),

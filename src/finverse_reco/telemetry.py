@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import cache
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -31,6 +32,16 @@ RECOMMENDATIONS = Counter(
 DEGRADED = Counter(
     "finverse_degraded_responses_total", "Responses answered with less because a dependency failed"
 )
+# `labels()` takes a lock and builds a key on every call; the few (endpoint, strategy) children
+# are looked up once (a few µs a request on the hot path).
+_recommendations_child = cache(RECOMMENDATIONS.labels)
+
+
+def count_recommendation(endpoint: str, strategy: str, *, degraded: bool) -> None:
+    _recommendations_child(endpoint, strategy).inc()
+    if degraded:
+        DEGRADED.inc()
+
 
 # --- the serving model (set at scrape time from the model holder) -----------------------------------
 MODEL_INFO = Gauge(

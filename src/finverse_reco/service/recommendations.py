@@ -21,6 +21,7 @@ from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatal
 from finverse_reco.events import InteractionEvent
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.pipeline import WeightingConfig, documents_weights
+from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -44,19 +45,16 @@ class ModelNotReady(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class Recommendation:
-    id: str
-    name: str
-    category: str
-    institution: str
-    relevance_score: float
-    rank: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class RecommendationResult:
-    recommendations: list[Recommendation]
+    """The ranked products, best first, as parallel columns (one list per field): a response
+    builds its items in one pass, with no object per recommendation in between."""
+
+    product_ids: list[str]
+    names: list[str]
+    categories: list[str]
+    institutions: list[str]
+    scores: list[float]
+    reason: str
     strategy: Strategy
     model_version: str
     degraded: bool
@@ -97,6 +95,7 @@ class RecommendationService:
         self._config = config
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
+        self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
 
     # --- use cases -------------------------------------------------------------------------------
 
@@ -114,11 +113,8 @@ class RecommendationService:
         row = index.user_row(user_id)
         if row is not None:
             exclude = index.seen_rows(row) if exclude_seen else None
-            rows, scores = await self._rank(
-                index,
-                partial(
-                    index.recommend, index.user_vector(row), limit, exclude=exclude, allowed=allowed
-                ),
+            rows, scores = await self._batcher.recommend(
+                index, index.user_vector(row), limit, exclude=exclude, allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
         else:
@@ -137,8 +133,8 @@ class RecommendationService:
         vector = index.fold_in(weights) if weights else None
         if vector is not None:
             exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
-            rows, scores = await self._rank(
-                index, partial(index.recommend, vector, limit, exclude=exclude, allowed=allowed)
+            rows, scores = await self._batcher.recommend(
+                index, vector, limit, exclude=exclude, allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
         else:
@@ -206,8 +202,8 @@ class RecommendationService:
                 limit, exclude=exclude, allowed=allowed, segment=demographics
             )
             return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
-        rows, scores = await self._rank(
-            index, partial(index.recommend, vector, limit, exclude=exclude, allowed=allowed)
+        rows, scores = await self._batcher.recommend(
+            index, vector, limit, exclude=exclude, allowed=allowed
         )
         return _Ranked(rows, scores, strategy, reason, degraded)
 
@@ -263,11 +259,15 @@ class RecommendationService:
         return weights
 
     async def _details(self, product_ids: list[str]) -> dict[str, Product]:
+        at_hand = self._catalog.at_hand(product_ids)
+        if at_hand is not None:
+            return at_hand
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
     async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
-        ids = [index.item_ids[r] for r in ranked.rows.tolist()]
+        rows = ranked.rows.tolist()
+        ids = [index.item_ids[row] for row in rows]
         degraded = ranked.degraded
         try:
             details = await self._details(ids)
@@ -277,27 +277,29 @@ class RecommendationService:
         except TimeoutError:
             log.warning("catalog over its budget, answering with model metadata")
             details, degraded = {}, True
-        recommendations = []
-        for rank, (row, product_id, score) in enumerate(
-            zip(ranked.rows.tolist(), ids, ranked.scores.tolist(), strict=True), start=1
-        ):
+        names, categories, institutions = [], [], []
+        for row, product_id in zip(rows, ids, strict=True):
             product = details.get(product_id)
             if product is not None:
-                name, category, institution = product.name, product.category, product.institution
+                names.append(product.name)
+                categories.append(product.category)
+                institutions.append(product.institution)
             else:
-                name, (category, institution) = product_id, index.item_meta(row)
-            recommendations.append(
-                Recommendation(
-                    id=product_id,
-                    name=name,
-                    category=category,
-                    institution=institution,
-                    relevance_score=round(float(score), 6),
-                    rank=rank,
-                    reason=ranked.reason,
-                )
-            )
-        return RecommendationResult(recommendations, ranked.strategy, index.version, degraded)
+                category, institution = index.item_meta(row)
+                names.append(product_id)
+                categories.append(category)
+                institutions.append(institution)
+        return RecommendationResult(
+            ids,
+            names,
+            categories,
+            institutions,
+            [round(score, 6) for score in ranked.scores.tolist()],
+            ranked.reason,
+            ranked.strategy,
+            index.version,
+            degraded,
+        )
 
 
 def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] | None:

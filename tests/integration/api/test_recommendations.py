@@ -215,3 +215,30 @@ def test_health_ready_metrics_cors(client):
         "/api/v1/recommendations/products/user_00001", headers={"Origin": "https://evil.example"}
     )
     assert "access-control-allow-origin" not in evil.headers
+
+
+def test_the_schema_documents_every_parameter_the_endpoints_read(client):
+    """The recommendation GETs parse their parameters by hand (api/parameters.py): the published
+    schema must still list each one, typed, and a request that breaks it must get a 422."""
+    paths = client.get("/openapi.json").json()["paths"]
+    prefix = "/api/v1/recommendations"
+    expected = {
+        "/products/{user_id}": {
+            "user_id", "limit", "category", "exclude_seen", "age_group", "income_range", "location"
+        },
+        "/session/{session_id}": {"session_id", "limit", "category"},
+        "/similar-products/{product_id}": {"product_id", "limit", "category"},
+    }  # fmt: skip
+    for path, names in expected.items():
+        parameters = {p["name"]: p for p in paths[prefix + path]["get"]["parameters"]}
+        assert parameters.keys() == names
+        assert parameters["limit"]["schema"] == {
+            "type": "integer", "minimum": 1, "maximum": 100, "default": 10
+        }  # fmt: skip
+        assert all(p["schema"].get("type") for p in parameters.values()), "no null unions"
+    response = client.get(f"{prefix}/products/user_00001?limit=101&location=%3Cscript%3E")
+    assert response.status_code == 422
+    assert [d["loc"] for d in response.json()["error"]["details"]] == [
+        ["query", "limit"],
+        ["query", "location"],
+    ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import Field
 
 from finverse_reco import telemetry
 from finverse_reco.api.dependencies import (
@@ -14,51 +15,65 @@ from finverse_reco.api.dependencies import (
     require_api_key,
 )
 from finverse_reco.api.errors import APIError
+from finverse_reco.api.parameters import QueryParameters, openapi_parameters, path_id, query
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, RecommendationsOut, RefreshJobOut
 from finverse_reco.events import ID_PATTERN
-from finverse_reco.service.recommendations import RecommendationResult, RecommendationService
+from finverse_reco.service.recommendations import RecommendationResult
 from finverse_reco.service.refresh import RefreshJob
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
-
-
-async def _service(request: Request) -> RecommendationService:
-    # async on purpose: FastAPI runs a sync dependency in its thread pool, a hop per request that
-    # cost more than ranking a 1,000-item catalog (bench/serving.py).
-    return recommendation_service(request)
-
-
-Service = Annotated[RecommendationService, Depends(_service)]
-Limit = Annotated[int, Query(ge=1, le=100, description="How many products (1–100)")]
-Category = Annotated[
-    str | None, Query(max_length=64, pattern=ID_PATTERN, description="Only this category")
-]
-Segment = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.:+ -]{1,64}$")]
 ERRORS = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+SegmentValue = Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:+ -]{1,64}$")]
 
 
-def _id(kind: str):
-    return Path(pattern=ID_PATTERN, max_length=128, description=f"The {kind} id")
+class ListQuery(QueryParameters):
+    limit: int = Field(10, ge=1, le=100, description="How many products (1–100)")
+    category: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = Field(
+        None, description="Only this category"
+    )
+
+
+class UserQuery(ListQuery):
+    exclude_seen: bool = Field(True, description="Leave out products the user has interacted with")
+    age_group: SegmentValue | None = Field(None, description="For a new user: their age group")
+    income_range: SegmentValue | None = Field(None, description="For a new user: income range")
+    location: SegmentValue | None = Field(None, description="For a new user: their location")
+
+    def demographics(self) -> dict[str, str] | None:
+        given = {
+            "age_group": self.age_group,
+            "income_range": self.income_range,
+            "location": self.location,
+        }
+        return {key: value for key, value in given.items() if value} or None
 
 
 def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
-    telemetry.RECOMMENDATIONS.labels(subject, result.strategy.value).inc()
-    if result.degraded:
-        telemetry.DEGRADED.inc()
+    telemetry.count_recommendation(subject, result.strategy.value, degraded=result.degraded)
     return JSONBytesResponse(
         {
             "recommendations": [
                 {
-                    "id": r.id,
-                    "name": r.name,
-                    "category": r.category,
-                    "institution": r.institution,
-                    "relevanceScore": r.relevance_score,
-                    "rank": r.rank,
-                    "reason": r.reason,
+                    "id": product_id,
+                    "name": name,
+                    "category": category,
+                    "institution": institution,
+                    "relevanceScore": score,
+                    "rank": rank,
+                    "reason": result.reason,
                 }
-                for r in result.recommendations
+                for rank, (product_id, name, category, institution, score) in enumerate(
+                    zip(
+                        result.product_ids,
+                        result.names,
+                        result.categories,
+                        result.institutions,
+                        result.scores,
+                        strict=True,
+                    ),
+                    start=1,
+                )
             ],
             subject: subject_id,
             "timestamp": result.timestamp.isoformat().replace("+00:00", "Z"),
@@ -69,37 +84,26 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
     )
 
 
+# These three take `request` alone and parse it with `parameters` (see there for why): the
+# parameters are still validated and published in the OpenAPI schema, from one model each.
+
+
 @router.get(
     "/products/{user_id}",
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Personalised recommendations for a user",
+    openapi_extra=openapi_parameters(UserQuery, {"user_id": "The user id"}),
 )
-async def for_user(
-    service: Service,
-    user_id: Annotated[str, _id("user")],
-    limit: Limit = 10,
-    category: Category = None,
-    exclude_seen: bool = True,
-    age_group: Segment = None,
-    income_range: Segment = None,
-    location: Segment = None,
-) -> JSONBytesResponse:
-    demographics = {
-        k: v
-        for k, v in {
-            "age_group": age_group,
-            "income_range": income_range,
-            "location": location,
-        }.items()
-        if v
-    }
-    result = await service.for_user(
+async def for_user(request: Request) -> JSONBytesResponse:
+    user_id = path_id(request, "user_id")
+    options = query(request, UserQuery)
+    result = await recommendation_service(request).for_user(
         user_id,
-        limit,
-        category=category,
-        exclude_seen=exclude_seen,
-        demographics=demographics or None,
+        options.limit,
+        category=options.category,
+        exclude_seen=options.exclude_seen,
+        demographics=options.demographics(),
     )
     return _body(result, "user_id", user_id)
 
@@ -109,14 +113,14 @@ async def for_user(
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Recommendations for a browsing session, from its interactions so far",
+    openapi_extra=openapi_parameters(ListQuery, {"session_id": "The session id"}),
 )
-async def for_session(
-    service: Service,
-    session_id: Annotated[str, _id("session")],
-    limit: Limit = 10,
-    category: Category = None,
-) -> JSONBytesResponse:
-    result = await service.for_session(session_id, limit, category=category)
+async def for_session(request: Request) -> JSONBytesResponse:
+    session_id = path_id(request, "session_id")
+    options = query(request, ListQuery)
+    result = await recommendation_service(request).for_session(
+        session_id, options.limit, category=options.category
+    )
     return _body(result, "session_id", session_id)
 
 
@@ -125,14 +129,14 @@ async def for_session(
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Products similar to a product",
+    openapi_extra=openapi_parameters(ListQuery, {"product_id": "The product id"}),
 )
-async def similar_products(
-    service: Service,
-    product_id: Annotated[str, _id("product")],
-    limit: Limit = 10,
-    category: Category = None,
-) -> JSONBytesResponse:
-    result = await service.similar_products(product_id, limit, category=category)
+async def similar_products(request: Request) -> JSONBytesResponse:
+    product_id = path_id(request, "product_id")
+    options = query(request, ListQuery)
+    result = await recommendation_service(request).similar_products(
+        product_id, options.limit, category=options.category
+    )
     return _body(result, "product_id", product_id)
 
 
