@@ -125,13 +125,21 @@ class InteractionConsumer:
             await channel.set_qos(prefetch_count=self._config.prefetch)
             self._declared = await declare_topology(channel, self._topology)
             self._channel = channel
+            # Batching starts before the first subscription: on a backlog, the first queues'
+            # deliveries flood in while the later subscriptions wait for their replies (measured:
+            # a third of a second), and would otherwise wait as well.
+            self._batches = asyncio.create_task(self._run(), name="ingest-batches")
             await self._consume(channel)
             # aio-pika re-declares the topology on a reconnect; the consumers are ours to restore.
             channel.reopen_callbacks.add(self._consume)
         except BaseException:
+            batches, self._batches = self._batches, None
+            if batches is not None:
+                batches.cancel()
+                with suppress(asyncio.CancelledError):
+                    await batches
             await self._connection.close()
             raise
-        self._batches = asyncio.create_task(self._run(), name="ingest-batches")
         log.info(
             "consuming %s (prefetch %d, batches of %d or %d ms)",
             ", ".join(self._topology.queue(base) for base in self._declared.queues),
@@ -250,13 +258,16 @@ class InteractionConsumer:
         key = _routing_key(message)
         expected = expected_event_type(delivery.queue, key)
         event = parse_event_bytes(
-            message.body, fallback_event_id=message.header.properties.message_id
+            message.body,
+            fallback_event_id=message.header.properties.message_id,
+            queue_source=delivery.queue,
+            received_at=received_at,
         )
         if event.type is not expected:
             raise InvalidEvent(
                 f"event type {event.type.value!r} does not match routing key {key!r}"
             )
-        return event.enriched(queue_source=delivery.queue, received_at=received_at)
+        return event
 
     async def _store_events(
         self, accepted: list[tuple[_Delivery, InteractionEvent]]

@@ -25,15 +25,18 @@ from tenacity import (
     wait_random,
 )
 
-from finverse_reco.events import InteractionEvent, InvalidEvent, parse_event_bytes
+from finverse_reco.events import (
+    ENRICHMENT_FIELDS,
+    InteractionEvent,
+    InvalidEvent,
+    parse_event_bytes,
+)
 from finverse_reco.ingest.config import IngestConfig
 from finverse_reco.ingest.topology import Topology, declare_topology, routing_key
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 30.0
-# Fields the consumer sets; a producer's copy of them would only be overwritten.
-CONSUMER_FIELDS = frozenset({"received_at", "queue_source", "processed_by"})
 
 
 class EventFileError(ValueError):
@@ -46,7 +49,7 @@ class PublishIncomplete(RuntimeError):
 
 def event_message(event: InteractionEvent) -> aio_pika.Message:
     return aio_pika.Message(
-        event.model_dump_json(exclude_none=True, exclude=CONSUMER_FIELDS).encode(),
+        event.model_dump_json(exclude_none=True, exclude=ENRICHMENT_FIELDS).encode(),
         message_id=event.event_id,
         content_type="application/json",
         type=event.type.value,

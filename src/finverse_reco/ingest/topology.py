@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import aio_pika
@@ -54,6 +55,8 @@ def routing_key(event_type: EventType | str, source: str) -> str:
     return f"{EventType(event_type).value}.{source}"
 
 
+# Asked for every delivery, about a handful of (queue, routing key) pairs; a refusal is not cached.
+@lru_cache(maxsize=1024)
 def expected_event_type(queue: str, key: str) -> EventType:
     """The event type a message on `queue` with routing key `key` must carry, or InvalidEvent."""
     head = key.split(".", 1)[0]
