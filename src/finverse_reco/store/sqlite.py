@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 READER_THREADS = 2
 WRITER_CACHE_KIB = 64 * 1024
+# Stored as integer columns, not in `body`. A set: pydantic-core filters a frozenset more slowly.
+DATETIME_COLUMNS = {"timestamp", "received_at"}
+EVENT_SERIALIZER = InteractionEvent.__pydantic_serializer__
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS interactions (
@@ -57,16 +61,10 @@ CREATE INDEX IF NOT EXISTS interaction_products_product
     ON interaction_products (product_id, interaction_id);
 """
 
-INSERT_EVENT = (
-    "INSERT OR IGNORE INTO interactions"
-    " (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-# Only rows this transaction inserted (id above the previous maximum) get product rows, so a
-# duplicate never adds products to the event stored before it.
-INSERT_PRODUCT = (
-    "INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)"
-    " SELECT id, ? FROM interactions WHERE event_id = ? AND id > ?"
-)
+# A batch goes in as one multi-row statement per table (of at most STATEMENT_ROWS rows), so that the
+# writer thread releases the GIL once for all of them: `executemany` takes it back after every row,
+# waiting each time for the busy event loop (measured: inserts took several times their CPU time).
+STATEMENT_ROWS = 1000  # 7 parameters a row, far below SQLite's limit of 32,766 a statement
 SELECT_DOCUMENT = "SELECT ts_us, received_us, body FROM interactions"
 
 T = TypeVar("T")
@@ -172,12 +170,12 @@ class SQLiteInteractionStore:
                 (highest_id,) = db.execute(
                     "SELECT coalesce(max(id), 0) FROM interactions"
                 ).fetchone()
-                inserted = db.executemany(INSERT_EVENT, rows).rowcount
-                if inserted and products:
-                    db.executemany(
-                        INSERT_PRODUCT,
-                        [(product, event, highest_id) for product, event in products],
-                    )
+                inserted = 0
+                for count, values in statement_chunks(rows):
+                    inserted += db.execute(insert_events_sql(count), values).rowcount
+                if inserted:
+                    for count, values in statement_chunks(products):
+                        db.execute(insert_products_sql(count), [*values, highest_id])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -342,6 +340,37 @@ class SQLiteInteractionStore:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
 
+@lru_cache(maxsize=32)
+def insert_events_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT OR IGNORE INTO interactions"
+        f" (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES {values}"
+    )
+
+
+@lru_cache(maxsize=32)
+def insert_products_sql(rows: int) -> str:
+    """(product id, event id) rows, then the highest id before the transaction.
+
+    Only events this transaction inserted (id above that) get product rows, so a duplicate never
+    adds products to the event stored before it.
+    """
+    values = ", ".join(["(?, ?)"] * rows)
+    return (
+        "INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)"
+        f" SELECT i.id, v.column1 FROM (VALUES {values}) AS v"
+        " JOIN interactions AS i ON i.event_id = v.column2 WHERE i.id > ?"
+    )
+
+
+def statement_chunks(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, list[Any]]]:
+    """The rows by STATEMENT_ROWS: how many, and their values in one flat list."""
+    for start in range(0, len(rows), STATEMENT_ROWS):
+        chunk = rows[start : start + STATEMENT_ROWS]
+        yield len(chunk), [value for row in chunk for value in row]
+
+
 def to_microseconds(moment: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is taken as UTC, like event timestamps."""
     if moment.tzinfo is None:
@@ -350,9 +379,7 @@ def to_microseconds(moment: datetime) -> int:
 
 
 def event_row(event: InteractionEvent) -> tuple[Any, ...]:
-    document = event.to_document()
-    del document["timestamp"]
-    received_at = document.pop("received_at", None)
+    received_at = event.received_at
     return (
         event.event_id,
         event.user_id,
@@ -360,7 +387,9 @@ def event_row(event: InteractionEvent) -> tuple[Any, ...]:
         event.type.value,
         to_microseconds(event.timestamp),
         None if received_at is None else to_microseconds(received_at),
-        orjson.dumps(document).decode(),
+        # `to_document()` without the datetime columns, as JSON: the same text orjson would write
+        # from it, in a quarter less time (a fifth less than `model_dump_json`).
+        EVENT_SERIALIZER.to_json(event, exclude_none=True, exclude=DATETIME_COLUMNS).decode(),
     )
 
 
