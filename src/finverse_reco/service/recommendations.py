@@ -277,18 +277,15 @@ class RecommendationService:
         except TimeoutError:
             log.warning("catalog over its budget, answering with model metadata")
             details, degraded = {}, True
-        names, categories, institutions = [], [], []
-        for row, product_id in zip(rows, ids, strict=True):
-            product = details.get(product_id)
-            if product is not None:
-                names.append(product.name)
-                categories.append(product.category)
-                institutions.append(product.institution)
-            else:
-                category, institution = index.item_meta(row)
-                names.append(product_id)
-                categories.append(category)
-                institutions.append(institution)
+        products = [details.get(product_id) for product_id in ids]
+        if None in products:  # the catalog lacks some: their details come from the model
+            products = [
+                product or _model_details(index, row, product_id)
+                for product, row, product_id in zip(products, rows, ids, strict=True)
+            ]
+        names = [product.name for product in products]
+        categories = [product.category for product in products]
+        institutions = [product.institution for product in products]
         return RecommendationResult(
             ids,
             names,
@@ -300,6 +297,11 @@ class RecommendationService:
             index.version,
             degraded,
         )
+
+
+def _model_details(index: EmbeddingIndex, row: int, product_id: str) -> Product:
+    category, institution = index.item_meta(row)
+    return Product(id=product_id, name=product_id, category=category, institution=institution)
 
 
 def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] | None:

@@ -1,0 +1,40 @@
+"""What a recommendation says about each product: the catalog's details, or the model's."""
+
+from __future__ import annotations
+
+from clustered_index import clustered_index  # tests/support
+
+from finverse_reco.catalog.base import Product
+from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.pipeline import WeightingConfig
+from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.recommendations import RecommendationService, ServiceConfig
+from finverse_reco.store import open_store
+
+
+async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_path):
+    index = clustered_index()
+    described = {
+        item_id: Product(id=item_id, name=f"Card {item_id}", category="Cards", institution="Beta")
+        for item_id in index.item_ids[::2]  # the catalog knows every other product
+    }
+    service = RecommendationService(
+        ModelHolder(index),
+        open_store(f"sqlite:///{tmp_path / 'unused.db'}"),  # a known user needs no store read
+        LocalCatalog(list(described.values())),
+        ServiceConfig(weighting=WeightingConfig()),
+    )
+
+    result = await service.for_user(index.user_ids[0], 20)
+
+    assert len(result.product_ids) == 20 and not result.degraded
+    assert result.scores == sorted(result.scores, reverse=True)
+    for product_id, name, category, institution in zip(
+        result.product_ids, result.names, result.categories, result.institutions, strict=True
+    ):
+        if product_id in described:
+            assert (name, category, institution) == ("Card " + product_id, "Cards", "Beta")
+        else:
+            row = index.item_row(product_id)
+            assert (name, (category, institution)) == (product_id, index.item_meta(row))
+    assert {p in described for p in result.product_ids} == {True, False}
