@@ -88,14 +88,7 @@ class CachedCatalog:
 
     async def get_many(self, product_ids: Sequence[str]) -> dict[str, Product]:
         wanted = list(dict.fromkeys(product_ids))
-        found: dict[str, Product] = {}
-        pending: list[str] = []
-        for pid in wanted:
-            product = self._products.get(pid)
-            if product is not None:
-                found[pid] = product
-            elif pid not in self._absent:
-                pending.append(pid)
+        found, pending = self._from_memory(wanted)
         memory_hits = len(wanted) - len(pending)
         self.memory_hits += memory_hits
 
@@ -125,14 +118,10 @@ class CachedCatalog:
 
     def at_hand(self, product_ids: Sequence[str]) -> dict[str, Product] | None:
         """From memory alone, when every id is cached there (as present or as absent)."""
-        wanted = dict.fromkeys(product_ids)
-        found: dict[str, Product] = {}
-        for pid in wanted:
-            product = self._products.get(pid)
-            if product is not None:
-                found[pid] = product
-            elif pid not in self._absent:
-                return None
+        wanted = list(dict.fromkeys(product_ids))
+        found, pending = self._from_memory(wanted)
+        if pending:
+            return None
         self.memory_hits += len(wanted)
         telemetry.record_cache_lookups(memory_hits=len(wanted))
         return found
@@ -144,6 +133,18 @@ class CachedCatalog:
         if self._redis is not None:
             await self._redis.aclose()
         await self._inner.close()
+
+    def _from_memory(self, wanted: list[str]) -> tuple[dict[str, Product], list[str]]:
+        """(details cached in memory, ids neither cached nor known absent), in `wanted` order."""
+        found: dict[str, Product] = {}
+        pending: list[str] = []
+        for pid in wanted:
+            product = self._products.get(pid)
+            if product is not None:
+                found[pid] = product
+            elif pid not in self._absent:
+                pending.append(pid)
+        return found, pending
 
     def _remember(self, products: Iterable[Product], absent: Iterable[str]) -> None:
         for product in products:

@@ -74,9 +74,12 @@ class RankingBatcher:
             return
         # One index per batch: a model swap between two requests splits them.
         index = self._pending[0].index
-        batch = [request for request in self._pending[: self._max_batch] if request.index is index]
-        taken = {id(request) for request in batch}
-        self._pending = [request for request in self._pending if id(request) not in taken]
+        batch: list[_Request] = []
+        waiting: list[_Request] = []
+        for request in self._pending:
+            fits = request.index is index and len(batch) < self._max_batch
+            (batch if fits else waiting).append(request)
+        self._pending = waiting
         if index.n_items < self._off_loop_items:
             try:
                 outcome: list[Ranked] | BaseException = _rank_batch(batch)
