@@ -28,7 +28,8 @@ Ranked = tuple[np.ndarray, np.ndarray]
 @dataclass(slots=True)
 class _Request:
     index: EmbeddingIndex
-    vector: np.ndarray
+    vector: np.ndarray | None  # None: the trained user at `user_row`
+    user_row: int
     k: int
     exclude: np.ndarray | None
     allowed: np.ndarray | None
@@ -60,13 +61,29 @@ class RankingBatcher:
         """`index.recommend(vector, k, exclude=..., allowed=...)`, ranked in a batch."""
         if vector.shape != (index.dim + 1,):  # refused here, so it cannot fail a whole batch
             raise ValueError(f"vector must have shape ({index.dim + 1},)")
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Ranked] = loop.create_future()
-        self._pending.append(_Request(index, vector, k, exclude, allowed, answer))
+        return await self._enqueue(_Request(index, vector, -1, k, exclude, allowed, _future()))
+
+    async def recommend_for_user(
+        self,
+        index: EmbeddingIndex,
+        user_row: int,
+        k: int,
+        *,
+        exclude: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> Ranked:
+        """`recommend` with `index.user_vector(user_row)`, which the batch gathers for all its
+        trained users at once."""
+        if not 0 <= user_row < index.n_users:
+            raise IndexError(f"user row {user_row} is not in the index")
+        return await self._enqueue(_Request(index, None, user_row, k, exclude, allowed, _future()))
+
+    def _enqueue(self, request: _Request) -> asyncio.Future[Ranked]:
+        self._pending.append(request)
         if not (self._flush_scheduled or self._in_thread):
             self._flush_scheduled = True
-            loop.call_soon(self._flush)
-        return await answer
+            asyncio.get_running_loop().call_soon(self._flush)
+        return request.answer
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -118,9 +135,24 @@ def _settle(batch: list[_Request], outcome: list[Ranked] | BaseException) -> Non
             request.answer.set_result(ranked)
 
 
+def _future() -> asyncio.Future[Ranked]:
+    return asyncio.get_running_loop().create_future()
+
+
 def _rank_batch(batch: list[_Request]) -> list[Ranked]:
-    return batch[0].index.recommend_many(
-        np.stack([request.vector for request in batch]),
+    index = batch[0].index
+    vectors = [request.vector for request in batch]
+    if not any(vector is not None for vector in vectors):  # the usual batch: trained users
+        matrix = index.user_vectors_for([request.user_row for request in batch])
+    else:
+        matrix = np.stack(
+            [
+                index.user_vector(request.user_row) if vector is None else vector
+                for request, vector in zip(batch, vectors, strict=True)
+            ]
+        )
+    return index.recommend_many(
+        matrix,
         [request.k for request in batch],
         [request.exclude for request in batch],
         [request.allowed for request in batch],

@@ -46,13 +46,12 @@ class ModelNotReady(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class RecommendationResult:
-    """The ranked products, best first, as parallel columns (one list per field): a response
-    builds its items in one pass, with no object per recommendation in between."""
+    """The ranked products, best first, as parallel columns: the ids the model ranked, each one's
+    details (the catalog's own objects, or model metadata where the catalog lacks the product) and
+    score. A response builds its items in one pass, with no object per recommendation in between."""
 
     product_ids: list[str]
-    names: list[str]
-    categories: list[str]
-    institutions: list[str]
+    products: list[Product]
     scores: list[float]
     reason: str
     strategy: Strategy
@@ -113,8 +112,8 @@ class RecommendationService:
         row = index.user_row(user_id)
         if row is not None:
             exclude = index.seen_rows(row) if exclude_seen else None
-            rows, scores = await self._batcher.recommend(
-                index, index.user_vector(row), limit, exclude=exclude, allowed=allowed
+            rows, scores = await self._batcher.recommend_for_user(
+                index, row, limit, exclude=exclude, allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
         else:
@@ -262,35 +261,38 @@ class RecommendationService:
         at_hand = self._catalog.at_hand(product_ids)
         if at_hand is not None:
             return at_hand
+        return await self._fetch_details(product_ids)
+
+    async def _fetch_details(self, product_ids: list[str]) -> dict[str, Product]:
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
     async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
         rows = ranked.rows.tolist()
-        ids = [index.item_ids[row] for row in rows]
+        item_ids = index.item_ids
+        ids = [item_ids[row] for row in rows]
         degraded = ranked.degraded
-        try:
-            details = await self._details(ids)
-        except CatalogUnavailable as exc:
-            log.warning("catalog unavailable, answering with model metadata: %s", exc)
-            details, degraded = dict(exc.known), True
-        except TimeoutError:
-            log.warning("catalog over its budget, answering with model metadata")
-            details, degraded = {}, True
+        # In memory (the usual case) the details need no coroutine and no timeout.
+        details = self._catalog.at_hand(ids)
+        if details is None:
+            try:
+                details = await self._fetch_details(ids)
+            except CatalogUnavailable as exc:
+                log.warning("catalog unavailable, answering with model metadata: %s", exc)
+                details, degraded = dict(exc.known), True
+            except TimeoutError:
+                log.warning("catalog over its budget, answering with model metadata")
+                details, degraded = {}, True
         products = [details.get(product_id) for product_id in ids]
-        if None in products:  # the catalog lacks some: their details come from the model
+        if not all(products):  # the catalog lacks some: their details come from the model
             products = [
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
-        names = [product.name for product in products]
-        categories = [product.category for product in products]
-        institutions = [product.institution for product in products]
         return RecommendationResult(
             ids,
-            names,
-            categories,
-            institutions,
+            products,
+            # Python's round: numpy's costs two more numpy calls, dear in a busy server.
             [round(score, 6) for score in ranked.scores.tolist()],
             ranked.reason,
             ranked.strategy,

@@ -93,3 +93,13 @@ def test_mismatched_arguments_are_refused():
         index.recommend_many(_vectors(index, [0, 1]), [5], [None, None], [None, None])
     with pytest.raises(ValueError, match="shape"):
         index.recommend_many(np.zeros((2, 3), np.float32), [5, 5], [None, None], [None, None])
+
+
+def test_user_vectors_for_gathers_what_user_vector_gives_one_by_one():
+    index = clustered_index()
+    rows = [5, 0, 5, index.n_users - 1]
+
+    gathered = index.user_vectors_for(rows)
+
+    assert gathered.dtype == np.float32 and gathered.flags.c_contiguous
+    np.testing.assert_array_equal(gathered, _vectors(index, rows))

@@ -59,6 +59,45 @@ async def test_concurrent_requests_share_one_batch_and_get_their_own_answers(
         np.testing.assert_array_equal(scores, expected_scores)
 
 
+@pytest.mark.parametrize("off_loop_items", [10**9, 1], ids=["on the loop", "in the thread"])
+async def test_trained_users_by_row_and_given_vectors_share_a_batch(
+    thread, batch_sizes, off_loop_items
+):
+    index = clustered_index()
+    batcher = RankingBatcher(thread, off_loop_items=off_loop_items)
+    folded = index.fold_in({0: 1.0, 3: 2.0})
+
+    by_row, by_vector, also_by_row = await asyncio.gather(
+        batcher.recommend_for_user(index, 4, 6, exclude=index.seen_rows(4)),
+        batcher.recommend(index, folded, 5),
+        batcher.recommend_for_user(index, 7, 3),
+    )
+
+    assert batch_sizes == [3]
+    for (rows, scores), (expected_rows, expected_scores) in [
+        (by_row, _expected(index, 4, 6, index.seen_rows(4))),
+        (by_vector, index.recommend(folded, 5)),
+        (also_by_row, _expected(index, 7, 3, None)),
+    ]:
+        np.testing.assert_array_equal(rows, expected_rows)
+        np.testing.assert_array_equal(scores, expected_scores)
+
+
+async def test_a_user_row_outside_the_index_fails_alone(thread, batch_sizes):
+    index = clustered_index()
+    batcher = RankingBatcher(thread, off_loop_items=10**9)
+
+    outside, fine = await asyncio.gather(
+        batcher.recommend_for_user(index, index.n_users, 5),
+        batcher.recommend_for_user(index, 0, 5),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outside, IndexError)
+    np.testing.assert_array_equal(fine[0], _expected(index, 0, 5, None)[0])
+    assert batch_sizes == [1]
+
+
 async def test_requests_arriving_while_the_thread_ranks_form_the_next_batch(thread, batch_sizes):
     index = clustered_index()
     batcher = RankingBatcher(thread, off_loop_items=1)

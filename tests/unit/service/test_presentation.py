@@ -29,12 +29,11 @@ async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_
 
     assert len(result.product_ids) == 20 and not result.degraded
     assert result.scores == sorted(result.scores, reverse=True)
-    for product_id, name, category, institution in zip(
-        result.product_ids, result.names, result.categories, result.institutions, strict=True
-    ):
+    for product_id, product in zip(result.product_ids, result.products, strict=True):
+        details = (product.id, product.name, product.category, product.institution)
         if product_id in described:
-            assert (name, category, institution) == ("Card " + product_id, "Cards", "Beta")
+            assert details == (product_id, "Card " + product_id, "Cards", "Beta")
         else:
             row = index.item_row(product_id)
-            assert (name, (category, institution)) == (product_id, index.item_meta(row))
+            assert details == (product_id, product_id, *index.item_meta(row))
     assert {p in described for p in result.product_ids} == {True, False}

@@ -51,28 +51,21 @@ class UserQuery(ListQuery):
 
 def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
     telemetry.count_recommendation(subject, result.strategy.value, degraded=result.degraded)
+    reason = result.reason
     return JSONBytesResponse(
         {
             "recommendations": [
                 {
                     "id": product_id,
-                    "name": name,
-                    "category": category,
-                    "institution": institution,
+                    "name": product.name,
+                    "category": product.category,
+                    "institution": product.institution,
                     "relevanceScore": score,
                     "rank": rank,
-                    "reason": result.reason,
+                    "reason": reason,
                 }
-                for rank, (product_id, name, category, institution, score) in enumerate(
-                    zip(
-                        result.product_ids,
-                        result.names,
-                        result.categories,
-                        result.institutions,
-                        result.scores,
-                        strict=True,
-                    ),
-                    start=1,
+                for rank, (product_id, product, score) in enumerate(
+                    zip(result.product_ids, result.products, result.scores, strict=True), start=1
                 )
             ],
             subject: subject_id,
