@@ -292,13 +292,23 @@ class RecommendationService:
         return RecommendationResult(
             ids,
             products,
-            # Python's round: numpy's costs two more numpy calls, dear in a busy server.
-            [round(score, 6) for score in ranked.scores.tolist()],
+            _rounded(ranked.scores),
             ranked.reason,
             ranked.strategy,
             index.version,
             degraded,
         )
+
+
+def _rounded(scores: np.ndarray) -> list[float]:
+    """`round(score, 6)` of each score, at a third of its cost: for float32 scores
+    `round(score * 1e6) / 1e6` is the same number (times 10**6 is exact in float64, and both
+    round half to even). numpy's `round` would add two numpy calls, dearer still in a busy server."""
+    values = scores.tolist()
+    try:
+        return [round(value * 1e6) / 1e6 for value in values]
+    except (ValueError, OverflowError):  # NaN or infinity (a broken model): as round() has it
+        return [round(value, 6) for value in values]
 
 
 def _model_details(index: EmbeddingIndex, row: int, product_id: str) -> Product:
