@@ -16,6 +16,7 @@ import argparse
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
@@ -54,10 +55,11 @@ def ceiling_body(catalog_path: Path, limit: int = 10) -> dict:
     }
 
 
-def build() -> FastAPI:
-    """uvicorn factory (one call per worker process)."""
+def build(log_stream: TextIO | None = None) -> FastAPI:
+    """uvicorn factory (one call per worker process); `bench/serving.py cpu` calls it in-process
+    with a file for the access log."""
     settings = load_settings()
-    configure_logging(settings.log_level)  # as `finverse-reco serve` does
+    configure_logging(settings.log_level, log_stream)  # as `finverse-reco serve` does
     app = create_app(settings)
     body = ceiling_body(settings.catalog_path)
 
