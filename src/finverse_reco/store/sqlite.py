@@ -59,11 +59,22 @@ CREATE TABLE IF NOT EXISTS interaction_products (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS interaction_products_product
     ON interaction_products (product_id, interaction_id);
+-- Every product the event touches (`product_ids()`: productId, then each of productIDs), written by
+-- SQLite itself: a row that INSERT OR IGNORE skips as a duplicate fires nothing, so a duplicate never
+-- adds products to the event stored before it, and a batch is one statement for the writer thread.
+CREATE TRIGGER IF NOT EXISTS interactions_products AFTER INSERT ON interactions
+BEGIN
+    INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)
+    SELECT NEW.id, value FROM json_each(NEW.body, '$.data.productId')
+    UNION ALL
+    SELECT NEW.id, value FROM json_each(NEW.body, '$.data.productIDs');
+END;
 """
 
-# A batch goes in as one multi-row statement per table (of at most STATEMENT_ROWS rows), so that the
-# writer thread releases the GIL once for all of them: `executemany` takes it back after every row,
-# waiting each time for the busy event loop (measured: inserts took several times their CPU time).
+# A batch goes in as one multi-row INSERT (of at most STATEMENT_ROWS rows; the trigger adds the product
+# rows), so that the writer thread releases and takes back the GIL a few times for the whole batch:
+# `executemany` takes it back after every row, and each statement more costs another round, each time
+# waiting for the busy event loop (measured: inserts took several times their CPU time).
 STATEMENT_ROWS = 1000  # 7 parameters a row, far below SQLite's limit of 32,766 a statement
 SELECT_DOCUMENT = "SELECT ts_us, received_us, body FROM interactions"
 
@@ -158,24 +169,17 @@ class SQLiteInteractionStore:
         # The first copy of an event id in a batch wins, exactly as if the copies came one by one.
         unique = list({event.event_id: event for event in reversed(events)}.values())[::-1]
         rows = [event_row(event) for event in unique]
-        products = [
-            (product_id, event.event_id) for event in unique for product_id in event.product_ids()
-        ]
 
         def insert(db: sqlite3.Connection) -> int:
-            # IMMEDIATE takes the write lock before reading the highest id, so no other process
-            # can insert in between.
+            chunks = list(statement_chunks(rows))
+            if len(chunks) == 1:  # one statement, and so one transaction of its own (autocommit)
+                count, values = chunks[0]
+                return db.execute(insert_events_sql(count), values).rowcount
             db.execute("BEGIN IMMEDIATE")
             try:
-                (highest_id,) = db.execute(
-                    "SELECT coalesce(max(id), 0) FROM interactions"
-                ).fetchone()
                 inserted = 0
-                for count, values in statement_chunks(rows):
+                for count, values in chunks:
                     inserted += db.execute(insert_events_sql(count), values).rowcount
-                if inserted:
-                    for count, values in statement_chunks(products):
-                        db.execute(insert_products_sql(count), [*values, highest_id])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -346,21 +350,6 @@ def insert_events_sql(rows: int) -> str:
     return (
         "INSERT OR IGNORE INTO interactions"
         f" (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES {values}"
-    )
-
-
-@lru_cache(maxsize=32)
-def insert_products_sql(rows: int) -> str:
-    """(product id, event id) rows, then the highest id before the transaction.
-
-    Only events this transaction inserted (id above that) get product rows, so a duplicate never
-    adds products to the event stored before it.
-    """
-    values = ", ".join(["(?, ?)"] * rows)
-    return (
-        "INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)"
-        f" SELECT i.id, v.column1 FROM (VALUES {values}) AS v"
-        " JOIN interactions AS i ON i.event_id = v.column2 WHERE i.id > ?"
     )
 
 

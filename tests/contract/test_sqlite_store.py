@@ -1,0 +1,95 @@
+"""What only the SQLite store does: product rows written by a trigger, batches of several statements."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from finverse_reco.events import InteractionEvent, parse_event
+from finverse_reco.store import ProductCount, StoreUnavailable
+from finverse_reco.store import sqlite as sqlite_store
+from finverse_reco.store.sqlite import SQLiteInteractionStore
+
+# The schema before product rows came from a trigger: the same tables, no trigger.
+PREVIOUS_SCHEMA = sqlite_store.SCHEMA[: sqlite_store.SCHEMA.index("-- Every product")]
+
+
+def event(event_id: str, *, kind: str = "product_view", **data: Any) -> InteractionEvent:
+    raw = {"event_id": event_id, "user_id": "u1", "type": kind, "timestamp": "2025-03-01T09:30:00Z"}
+    return parse_event({**raw, "data": data})
+
+
+def product_rows(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return db.execute(
+            "SELECT i.event_id, p.product_id FROM interaction_products AS p"
+            " JOIN interactions AS i ON i.id = p.interaction_id ORDER BY 1, 2"
+        ).fetchall()
+
+
+async def test_a_batch_of_several_statements_is_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "STATEMENT_ROWS", 2)
+    store = SQLiteInteractionStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        first = [event("e1", productId="p1"), event("e2", productId="p2")]
+        assert (await store.insert_many(first)).inserted == 2
+        batch = [
+            event("e3", productId="p3"),
+            event("e1", productId="p-changed"),  # a duplicate: stored before, no new products
+            event("e4", kind="comparison", productIDs=["p1", "p4"]),
+            event("e3", productId="p-again"),  # repeated within the batch: the first copy wins
+            event("e5", kind="search", query="cards"),
+        ]
+        result = await store.insert_many(batch)
+        assert (result.inserted, result.duplicates) == (3, 2)
+        assert await store.count() == 5
+        assert product_rows(store.path) == [
+            ("e1", "p1"),
+            ("e2", "p2"),
+            ("e3", "p3"),
+            ("e4", "p1"),
+            ("e4", "p4"),
+        ]
+    finally:
+        await store.close()
+
+
+async def test_a_failing_statement_rolls_back_the_whole_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "STATEMENT_ROWS", 2)
+    store = SQLiteInteractionStore(tmp_path / "events.db")
+    await store.open()
+    try:
+        with sqlite3.connect(store.path) as db:  # refuses the third row, in the second statement
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.event_id = 'e3'"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        with pytest.raises(StoreUnavailable, match="refused"):
+            await store.insert_many([event(f"e{n}", productId=f"p{n}") for n in range(1, 5)])
+        assert await store.count() == 0
+        assert product_rows(store.path) == []
+    finally:
+        await store.close()
+
+
+async def test_a_file_from_before_the_trigger_gets_it_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(PREVIOUS_SCHEMA)
+    store = SQLiteInteractionStore(path)
+    await store.open()
+    try:
+        await store.insert_many(
+            [event("c1", kind="comparison", productId="p-a", productIDs=["p-a", "p-b"])]
+        )
+        assert await store.popular_products() == [ProductCount("p-a", 1), ProductCount("p-b", 1)]
+    finally:
+        await store.close()
