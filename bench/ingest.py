@@ -2,11 +2,16 @@
 
 Each round publishes N events (all seven types, so all four queues) once, with publisher confirms,
 into an exchange that fans them out to one fresh, randomly prefixed topology per variant on the
-local RabbitMQ; then each variant's consumer is started in turn and timed until its store holds all
-N (or, for the ceiling, until all N are acked). Rounds rotate the order of the variants so that load
-from elsewhere on the machine hits them alike; rates and ratios are medians over the rounds, the
-ratios taken within each round. The consumer process's CPU time per event is reported too: it does
-not depend on that load.
+local RabbitMQ; then each variant's consumer is started in turn, each in a fresh process of its own,
+and timed until its store holds all N (or, for the ceiling, until all N are acked). Rounds rotate the
+order of the variants so that load from elsewhere on the machine hits them alike; rates and ratios are
+medians over the rounds, the ratios taken within each round. The consumer process's CPU time per event
+is reported too: it does not depend on that load.
+
+A fresh process per variant: in a shared one, each variant inherited the heap, the collector's state
+and any process-wide setting the variants before it left behind. The batched variant's process is set
+up as `finverse-reco consume`'s is (`settle_heap_for_consuming` once its consumer has started); the
+ceiling and the naive consumer are not real consumer processes and run with Python's defaults.
 
 Variants:
   ceiling          consume and ack only (multiple acks, nothing parsed or stored), on the same
@@ -33,6 +38,7 @@ import argparse
 import asyncio
 import json
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +53,12 @@ import uvloop
 from aiormq.abc import DeliveredMessage
 
 from finverse_reco.events import EventType, InteractionEvent, parse_event_bytes
-from finverse_reco.ingest import IngestConfig, InteractionConsumer, InteractionPublisher
+from finverse_reco.ingest import (
+    IngestConfig,
+    InteractionConsumer,
+    InteractionPublisher,
+    settle_heap_for_consuming,
+)
 from finverse_reco.ingest.topology import (
     CONSUMED_QUEUES,
     Topology,
@@ -117,6 +128,7 @@ async def consume_batched(config: IngestConfig, store: InteractionStore, total: 
     consumer = InteractionConsumer(config, store)
     started = time.perf_counter()
     await consumer.start()
+    settle_heap_for_consuming()  # as `finverse-reco consume` does (`run_consumer`)
     # Polling costs one wake-up per 5 ms; a hook in the consumer just for this would cost more.
     while consumer.stats.stored + consumer.stats.duplicates < total:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
@@ -206,6 +218,42 @@ async def prefill(base: IngestConfig, prefixes: list[str], events: list[Interact
     elapsed = time.perf_counter() - started
     await drop(source)
     return elapsed
+
+
+def run_variant_process(
+    name: str, config: IngestConfig, total: int, store_url: str | None, naive: bool, loop: str
+) -> tuple[float, float]:
+    """`run_variant` in a fresh Python process: (wall seconds, CPU seconds)."""
+    spec = {
+        "name": name,
+        "config": asdict(config),
+        "total": total,
+        "store_url": store_url,
+        "naive": naive,
+        "loop": loop,
+    }
+    child = subprocess.run(
+        [sys.executable, __file__, "--variant-process", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        check=True,
+    )
+    result = json.loads(child.stdout.decode().splitlines()[-1])
+    return result["seconds"], result["cpu"]
+
+
+def variant_process(spec_json: str) -> int:
+    """The child side of `run_variant_process`: one variant, its result as JSON on stdout."""
+    spec = json.loads(spec_json)
+    variant = run_variant(
+        spec["name"],
+        IngestConfig(**spec["config"]),
+        spec["total"],
+        spec["store_url"],
+        spec["naive"],
+    )
+    seconds, cpu = uvloop.run(variant) if spec["loop"] == "uvloop" else asyncio.run(variant)
+    print(json.dumps({"seconds": seconds, "cpu": cpu}))
+    return 0
 
 
 async def run_variant(
@@ -301,7 +349,9 @@ async def main(arguments: argparse.Namespace) -> int:
                         "mongo": mongo.url(slug),
                     }[kind]
                     config = replace(base, name_prefix=prefixes[name])
-                    seconds, cpu = await run_variant(name, config, total, url, naive)
+                    seconds, cpu = await asyncio.to_thread(
+                        run_variant_process, name, config, total, url, naive, arguments.loop
+                    )
                     results[name].append(Result(name, round_number, total, seconds, cpu))
 
     rates = {name: median(r.events_per_second for r in runs) for name, runs in results.items()}
@@ -388,7 +438,10 @@ if __name__ == "__main__":
         default="uvloop",
         help="event loop for every variant (uvloop, as `finverse-reco consume` runs)",
     )
+    parser.add_argument("--variant-process", help=argparse.SUPPRESS)  # see run_variant_process
     arguments = parser.parse_args()
+    if arguments.variant_process:
+        sys.exit(variant_process(arguments.variant_process))
     if arguments.loop == "uvloop":
         sys.exit(uvloop.run(main(arguments)))
     sys.exit(asyncio.run(main(arguments)))

@@ -1,7 +1,12 @@
 """Real-time ingestion from RabbitMQ: topology, consumer, publisher (see docs/INGESTION.md)."""
 
 from finverse_reco.ingest.config import IngestConfig
-from finverse_reco.ingest.consumer import ConsumerStats, InteractionConsumer, run_consumer
+from finverse_reco.ingest.consumer import (
+    ConsumerStats,
+    InteractionConsumer,
+    run_consumer,
+    settle_heap_for_consuming,
+)
 from finverse_reco.ingest.publisher import (
     EventFileError,
     InteractionPublisher,
@@ -30,4 +35,5 @@ __all__ = [
     "read_events_file",
     "routing_key",
     "run_consumer",
+    "settle_heap_for_consuming",
 ]

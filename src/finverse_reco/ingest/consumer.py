@@ -11,6 +11,7 @@ at-least-once; the store's unique `event_id` makes storage effectively-once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -52,6 +53,9 @@ QUEUE_HEADER = "x-finverse-queue"
 FAILED_AT_HEADER = "x-finverse-failed-at"
 PUBLISH_TIMEOUT_S = 30.0
 STORE_BACKOFF_MAX_S = 2.0
+# Allocations between two collections of the youngest generation (CPython's default is 700): a
+# batch of 500 events allocates some 15 container objects each, which live until it is stored.
+GC_YOUNG_THRESHOLD = 10_000
 
 
 class StoreRejected(Exception):
@@ -448,6 +452,19 @@ def _attempts(delivery: _Delivery) -> int:
     return value if isinstance(value, int) else 0
 
 
+def settle_heap_for_consuming() -> None:
+    """Tune the collector for a process that, once started, mostly consumes (`finverse-reco consume`).
+
+    Collects once, then freezes what start-up allocated (modules, models, the connection), so that
+    later full collections no longer walk it, and collects the youngest generation less often. The
+    collector was 6-8% of the consumer's time. Call it once, after the consumer has started.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), middle, old)
+
+
 async def run_consumer(
     config: IngestConfig,
     store: InteractionStore,
@@ -462,6 +479,7 @@ async def run_consumer(
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         await consumer.start()
+        settle_heap_for_consuming()
         stopping = asyncio.create_task(stop_requested.wait())
         failing = asyncio.create_task(consumer.wait())
         await asyncio.wait({stopping, failing}, return_when=asyncio.FIRST_COMPLETED)
