@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,54 +31,56 @@ def product_rows(path: Path) -> list[tuple[str, str]]:
         ).fetchall()
 
 
-async def test_a_batch_of_several_statements_is_one_transaction(
+@pytest.fixture
+async def two_row_statements(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> AsyncIterator[SQLiteInteractionStore]:
+    """A store whose statements hold two rows each, so that a batch takes several."""
     monkeypatch.setattr(sqlite_store, "STATEMENT_ROWS", 2)
     store = SQLiteInteractionStore(tmp_path / "events.db")
     await store.open()
-    try:
-        first = [event("e1", productId="p1"), event("e2", productId="p2")]
-        assert (await store.insert_many(first)).inserted == 2
-        batch = [
-            event("e3", productId="p3"),
-            event("e1", productId="p-changed"),  # a duplicate: stored before, no new products
-            event("e4", kind="comparison", productIDs=["p1", "p4"]),
-            event("e3", productId="p-again"),  # repeated within the batch: the first copy wins
-            event("e5", kind="search", query="cards"),
-        ]
-        result = await store.insert_many(batch)
-        assert (result.inserted, result.duplicates) == (3, 2)
-        assert await store.count() == 5
-        assert product_rows(store.path) == [
-            ("e1", "p1"),
-            ("e2", "p2"),
-            ("e3", "p3"),
-            ("e4", "p1"),
-            ("e4", "p4"),
-        ]
-    finally:
-        await store.close()
+    yield store
+    await store.close()
+
+
+async def test_a_batch_of_several_statements_is_one_transaction(
+    two_row_statements: SQLiteInteractionStore,
+) -> None:
+    store = two_row_statements
+    first = [event("e1", productId="p1"), event("e2", productId="p2")]
+    assert (await store.insert_many(first)).inserted == 2
+    batch = [
+        event("e3", productId="p3"),
+        event("e1", productId="p-changed"),  # a duplicate: stored before, no new products
+        event("e4", kind="comparison", productIDs=["p1", "p4"]),
+        event("e3", productId="p-again"),  # repeated within the batch: the first copy wins
+        event("e5", kind="search", query="cards"),
+    ]
+    result = await store.insert_many(batch)
+    assert (result.inserted, result.duplicates) == (3, 2)
+    assert await store.count() == 5
+    assert product_rows(store.path) == [
+        ("e1", "p1"),
+        ("e2", "p2"),
+        ("e3", "p3"),
+        ("e4", "p1"),
+        ("e4", "p4"),
+    ]
 
 
 async def test_a_failing_statement_rolls_back_the_whole_batch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    two_row_statements: SQLiteInteractionStore,
 ) -> None:
-    monkeypatch.setattr(sqlite_store, "STATEMENT_ROWS", 2)
-    store = SQLiteInteractionStore(tmp_path / "events.db")
-    await store.open()
-    try:
-        with sqlite3.connect(store.path) as db:  # refuses the third row, in the second statement
-            db.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.event_id = 'e3'"
-                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
-            )
-        with pytest.raises(StoreUnavailable, match="refused"):
-            await store.insert_many([event(f"e{n}", productId=f"p{n}") for n in range(1, 5)])
-        assert await store.count() == 0
-        assert product_rows(store.path) == []
-    finally:
-        await store.close()
+    store = two_row_statements
+    with sqlite3.connect(store.path) as db:  # refuses the third row, in the second statement
+        db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.event_id = 'e3'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    with pytest.raises(StoreUnavailable, match="refused"):
+        await store.insert_many([event(f"e{n}", productId=f"p{n}") for n in range(1, 5)])
+    assert await store.count() == 0
+    assert product_rows(store.path) == []
 
 
 async def test_a_file_from_before_the_trigger_gets_it_on_open(tmp_path: Path) -> None:
