@@ -142,7 +142,7 @@ def _future() -> asyncio.Future[Ranked]:
 def _rank_batch(batch: list[_Request]) -> list[Ranked]:
     index = batch[0].index
     vectors = [request.vector for request in batch]
-    if not any(vector is not None for vector in vectors):  # the usual batch: trained users
+    if all(vector is None for vector in vectors):  # the usual batch: trained users only
         matrix = index.user_vectors_for([request.user_row for request in batch])
     else:
         matrix = np.stack(
