@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.events import Demographics, EventData, EventType, InteractionEvent
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
+from finverse_reco.products import Product
 from finverse_reco.store import open_store
 from reporting import add_table_rows, machine, verdict  # bench/reporting.py
 from stand_in import MongoStandIn  # bench/stand_in.py

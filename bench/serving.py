@@ -58,13 +58,13 @@ import scipy.sparse as sp
 import uvloop
 
 from _serve_with_ceiling import build as build_app  # bench/_serve_with_ceiling.py
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.local import write_catalog_file
 from finverse_reco.events import EventData, EventType, InteractionEvent
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.model.artifacts import activate, save_version
 from finverse_reco.observability import configure_logging
 from finverse_reco.pipeline.features import FeatureConfig, item_side_features
+from finverse_reco.products import Product
 from finverse_reco.store import open_store
 from reporting import add_to_section, machine  # bench/reporting.py
 

@@ -39,6 +39,20 @@ class EventType(StrEnum):
     FAVORITE = "favorite"
 
 
+# What each event type is worth to training by default (an application outweighs a view); searches
+# name no product, so they weigh nothing and feed user features instead. `FINVERSE_TYPE_WEIGHTS`
+# overrides any of them.
+DEFAULT_TYPE_WEIGHTS: dict[str, float] = {
+    "product_view": 1.0,
+    "product_click": 1.5,
+    "search": 0.0,
+    "comparison": 2.0,
+    "favorite": 3.0,
+    "application_start": 4.0,
+    "application_submit": 6.0,
+}
+
+
 class Demographics(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 

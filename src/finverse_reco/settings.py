@@ -15,16 +15,9 @@ from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
+
 DEFAULT_API_KEY = "change-me"
-DEFAULT_TYPE_WEIGHTS = {
-    "product_view": 1.0,
-    "product_click": 1.5,
-    "search": 0.0,
-    "comparison": 2.0,
-    "favorite": 3.0,
-    "application_start": 4.0,
-    "application_submit": 6.0,
-}
 
 
 class Settings(BaseSettings):

@@ -26,7 +26,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from finverse_reco.catalog.base import CatalogUnavailable, Product
+from finverse_reco.catalog.base import CatalogUnavailable
+from finverse_reco.products import Product
 
 log = logging.getLogger(__name__)
 

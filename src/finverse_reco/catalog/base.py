@@ -3,32 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    """A financial product as the catalog describes it. Numeric characteristics may be unknown."""
-
-    id: str
-    name: str
-    category: str
-    institution: str
-    interest_rate: float | None = None  # percent per year (deposit yield or borrowing cost)
-    annual_fee: float | None = None  # currency units per year
-    risk_level: int | None = None  # 1 (lowest) .. 5 (highest)
-    term_months: int | None = None
-    min_age: int | None = None
-    min_income: float | None = None  # currency units per year
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Product:
-        fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in raw.items() if k in fields})
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from finverse_reco.products import Product
 
 
 class CatalogUnavailable(RuntimeError):

@@ -21,7 +21,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from finverse_reco import telemetry
-from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatalog
+from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
+from finverse_reco.products import Product
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from finverse_reco.catalog.base import Product
+from finverse_reco.products import Product
 
 CATALOG_FORMAT_VERSION = 1
 

@@ -24,8 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finverse_reco.catalog.banking import BATCH_PATH, LIST_PATH, MAX_BATCH_IDS
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.local import read_catalog_file
+from finverse_reco.products import Product
 
 
 @dataclass

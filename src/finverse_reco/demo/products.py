@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from finverse_reco.catalog.base import Product
+from finverse_reco.products import Product
 
 CATEGORIES = (
     "checking_account",

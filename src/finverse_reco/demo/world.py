@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.local import write_catalog_file
 from finverse_reco.demo.population import DemoUser, generate_population
 from finverse_reco.demo.preferences import HiddenPreferences, hidden_preferences
 from finverse_reco.demo.products import CATEGORIES, DemoCatalog, generate_catalog
 from finverse_reco.demo.sampling import draw_rows
 from finverse_reco.events import EventType
+from finverse_reco.products import Product
 
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.pipeline.features import (
     FeatureConfig,
     demographic_features,
     item_side_features,
     segment_keys,
 )
+from finverse_reco.products import Product
 
 # The id and name lists (JSON in an artifact); every other array field is numeric (`.npz`).
 MAPPING_FIELDS = (

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from finverse_reco.catalog.base import Product
+from finverse_reco.products import Product
 
 DEMOGRAPHIC_FIELDS = ("age_group", "income_range", "location")
 USER_IDENTITY_PREFIX = "user:"

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.pipeline.features import (
     DEMOGRAPHIC_FIELDS,
     FeatureConfig,
@@ -38,6 +37,7 @@ from finverse_reco.pipeline.weighting import (
     event_weights,
     touched_products,
 )
+from finverse_reco.products import Product
 
 _NO_DATA: Mapping[str, Any] = {}
 _NEVER = (-math.inf, None)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from finverse_reco.settings import DEFAULT_TYPE_WEIGHTS
+from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
 
 SECONDS_PER_DAY = 86_400.0
 VIEW_TYPE = "product_view"

@@ -17,10 +17,11 @@ from functools import partial
 
 import numpy as np
 
-from finverse_reco.catalog.base import CatalogUnavailable, Product, ProductCatalog
+from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
 from finverse_reco.events import InteractionEvent
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.pipeline import WeightingConfig, documents_weights
+from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable

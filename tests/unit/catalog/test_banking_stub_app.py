@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from finverse_reco.catalog.banking import BATCH_PATH, LIST_PATH, MAX_BATCH_IDS
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.stub import StubFaults, create_banking_stub
+from finverse_reco.products import Product
 
 PRODUCTS = [
     Product(id=f"p{i}", name=f"P{i}", category="loan", institution="bank", term_months=12 * i)

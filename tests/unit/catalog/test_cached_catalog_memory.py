@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.cache import CachedCatalog
 from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.products import Product
 
 PRODUCTS = [Product(id=f"p{i}", name=f"P{i}", category="card", institution="b") for i in range(6)]
 

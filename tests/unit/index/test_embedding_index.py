@@ -3,7 +3,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from finverse_reco.catalog.base import Product
+from finverse_reco.products import Product
 
 CATEGORIES = ("card", "loan", "deposit")
 

@@ -3,9 +3,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.model import ModelParams, train
 from finverse_reco.pipeline import WeightingConfig, build_training_data
+from finverse_reco.products import Product
 
 CATEGORIES = ("card", "loan", "deposit")
 AGE_OF_CATEGORY = {"card": "18-24", "loan": "35-44", "deposit": "55+"}

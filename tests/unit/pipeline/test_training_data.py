@@ -5,7 +5,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.events import parse_event
 from finverse_reco.pipeline import (
     FeatureConfig,
@@ -14,6 +13,7 @@ from finverse_reco.pipeline import (
     event_weight,
 )
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
+from finverse_reco.products import Product
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CONFIG = WeightingConfig(decay_half_life_days=30.0)

@@ -126,8 +126,8 @@ def test_config_keeps_its_own_copy_of_the_weights():
 def test_documents_weights_match_one_document_at_a_time():
     from datetime import UTC, datetime, timedelta
 
+    from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
     from finverse_reco.pipeline import WeightingConfig, documents_weights, event_weight
-    from finverse_reco.settings import DEFAULT_TYPE_WEIGHTS
 
     config = WeightingConfig(type_weights=DEFAULT_TYPE_WEIGHTS)
     now = datetime(2026, 11, 1, tzinfo=UTC)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from clustered_index import clustered_index  # tests/support
 
-from finverse_reco.catalog.base import Product
 from finverse_reco.catalog.local import LocalCatalog
 from finverse_reco.pipeline import WeightingConfig
+from finverse_reco.products import Product
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import (
     RecommendationService,
