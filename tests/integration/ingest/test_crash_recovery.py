@@ -117,9 +117,10 @@ async def test_nothing_is_lost_or_doubled_across_kills_and_dropped_connections(
         if CLOSE_ALL:
             await rabbitmqctl("close_all_connections", "test")
         else:
-            assert (
-                await close_connections(ingest_config.connection_name) == 2
-            )  # consumer, publisher
+            closed = await close_connections(ingest_config.connection_name)
+            # The consumer's connection, and the publisher's while it is still publishing (on a
+            # loaded machine the restarts can take until the paced publishing is over).
+            assert closed == 2 or (closed == 1 and publishing.done())
         await publishing
         await wait_until(
             lambda: consumer.stored_at_least(watcher, TOTAL),
