@@ -251,8 +251,8 @@ async def load_into_matrices(
         "baseline_rss_mb": baseline,
         "peak_rss_mb": peak_rss_mb(),
         "rows": data.counts["documents"],
-        "users": len(data.user_ids),
-        "items": len(data.item_ids),
+        "users": len(data.users),
+        "items": len(data.items),
         "interactions_nnz": int(data.interactions.nnz),
     }
 

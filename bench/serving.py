@@ -13,7 +13,7 @@ Subcommands (`all`, the default, runs them all in one run and appends to docs/BE
           caches evicted between batches: the process's CPU per request of each endpoint beside
           the ceiling's. It does not depend on other load on the machine, which `wrk`'s req/s
           here does; the share it implies is a cross-check of the `http` ratio, not a target.
-  topk    In-process, CPU time per call: `EmbeddingIndex.recommend` against the naive path,
+  topk    In-process, CPU time per call: `EmbeddingIndex.rank` against the naive path,
           `LightFM.predict` over every item with the feature layout training builds (identity plus
           the pipeline's side features) then a full sort, on the same LightFM weights.
   memory  RSS of the serving process with 1,000,000 users × 50 dims, above the same process with
@@ -121,8 +121,8 @@ def synthetic_index(
     popularity = (1.0 / np.arange(1, n_items + 1) ** 0.9).astype(np.float32)
     rng.shuffle(popularity)
     return EmbeddingIndex(
-        user_ids=tuple(user_id(r) for r in range(n_users)),
-        item_ids=tuple(item_id(r) for r in range(n_items)),
+        users=[user_id(r) for r in range(n_users)],
+        items=[item_id(r) for r in range(n_items)],
         user_vectors=user_vectors,
         item_matrix=item_matrix,
         user_feature_names=(),
@@ -156,7 +156,7 @@ def synthetic_products(index: EmbeddingIndex) -> list[Product]:
             risk_level=1 + row % 5,
             term_months=12 * (1 + row % 10),
         )
-        for row, pid in enumerate(index.item_ids)
+        for row, pid in enumerate(index.items)
     ]
 
 
@@ -571,7 +571,7 @@ async def _asgi_get(app: Any, path: str) -> None:
 @dataclass
 class TopKResult:
     catalog: int
-    index_us: float  # EmbeddingIndex.recommend, seen items excluded
+    index_us: float  # EmbeddingIndex.rank, seen items excluded
     naive_us: float  # LightFM.predict over all items with item features, then a full sort
     speedup: float
     same_top10: float  # share of sampled users whose top 10 agree (same weights, two paths)
@@ -658,8 +658,7 @@ def _naive_top10(model, item_features, user_features, index: EmbeddingIndex, use
 
 
 def _index_top10(index: EmbeddingIndex, user: int) -> np.ndarray:
-    rows, _ = index.recommend(index.user_vector(user), 10, exclude=index.seen_rows(user))
-    return rows
+    return index.rank(index.user_queries([user]), 10, exclude=index.seen_rows(user)).of(0)[0]
 
 
 def _time_side_by_side(fast, naive, users: list[int], rounds: int = 5) -> tuple[float, float]:

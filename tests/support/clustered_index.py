@@ -22,8 +22,8 @@ def clustered_index(seed: int = 0, n_users: int = 30, n_items: int = 300, dim: i
     popularity = rng.random(n_items)
     popularity[::7] = 0.0  # some items nobody touched
     return EmbeddingIndex(
-        user_ids=[f"u{i:03d}" for i in range(n_users)],
-        item_ids=[f"i{i:03d}" for i in range(n_items)],
+        users=[f"u{i:03d}" for i in range(n_users)],
+        items=[f"i{i:03d}" for i in range(n_items)],
         user_vectors=user_vectors,
         item_matrix=np.column_stack([item_vectors, item_biases]),
         user_feature_names=["age_group:25-34", "age_group:55+", "location:York"],

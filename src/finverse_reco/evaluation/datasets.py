@@ -299,14 +299,14 @@ def _view_from_pipeline(
     """The pipeline's matrices moved to the dataset's rows, identity and side split apart.
     Users the pipeline never saw (held out entirely) get their demographics as side features:
     what the service knows about a new user who sends them."""
-    to_users = _placement(data.user_ids, user_ids)
-    to_items = _placement(data.item_ids, item_ids)
+    to_users = _placement(data.users.ids, user_ids)
+    to_items = _placement(data.items.ids, item_ids)
     interactions = sp.csr_matrix(to_users @ sp.csr_matrix(data.interactions) @ to_items.T)
 
     user_side_cols = np.flatnonzero(
         [not n.startswith(USER_IDENTITY_PREFIX) for n in data.user_feature_names]
     )
-    user_side_names = [data.user_feature_names[c] for c in user_side_cols]
+    user_side_names = data.user_feature_names.ids_of(user_side_cols)
     user_side = to_users @ sp.csr_matrix(data.user_features)[:, user_side_cols]
     known = np.asarray(to_users.sum(axis=1)).ravel() > 0
     column = {name: col for col, name in enumerate(user_side_names)}
@@ -321,7 +321,7 @@ def _view_from_pipeline(
         (np.ones(len(cold_rows), np.float32), (cold_rows, cold_cols)), shape=user_side.shape
     )
 
-    item_identity_names = {item_identity_feature(i) for i in data.item_ids}
+    item_identity_names = {item_identity_feature(i) for i in data.items}
     item_side_cols = np.flatnonzero([n not in item_identity_names for n in data.item_feature_names])
     item_side = to_items @ sp.csr_matrix(data.item_features)[:, item_side_cols]
     return train_view(
@@ -329,7 +329,7 @@ def _view_from_pipeline(
         user_side,
         item_side,
         user_side_names,
-        [data.item_feature_names[c] for c in item_side_cols],
+        data.item_feature_names.ids_of(item_side_cols),
     )
 
 

@@ -18,6 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from finverse_reco.index import topk_of_scores
+
 
 def ranking_metrics(
     top_k: np.ndarray, relevant: Sequence[np.ndarray], k: int, n_items: int
@@ -41,6 +43,7 @@ def ranking_metrics(
         precision_at_hits = cumulative_hits[hits] / (np.flatnonzero(hits) + 1)
         average_precision.append(float(precision_at_hits.sum() / ideal))
     recommended = np.unique(top_k[:, :k]) if len(top_k) else np.array([])
+    recommended = recommended[recommended >= 0]  # -1 pads a list shorter than k
     return {
         f"precision@{k}": float(np.mean(precision)) if precision else 0.0,
         f"recall@{k}": float(np.mean(recall)) if recall else 0.0,
@@ -66,12 +69,7 @@ def user_auc(scores: np.ndarray, positives: np.ndarray, excluded: np.ndarray) ->
 
 
 def top_k_excluding(scores: np.ndarray, exclude: sp.csr_matrix | None, k: int) -> np.ndarray:
-    """Top-k item indices per row of a dense score matrix, with excluded (user, item) pairs removed."""
-    scores = np.array(scores, dtype=np.float64, copy=True)
-    if exclude is not None and exclude.nnz:
-        rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
-        scores[rows, exclude.indices] = -np.inf
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    """Top-k item indices per row of a dense score matrix, with excluded (user, item) pairs removed
+    (the service's own kernel, `index.topk`); a row with fewer candidates is padded with -1."""
+    block = np.array(scores, dtype=np.float64, copy=True)
+    return topk_of_scores(block, k, exclude=exclude).rows

@@ -5,7 +5,7 @@ touches next?
 way the service trains (pipeline, `model.training.train` with a validation split and refit) on
 everyone else. Each held-out session is replayed event by event exactly as the service's session
 endpoint sees it: after each of its first n events (n ≥ 1), the items touched so far, weighted
-by event type (`pipeline.event_weight`), are folded in (`EmbeddingIndex.fold_in`) and the top k
+by event type (`pipeline.event_weight`), are folded in (`index.fold_in`) and the top k
 are taken, excluding the session's items. A hit: the next product the session touches that it had
 not touched before is in that top k. Popularity (overall, and within the user's demographic
 segment) gets the same exclusions.
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from finverse_reco.events import parse_event
+from finverse_reco.index import fold_in
 from finverse_reco.model import ModelParams
 from finverse_reco.model.training import train
 from finverse_reco.pipeline import WeightingConfig, build_training_data, event_weight
@@ -77,20 +78,22 @@ def evaluate_sessions(
             weighted = event_weight(document, weighting, now)
             product_events += bool(weighted)
             for product_id, weight in weighted:
-                row = index.item_row(product_id)
+                row = index.items.row(product_id)
                 if row is not None and weight > 0:
                     touched[row] = touched.get(row, 0.0) + weight
             target = _next_new_item(index, documents[position + 1 :], touched, weighting, now)
             if not touched or target is None:
                 continue
             exclude = np.fromiter(touched, dtype=np.int64, count=len(touched))
-            vector = index.fold_in(touched)
+            query = fold_in(index, touched)
             lists = {
-                "hybrid": index.recommend(vector, k, exclude=exclude)[0]
-                if vector is not None
+                "hybrid": index.rank(query[None, :], k, exclude=exclude).of(0)[0]
+                if query is not None
                 else np.zeros(0, np.int64),
-                "popularity": index.popular(k, exclude=exclude)[0],
-                "segment-popularity": index.popular(k, exclude=exclude, segment=demographics)[0],
+                "popularity": index.popular(k, exclude=exclude).of(0)[0],
+                "segment-popularity": index.popular(k, exclude=exclude, segment=demographics).of(0)[
+                    0
+                ],
             }
             first = product_events == 1
             predictions += 1
@@ -130,7 +133,7 @@ def _next_new_item(index, documents, touched, weighting, now) -> np.ndarray | No
         rows = [
             row
             for product_id, _ in event_weight(document, weighting, now)
-            if (row := index.item_row(product_id)) is not None and row not in touched
+            if (row := index.items.row(product_id)) is not None and row not in touched
         ]
         if rows:
             return np.asarray(rows, dtype=np.int64)

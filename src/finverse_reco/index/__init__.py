@@ -1,5 +1,15 @@
-"""The serving index: precomputed embeddings, top-k scoring, filters and fold-in."""
+"""The serving index: a trained model's frozen arrays and id maps; one top-k; fold-in; popularity."""
 
-from finverse_reco.index.embedding_index import ARRAY_FIELDS, MAPPING_FIELDS, EmbeddingIndex
+from finverse_reco.index.embedding_index import ARRAY_FIELDS, EmbeddingIndex
+from finverse_reco.index.foldin import fold_in, item_row_from_features, user_query_from_features
+from finverse_reco.index.topk import TopK, topk_of_scores
 
-__all__ = ["ARRAY_FIELDS", "MAPPING_FIELDS", "EmbeddingIndex"]
+__all__ = [
+    "ARRAY_FIELDS",
+    "EmbeddingIndex",
+    "TopK",
+    "fold_in",
+    "item_row_from_features",
+    "topk_of_scores",
+    "user_query_from_features",
+]

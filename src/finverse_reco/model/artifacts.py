@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from finverse_reco.index import ARRAY_FIELDS, MAPPING_FIELDS, EmbeddingIndex
+from finverse_reco.index import ARRAY_FIELDS, EmbeddingIndex
 from finverse_reco.pipeline.features import FeatureConfig
 
 FORMAT_VERSION = 1
@@ -78,7 +78,7 @@ def save_version(
         with (staging / ARRAYS_FILE).open("wb") as out:
             np.savez(out, **{name: getattr(index, name) for name in ARRAY_FIELDS})
             _sync(out)
-        _write_json(staging / MAPPINGS_FILE, {n: list(getattr(index, n)) for n in MAPPING_FIELDS})
+        _write_json(staging / MAPPINGS_FILE, index.name_lists())
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "model_version": version,
@@ -157,9 +157,9 @@ def load_version(model_dir: Path | str, version: str) -> EmbeddingIndex:
         with np.load(directory / ARRAYS_FILE, allow_pickle=False) as stored:
             arrays = {name: stored[name] for name in ARRAY_FIELDS}
         mappings = orjson.loads((directory / MAPPINGS_FILE).read_bytes())
-        return EmbeddingIndex(
-            **arrays,
-            **{name: tuple(mappings[name]) for name in MAPPING_FIELDS},
+        return EmbeddingIndex.from_lists(
+            arrays,
+            mappings,
             feature_config=FeatureConfig.from_dict(manifest.get("feature_config") or {}),
             params=manifest.get("parameters") or {},
             metrics=manifest.get("metrics") or {},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from finverse_reco.index.topk import topk_of_scores
+
 _CHUNK_USERS = 1024  # bounds the dense score block to 1024 × n_items floats
 
 
@@ -30,10 +32,8 @@ def precision_at_k(
         chunk = users[start : start + _CHUNK_USERS]
         scores = user_vectors[chunk] @ item_vectors.T
         scores += item_biases
-        if train is not None:
-            seen = train[chunk]
-            scores[np.repeat(np.arange(len(chunk)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        seen = train[chunk] if train is not None else None
+        top = topk_of_scores(scores, k, exclude=seen).rows
         relevant = test[chunk]
         for row, candidates in enumerate(top):
             positives = relevant.indices[relevant.indptr[row] : relevant.indptr[row + 1]]

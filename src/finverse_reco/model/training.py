@@ -85,30 +85,28 @@ def build_index(
     """Representations computed once from the feature matrices, plus everything serving needs."""
     _, user_vectors = model.user_representations(data.user_features)
     item_biases, item_vectors = model.item_representations(data.item_features)
-    item_matrix = np.empty((len(data.item_ids), item_vectors.shape[1] + 1), dtype=np.float32)
+    item_matrix = np.empty((len(data.items), item_vectors.shape[1] + 1), dtype=np.float32)
     item_matrix[:, :-1] = item_vectors
     item_matrix[:, -1] = item_biases
 
-    categories, category_codes = _codes([data.item_meta[i]["category"] for i in data.item_ids])
-    institutions, institution_codes = _codes(
-        [data.item_meta[i]["institution"] for i in data.item_ids]
-    )
+    categories, category_codes = _codes([data.item_meta[i]["category"] for i in data.items])
+    institutions, institution_codes = _codes([data.item_meta[i]["institution"] for i in data.items])
     segment_keys = sorted(data.segment_popularity)
-    segment_popularity = np.zeros((len(segment_keys), len(data.item_ids)), dtype=np.float32)
+    segment_popularity = np.zeros((len(segment_keys), len(data.items)), dtype=np.float32)
     for row, key in enumerate(segment_keys):
         segment_popularity[row] = data.segment_popularity[key]
     seen = sp.csr_matrix(data.interactions)
     seen.sort_indices()
     start, end = data.data_window
     return EmbeddingIndex(
-        user_ids=tuple(data.user_ids),
-        item_ids=tuple(data.item_ids),
+        users=data.users,
+        items=data.items,
         user_vectors=user_vectors,
         item_matrix=item_matrix,
-        user_feature_names=tuple(data.user_feature_names),
+        user_feature_names=data.user_feature_names,
         user_feature_embeddings=model.user_embeddings,
         user_feature_biases=model.user_biases,
-        item_feature_names=tuple(data.item_feature_names),
+        item_feature_names=data.item_feature_names,
         item_feature_embeddings=model.item_embeddings,
         item_feature_biases=model.item_biases,
         item_categories=category_codes,

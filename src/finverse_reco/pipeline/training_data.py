@@ -28,6 +28,7 @@ from finverse_reco.pipeline.features import (
     segment_key,
     user_identity_feature,
 )
+from finverse_reco.pipeline.idmap import IdMap
 from finverse_reco.pipeline.weighting import (
     SEARCH_TYPE,
     VIEW_TYPE,
@@ -60,15 +61,15 @@ class _Columns:
 
 @dataclass
 class TrainingData:
-    """Everything training and the serving index need, rows aligned with `user_ids` / `item_ids`."""
+    """Everything training and the serving index need, rows aligned with `users` / `items`."""
 
     interactions: sp.coo_matrix  # n_users × n_items, float32 decayed weights (> 0)
-    user_ids: list[str]
-    item_ids: list[str]
+    users: IdMap
+    items: IdMap
     user_features: sp.csr_matrix  # n_users × n_user_features, rows sum to 1 (or 0: nothing known)
     item_features: sp.csr_matrix  # n_items × n_item_features, rows sum to 1
-    user_feature_names: list[str]
-    item_feature_names: list[str]
+    user_feature_names: IdMap
+    item_feature_names: IdMap
     user_demographics: dict[str, dict[str, str]]  # latest known, per user id
     item_meta: dict[str, dict[str, str]]  # {"category", "institution"} per item id ("" if unknown)
     popularity: np.ndarray  # float32 per item: decayed interaction weight over all users
@@ -375,12 +376,12 @@ class TrainingDataBuilder:
         }
         return TrainingData(
             interactions=interactions,
-            user_ids=user_ids,
-            item_ids=item_ids,
+            users=IdMap(user_ids),
+            items=IdMap(item_ids),
             user_features=user_features,
             item_features=item_features,
-            user_feature_names=user_feature_names,
-            item_feature_names=item_feature_names,
+            user_feature_names=IdMap(user_feature_names),
+            item_feature_names=IdMap(item_feature_names),
             user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
             item_meta=item_meta,
             popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),

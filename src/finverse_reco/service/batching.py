@@ -1,19 +1,22 @@
 """Micro-batching: the ranking requests that arrive together are ranked together.
 
-A request queues its user vector and waits on a future. The batch runs once the event loop has taken
-in every request that was ready (`call_soon`), so batching adds no waiting of its own: a lone request
-is ranked in the next loop iteration. `EmbeddingIndex.recommend_many` then does one matrix product
-and one top-k pass for the whole batch. On a small catalog that turns some twenty numpy calls per
-request into twenty per batch (their fixed cost was most of a request's ranking time); on a large
-one it reads the item matrix once per batch instead of once per request.
+A request queues its query vector and waits on a future. The batch runs once the event loop has
+taken in every request that was ready (`call_soon`), so batching adds no waiting of its own: a lone
+request is ranked in the next loop iteration. `EmbeddingIndex.rank` then does one matrix product and
+one top-k pass (`index/topk.py`) for the whole batch. On a small catalog that turns some twenty numpy
+calls per request into twenty per batch (their fixed cost was most of a request's ranking time); on a
+large one it reads the item matrix once per batch instead of once per request.
 
 Large catalogs rank in one thread of their own (BLAS releases the GIL, so the event loop keeps
-serving), one batch at a time; the requests that arrive meanwhile form the next batch.
+serving), one batch at a time; the requests that arrive meanwhile form the next batch. This is the
+one place that decides where ranking runs: the rankings that are not batched (similar products,
+popularity) go through `run`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +31,7 @@ Ranked = tuple[np.ndarray, np.ndarray]
 @dataclass(slots=True)
 class _Request:
     index: EmbeddingIndex
-    vector: np.ndarray | None  # None: the trained user at `user_row`
+    query: np.ndarray | None  # None: the trained user at `user_row`
     user_row: int
     k: int
     exclude: np.ndarray | None
@@ -52,16 +55,16 @@ class RankingBatcher:
     async def recommend(
         self,
         index: EmbeddingIndex,
-        vector: np.ndarray,
+        query: np.ndarray,
         k: int,
         *,
         exclude: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
     ) -> Ranked:
-        """`index.recommend(vector, k, exclude=..., allowed=...)`, ranked in a batch."""
-        if vector.shape != (index.dim + 1,):  # refused here, so it cannot fail a whole batch
-            raise ValueError(f"vector must have shape ({index.dim + 1},)")
-        return await self._enqueue(_Request(index, vector, -1, k, exclude, allowed, _future()))
+        """The best `k` items for a (d + 1,) query vector (`EmbeddingIndex.rank`), in a batch."""
+        if query.shape != (index.dim + 1,):  # refused here, so it cannot fail a whole batch
+            raise ValueError(f"query must have shape ({index.dim + 1},)")
+        return await self._enqueue(_Request(index, query, -1, k, exclude, allowed, _future()))
 
     async def recommend_for_user(
         self,
@@ -72,11 +75,17 @@ class RankingBatcher:
         exclude: np.ndarray | None = None,
         allowed: np.ndarray | None = None,
     ) -> Ranked:
-        """`recommend` with `index.user_vector(user_row)`, which the batch gathers for all its
-        trained users at once."""
+        """`recommend` for the trained user at `user_row`: the batch gathers all its trained
+        users' vectors at once."""
         if not 0 <= user_row < index.n_users:
             raise IndexError(f"user row {user_row} is not in the index")
         return await self._enqueue(_Request(index, None, user_row, k, exclude, allowed, _future()))
+
+    async def run(self, index: EmbeddingIndex, ranking: Callable[[], Ranked]) -> Ranked:
+        """A ranking that is not batched, here or in the ranking thread when the catalog is large."""
+        if index.n_items < self._off_loop_items:
+            return ranking()
+        return await asyncio.get_running_loop().run_in_executor(self._thread, ranking)
 
     def _enqueue(self, request: _Request) -> asyncio.Future[Ranked]:
         self._pending.append(request)
@@ -141,19 +150,21 @@ def _future() -> asyncio.Future[Ranked]:
 
 def _rank_batch(batch: list[_Request]) -> list[Ranked]:
     index = batch[0].index
-    vectors = [request.vector for request in batch]
-    if all(vector is None for vector in vectors):  # the usual batch: trained users only
-        matrix = index.user_vectors_for([request.user_row for request in batch])
+    queries = [request.query for request in batch]
+    if all(query is None for query in queries):  # the usual batch: trained users only
+        block = index.user_queries([request.user_row for request in batch])
     else:
-        matrix = np.stack(
-            [
-                index.user_vector(request.user_row) if vector is None else vector
-                for request, vector in zip(batch, vectors, strict=True)
-            ]
-        )
-    return index.recommend_many(
-        matrix,
-        [request.k for request in batch],
-        [request.exclude for request in batch],
-        [request.allowed for request in batch],
+        block = np.empty((len(batch), index.dim + 1), dtype=np.float32)
+        trained = [line for line, query in enumerate(queries) if query is None]
+        if trained:
+            block[trained] = index.user_queries([batch[line].user_row for line in trained])
+        for line, query in enumerate(queries):
+            if query is not None:
+                block[line] = query
+    ranked = index.rank(
+        block,
+        max(request.k for request in batch),
+        exclude=[request.exclude for request in batch],
+        allowed=[request.allowed for request in batch],
     )
+    return [ranked.of(line, request.k) for line, request in enumerate(batch)]

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import partial
 
 import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
 from finverse_reco.events import InteractionEvent
-from finverse_reco.index import EmbeddingIndex
+from finverse_reco.index import (
+    EmbeddingIndex,
+    fold_in,
+    item_row_from_features,
+    user_query_from_features,
+)
 from finverse_reco.pipeline import WeightingConfig, documents_weights
+from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.models import ModelHolder
@@ -110,7 +115,7 @@ class RecommendationService:
     ) -> RecommendationResult:
         index = self._index()
         allowed = self._allowed(index, category)
-        row = index.user_row(user_id)
+        row = index.users.row(user_id)
         if row is not None:
             exclude = index.seen_rows(row) if exclude_seen else None
             rows, scores = await self._batcher.recommend_for_user(
@@ -130,16 +135,16 @@ class RecommendationService:
         allowed = self._allowed(index, category)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
         weights = self._item_weights(index, events)
-        vector = index.fold_in(weights) if weights else None
-        if vector is not None:
+        query = fold_in(index, weights) if weights else None
+        if query is not None:
             exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
             rows, scores = await self._batcher.recommend(
-                index, vector, limit, exclude=exclude, allowed=allowed
+                index, query, limit, exclude=exclude, allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
         else:
             segment = _latest_demographics(events)
-            rows, scores = index.popular(limit, allowed=allowed, segment=segment)
+            rows, scores = await self._popular(index, limit, None, allowed, segment)
             ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
         ranked.degraded = degraded
         return await self._present(index, ranked)
@@ -149,20 +154,23 @@ class RecommendationService:
     ) -> RecommendationResult:
         index = self._index()
         allowed = self._allowed(index, category)
-        row = index.item_row(product_id)
+        row = index.items.row(product_id)
         if row is not None:
-            rows, scores = await self._rank(
-                index, partial(index.similar_items, row, limit, allowed=allowed)
-            )
+
+            def similar() -> tuple[np.ndarray, np.ndarray]:
+                return index.similar_items(np.array([row]), limit, allowed=allowed).of(0)
+
         else:
             # A product the catalog knows but the model has never seen: place it by its features.
             product = (await self._details([product_id])).get(product_id)
             if product is None:
                 raise NotFound(f"product {product_id!r} is not in the catalog")
-            vector = index.item_vector_from_features(product)
-            rows, scores = await self._rank(
-                index, partial(index.similar_to_vector, vector, limit, allowed=allowed)
-            )
+            vector = item_row_from_features(index, product)
+
+            def similar() -> tuple[np.ndarray, np.ndarray]:
+                return index.similar(vector[None, :], limit, allowed=allowed).of(0)
+
+        rows, scores = await self._batcher.run(index, similar)
         ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
         return await self._present(index, ranked)
 
@@ -184,7 +192,7 @@ class RecommendationService:
         demographics, else popularity (within their segment when one is known)."""
         events, degraded = await self._recent(self._store.user_interactions(user_id))
         demographics = demographics or _latest_demographics(events)
-        features = index.user_feature_names_for(demographics) if demographics else {}
+        features = demographic_features(demographics) if demographics else {}
         weights = self._item_weights(index, events)
         exclude = (
             np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
@@ -192,18 +200,16 @@ class RecommendationService:
             else None
         )
         if weights:
-            vector = index.fold_in(weights, features or None)
+            query = fold_in(index, weights, features or None)
             strategy, reason = Strategy.PERSONALIZED, "matches your recent activity"
         else:
-            vector = index.user_vector_from_features(features) if features else None
+            query = user_query_from_features(index, features) if features else None
             strategy, reason = Strategy.FEATURES_COLD_START, "popular with people like you"
-        if vector is None:
-            rows, scores = index.popular(
-                limit, exclude=exclude, allowed=allowed, segment=demographics
-            )
+        if query is None:
+            rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
             return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
         rows, scores = await self._batcher.recommend(
-            index, vector, limit, exclude=exclude, allowed=allowed
+            index, query, limit, exclude=exclude, allowed=allowed
         )
         return _Ranked(rows, scores, strategy, reason, degraded)
 
@@ -215,22 +221,27 @@ class RecommendationService:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
 
-    async def _rank(
-        self, index: EmbeddingIndex, ranking: Callable[[], tuple[np.ndarray, np.ndarray]]
+    async def _popular(
+        self,
+        index: EmbeddingIndex,
+        limit: int,
+        exclude: np.ndarray | None,
+        allowed: np.ndarray | None,
+        segment: Mapping[str, str] | None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Run `ranking` here, or in the ranking thread when the catalog is large."""
-        if index.n_items < self._config.off_loop_items:
-            return ranking()
-        return await asyncio.get_running_loop().run_in_executor(self._ranker, ranking)
+        def popular() -> tuple[np.ndarray, np.ndarray]:
+            return index.popular(limit, exclude=exclude, allowed=allowed, segment=segment).of(0)
+
+        return await self._batcher.run(index, popular)
 
     @staticmethod
     def _allowed(index: EmbeddingIndex, category: str | None) -> np.ndarray | None:
         if category is None:
             return None
-        mask = index.category_mask(category)
-        if mask is None:
+        rows = index.category_rows(category)
+        if rows is None:
             raise NotFound(f"no products in category {category!r}")
-        return mask
+        return rows
 
     async def _recent(self, query) -> tuple[list[InteractionEvent], bool]:
         """Run a store read within its timeout; on failure answer from the model alone (degraded)."""
@@ -253,7 +264,7 @@ class RecommendationService:
         docs = [e.to_document() for e in events]
         weights: dict[int, float] = {}
         for product_id, weight in documents_weights(docs, self._config.weighting, now):
-            row = index.item_row(product_id)
+            row = index.items.row(product_id)
             if row is not None and weight > 0:
                 weights[row] = weights.get(row, 0.0) + weight
         return weights
@@ -270,8 +281,7 @@ class RecommendationService:
 
     async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
         rows = ranked.rows.tolist()
-        item_ids = index.item_ids
-        ids = [item_ids[row] for row in rows]
+        ids = index.items.ids_of(rows)
         degraded = ranked.degraded
         # In memory (the usual case) the details need no coroutine and no timeout.
         details = self._catalog.at_hand(ids)

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from ranked import ranked, user_query  # tests/support
 
 from finverse_reco.api.app import create_app
 from finverse_reco.model.artifacts import (
@@ -110,7 +111,7 @@ async def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(
         assert await watcher.check_once() is False  # nothing changed: not retried, not re-logged
 
     assert holder.version == good
-    assert holder.index.recommend(holder.index.user_vector(0), 5)[0].size == 5
+    assert ranked(holder.index, user_query(holder.index, 0), 5)[0].size == 5
     [record] = refusals(caplog)
     assert expected_reason in record.getMessage() and bad in record.getMessage()
     assert good in record.getMessage(), "the log says what keeps serving"

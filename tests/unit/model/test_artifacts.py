@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from ranked import ranked, user_query  # tests/support
 
-from finverse_reco.index import ARRAY_FIELDS, MAPPING_FIELDS
+from finverse_reco.index import ARRAY_FIELDS
 from finverse_reco.model.artifacts import (
     ArtifactError,
     activate,
@@ -38,14 +39,14 @@ def test_round_trip_gives_identical_arrays_and_mappings(model_dir, trained_index
         original, restored = getattr(trained_index, name), getattr(loaded, name)
         assert restored.dtype == original.dtype, name
         np.testing.assert_array_equal(restored, original, err_msg=name)
-    for name in MAPPING_FIELDS:
-        assert getattr(loaded, name) == getattr(trained_index, name), name
+    assert loaded.name_lists() == trained_index.name_lists()
+    assert loaded.users == trained_index.users and loaded.items == trained_index.items
     assert loaded.feature_config == trained_index.feature_config
     assert dict(loaded.metrics) == dict(trained_index.metrics)
     assert loaded.params["model"] == trained_index.params["model"]
-    vector = loaded.user_vector(0)
+    vector = user_query(loaded, 0)
     np.testing.assert_array_equal(
-        loaded.recommend(vector, 10)[0], trained_index.recommend(vector, 10)[0]
+        ranked(loaded, vector, 10)[0], ranked(trained_index, vector, 10)[0]
     )
 
 
@@ -69,7 +70,16 @@ def test_arrays_load_without_pickle(model_dir, trained_index):
         assert set(stored.files) == set(ARRAY_FIELDS)
         assert all(stored[name].dtype != object for name in stored.files)
     mappings = orjson.loads((version_dir(model_dir, version) / "mappings.json").read_bytes())
-    assert set(mappings) == set(MAPPING_FIELDS)
+    assert mappings == trained_index.name_lists()
+    assert set(mappings) == {
+        "user_ids",
+        "item_ids",
+        "user_feature_names",
+        "item_feature_names",
+        "category_names",
+        "institution_names",
+        "segment_keys",
+    }
 
 
 def test_activate_and_current(model_dir, trained_index):

@@ -3,9 +3,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from ranked import ranked, user_query  # tests/support
 
+from finverse_reco.index import fold_in, user_query_from_features
 from finverse_reco.model import HybridModel, ModelParams, split_interactions, train
 from finverse_reco.model.ranking_metrics import precision_at_k
+from finverse_reco.pipeline.features import demographic_features
 
 CATEGORIES = ("card", "loan", "deposit")
 AGES = {"card": "18-24", "loan": "35-44", "deposit": "55+"}
@@ -34,7 +37,7 @@ def test_representations_are_contiguous_float32(training_data, fast_params):
     data = training_data
     model = HybridModel(fast_params).fit(data.interactions, data.user_features, data.item_features)
     biases, vectors = model.item_representations(data.item_features)
-    assert vectors.shape == (len(data.item_ids), 16) and biases.shape == (len(data.item_ids),)
+    assert vectors.shape == (len(data.items), 16) and biases.shape == (len(data.items),)
     for array in (biases, vectors, model.user_embeddings, model.item_biases):
         assert array.dtype == np.float32 and array.flags.c_contiguous
     assert model.user_embeddings.shape == (len(data.user_feature_names), 16)
@@ -138,8 +141,8 @@ def test_train_records_validation_metrics_and_builds_the_index(trained_index, tr
     metrics = index.metrics
     assert 1 <= metrics["best_epoch"] <= 15
     assert 0.0 < metrics["validation_precision@10"] <= 1.0
-    assert index.user_ids == tuple(training_data.user_ids)
-    assert index.item_matrix.shape == (len(training_data.item_ids), 17)
+    assert index.users == training_data.users
+    assert index.item_matrix.shape == (len(training_data.items), 17)
     assert index.params["model"]["no_components"] == 16
     assert index.training["counts"]["users"] == 150
     assert set(index.category_names) == set(CATEGORIES)
@@ -151,7 +154,7 @@ def test_trained_users_get_their_own_category(trained_index):
     index = trained_index
     for user_row in range(0, 30, 4):
         own = {index.item_meta(r)[0] for r in index.seen_rows(user_row)}
-        rows, _ = index.recommend(index.user_vector(user_row), 5, exclude=index.seen_rows(user_row))
+        rows, _ = ranked(index, user_query(index, user_row), 5, exclude=index.seen_rows(user_row))
         assert {index.item_meta(r)[0] for r in rows} == own
 
 
@@ -159,18 +162,18 @@ def test_fold_in_from_items_of_a_cluster_recommends_that_cluster(trained_index):
     index = trained_index
     for category in CATEGORIES:
         touched = np.flatnonzero(index.category_mask(category))[:3]
-        vector = index.fold_in(dict.fromkeys(touched.tolist(), 1.0))
-        rows, _ = index.recommend(vector, 8, exclude=touched)
+        vector = fold_in(index, dict.fromkeys(touched.tolist(), 1.0))
+        rows, _ = ranked(index, vector, 8, exclude=touched)
         assert {index.item_meta(r)[0] for r in rows} == {category}
 
 
 def test_a_new_user_described_by_demographics_gets_their_segment(trained_index):
     index = trained_index
     for category, age in AGES.items():
-        vector = index.user_vector_from_features(index.user_feature_names_for({"age_group": age}))
-        rows, _ = index.recommend(vector, 5)
+        vector = user_query_from_features(index, demographic_features({"age_group": age}))
+        rows, _ = ranked(index, vector, 5)
         assert {index.item_meta(r)[0] for r in rows} == {category}
-        popular, _ = index.popular(5, segment={"age_group": age})
+        popular, _ = index.popular(5, segment={"age_group": age}).of(0)
         assert {index.item_meta(r)[0] for r in popular} == {category}
 
 

@@ -108,18 +108,18 @@ def data():
 
 
 def user_features(data, user_id):
-    row = data.user_features.getrow(data.user_ids.index(user_id))
-    return {data.user_feature_names[c]: v for c, v in zip(row.indices, row.data, strict=True)}
+    row = data.user_features.getrow(data.users.row(user_id))
+    return {data.user_feature_names.id(c): v for c, v in zip(row.indices, row.data, strict=True)}
 
 
 def item_features(data, item_id):
-    row = data.item_features.getrow(data.item_ids.index(item_id))
-    return {data.item_feature_names[c]: v for c, v in zip(row.indices, row.data, strict=True)}
+    row = data.item_features.getrow(data.items.row(item_id))
+    return {data.item_feature_names.id(c): v for c, v in zip(row.indices, row.data, strict=True)}
 
 
 def test_ids_are_sorted_and_include_cold_catalog_items_and_off_catalog_products(data):
-    assert data.user_ids == ["alice", "bob", "carol", "dave"]
-    assert data.item_ids == sorted(["card-1", "loan-1", "dep-1", "cold-1", "offcat-9"])
+    assert data.users.ids == ("alice", "bob", "carol", "dave")
+    assert list(data.items) == sorted(["card-1", "loan-1", "dep-1", "cold-1", "offcat-9"])
     assert data.interactions.shape == (4, 5)
     assert data.interactions.dtype == np.float32
     assert data.counts["cold_items"] == 1
@@ -135,7 +135,7 @@ def test_matrix_holds_summed_decayed_event_weights(data):
             expected[(document["user_id"], product_id)] += weight
     dense = data.interactions.toarray()
     actual = {
-        (data.user_ids[u], data.item_ids[i]): float(dense[u, i])
+        (data.users.id(u), data.items.id(i)): float(dense[u, i])
         for u, i in zip(*dense.nonzero(), strict=True)
     }
     assert actual.keys() == expected.keys()
@@ -235,7 +235,7 @@ def test_a_comparison_does_not_attribute_its_institution_to_every_product():
 def test_popularity_is_decayed_weight_per_item_and_per_segment(data):
     column_sums = np.asarray(data.interactions.sum(axis=0)).ravel()
     assert data.popularity == pytest.approx(column_sums)
-    bob_row = data.user_ids.index("bob")
+    bob_row = data.users.row("bob")
     assert data.segment_popularity["age_group=35-44"] == pytest.approx(
         data.interactions.toarray()[bob_row]
     )
@@ -249,7 +249,7 @@ def test_batching_and_order_do_not_change_the_result(data):
     for start in range(0, len(docs), 3):
         builder.add(iter(docs[start : start + 3]))
     again = builder.build(CATALOG)
-    assert again.user_ids == data.user_ids and again.item_ids == data.item_ids
+    assert again.users == data.users and again.items == data.items
     assert again.interactions.toarray() == pytest.approx(data.interactions.toarray())
     assert again.user_feature_names == data.user_feature_names
     assert again.user_features.toarray() == pytest.approx(data.user_features.toarray())
@@ -272,7 +272,7 @@ def test_malformed_documents_are_skipped_and_counted_the_rest_kept():
     reference = build_training_data([good], CATALOG, CONFIG)
     assert data.counts["skipped"] == len(bad)
     assert data.counts["documents"] == len(good) + len(bad)
-    assert data.user_ids == reference.user_ids
+    assert data.users == reference.users
     assert data.interactions.toarray() == pytest.approx(reference.interactions.toarray())
 
 
@@ -287,9 +287,9 @@ def test_iso_string_and_naive_timestamps_are_read_as_utc():
 
 def test_empty_input_still_gives_catalog_items():
     data = build_training_data([], CATALOG, CONFIG)
-    assert data.item_ids == sorted(p.id for p in CATALOG)
+    assert list(data.items) == sorted(p.id for p in CATALOG)
     assert data.interactions.nnz == 0
-    assert data.user_ids == []
+    assert len(data.users) == 0
     assert np.asarray(data.item_features.sum(axis=1)).ravel() == pytest.approx(np.ones(4))
 
 
@@ -308,5 +308,5 @@ def test_documents_of_validated_events_are_read_as_is():
     )
     data = build_training_data([[event.to_document()]], CATALOG, CONFIG)
     (pair,) = event_weight(event.to_document(), CONFIG, event.timestamp)
-    assert data.interactions.toarray()[0, data.item_ids.index("card-1")] == pytest.approx(pair[1])
+    assert data.interactions.toarray()[0, data.items.row("card-1")] == pytest.approx(pair[1])
     assert data.user_demographics == {"u1": {"age_group": "25-34"}}

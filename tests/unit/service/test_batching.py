@@ -8,7 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from clustered_index import clustered_index  # tests/support
+from ranked import ranked, user_query  # tests/support
 
+from finverse_reco.index import fold_in
 from finverse_reco.service import batching
 from finverse_reco.service.batching import RankingBatcher
 
@@ -34,7 +36,7 @@ def batch_sizes(monkeypatch):
 
 
 def _expected(index, row, k, exclude):
-    return index.recommend(index.user_vector(row), k, exclude=exclude)
+    return ranked(index, user_query(index, row), k, exclude=exclude)
 
 
 @pytest.mark.parametrize("off_loop_items", [10**9, 1], ids=["on the loop", "in the thread"])
@@ -47,7 +49,7 @@ async def test_concurrent_requests_share_one_batch_and_get_their_own_answers(
 
     answers = await asyncio.gather(
         *(
-            batcher.recommend(index, index.user_vector(row), 3 + row, exclude=index.seen_rows(row))
+            batcher.recommend(index, user_query(index, row), 3 + row, exclude=index.seen_rows(row))
             for row in rows
         )
     )
@@ -65,7 +67,7 @@ async def test_trained_users_by_row_and_given_vectors_share_a_batch(
 ):
     index = clustered_index()
     batcher = RankingBatcher(thread, off_loop_items=off_loop_items)
-    folded = index.fold_in({0: 1.0, 3: 2.0})
+    folded = fold_in(index, {0: 1.0, 3: 2.0})
 
     by_row, by_vector, also_by_row = await asyncio.gather(
         batcher.recommend_for_user(index, 4, 6, exclude=index.seen_rows(4)),
@@ -76,7 +78,7 @@ async def test_trained_users_by_row_and_given_vectors_share_a_batch(
     assert batch_sizes == [3]
     for (rows, scores), (expected_rows, expected_scores) in [
         (by_row, _expected(index, 4, 6, index.seen_rows(4))),
-        (by_vector, index.recommend(folded, 5)),
+        (by_vector, ranked(index, folded, 5)),
         (also_by_row, _expected(index, 7, 3, None)),
     ]:
         np.testing.assert_array_equal(rows, expected_rows)
@@ -102,9 +104,9 @@ async def test_requests_arriving_while_the_thread_ranks_form_the_next_batch(thre
     index = clustered_index()
     batcher = RankingBatcher(thread, off_loop_items=1)
 
-    first = asyncio.ensure_future(batcher.recommend(index, index.user_vector(0), 5))
+    first = asyncio.ensure_future(batcher.recommend(index, user_query(index, 0), 5))
     await asyncio.sleep(0)  # the first batch (of one) is now in the thread
-    later = [batcher.recommend(index, index.user_vector(row), 5) for row in (1, 2, 3)]
+    later = [batcher.recommend(index, user_query(index, row), 5) for row in (1, 2, 3)]
     await asyncio.gather(first, *later)
 
     assert batch_sizes == [1, 3]
@@ -115,9 +117,9 @@ async def test_a_batch_holds_one_index_a_swap_in_between_splits_it(thread, batch
     batcher = RankingBatcher(thread, off_loop_items=10**9)
 
     answers = await asyncio.gather(
-        batcher.recommend(old, old.user_vector(0), 5),
-        batcher.recommend(new, new.user_vector(0), 5),
-        batcher.recommend(old, old.user_vector(1), 5),
+        batcher.recommend(old, user_query(old, 0), 5),
+        batcher.recommend(new, user_query(new, 0), 5),
+        batcher.recommend(old, user_query(old, 1), 5),
     )
 
     assert sorted(batch_sizes) == [1, 2]
@@ -132,7 +134,7 @@ async def test_a_malformed_request_fails_alone_before_it_joins_a_batch(thread, b
 
     malformed, fine = await asyncio.gather(
         batcher.recommend(index, wrong_shape, 5),
-        batcher.recommend(index, index.user_vector(0), 5),
+        batcher.recommend(index, user_query(index, 0), 5),
         return_exceptions=True,
     )
 
@@ -154,12 +156,12 @@ async def test_a_failing_batch_fails_its_requests_and_the_next_batch_still_runs(
 
     monkeypatch.setattr(batching, "_rank_batch", fail_once)
     outcomes = await asyncio.gather(
-        *(batcher.recommend(index, index.user_vector(row), 5) for row in (0, 1)),
+        *(batcher.recommend(index, user_query(index, row), 5) for row in (0, 1)),
         return_exceptions=True,
     )
     assert all(isinstance(outcome, MemoryError) for outcome in outcomes)
 
-    rows, _ = await batcher.recommend(index, index.user_vector(0), 5)
+    rows, _ = await batcher.recommend(index, user_query(index, 0), 5)
     np.testing.assert_array_equal(rows, _expected(index, 0, 5, None)[0])
 
 
@@ -167,8 +169,8 @@ async def test_a_cancelled_request_leaves_the_others_answered(thread):
     index = clustered_index()
     batcher = RankingBatcher(thread, off_loop_items=1)
 
-    gone = asyncio.ensure_future(batcher.recommend(index, index.user_vector(0), 5))
-    kept = asyncio.ensure_future(batcher.recommend(index, index.user_vector(1), 5))
+    gone = asyncio.ensure_future(batcher.recommend(index, user_query(index, 0), 5))
+    kept = asyncio.ensure_future(batcher.recommend(index, user_query(index, 1), 5))
     await asyncio.sleep(0)
     gone.cancel()
 

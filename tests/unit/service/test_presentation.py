@@ -22,7 +22,7 @@ async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_
     index = clustered_index()
     described = {
         item_id: Product(id=item_id, name=f"Card {item_id}", category="Cards", institution="Beta")
-        for item_id in index.item_ids[::2]  # the catalog knows every other product
+        for item_id in index.items.ids[::2]  # the catalog knows every other product
     }
     service = RecommendationService(
         ModelHolder(index),
@@ -31,7 +31,7 @@ async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_
         ServiceConfig(weighting=WeightingConfig()),
     )
 
-    result = await service.for_user(index.user_ids[0], 20)
+    result = await service.for_user(index.users.id(0), 20)
 
     assert len(result.product_ids) == 20 and not result.degraded
     assert result.scores == sorted(result.scores, reverse=True)
@@ -40,7 +40,7 @@ async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_
         if product_id in described:
             assert details == (product_id, "Card " + product_id, "Cards", "Beta")
         else:
-            row = index.item_row(product_id)
+            row = index.items.row(product_id)
             assert details == (product_id, product_id, *index.item_meta(row))
     assert {p in described for p in result.product_ids} == {True, False}
 
