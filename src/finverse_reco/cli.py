@@ -1,4 +1,4 @@
-"""`finverse-reco`: the service's processes. The composition root for everything but the HTTP app."""
+"""`finverse-reco`: the service's processes. Their parts are built by `compose.py`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from finverse_reco import compose
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
 
@@ -43,45 +44,6 @@ def progress_bar(description: str):
         yield advance
 
 
-def training_config(settings: Settings):
-    from finverse_reco.api.app import weighting_from
-    from finverse_reco.model import ModelParams
-    from finverse_reco.service.training import TrainingConfig
-
-    return TrainingConfig(
-        params=ModelParams(
-            no_components=settings.model_components,
-            learning_rate=settings.model_learning_rate,
-            loss=settings.model_loss,
-            epochs=settings.model_epochs,
-            user_alpha=settings.model_user_alpha,
-            item_alpha=settings.model_item_alpha,
-            num_threads=settings.model_threads,
-        ),
-        weighting=weighting_from(settings),
-        model_dir=settings.model_dir,
-        window_days=settings.training_window_days,
-        keep_versions=settings.model_keep_versions,
-        max_precision_drop=settings.model_max_precision_drop,
-    )
-
-
-def ingest_config(settings: Settings):
-    from finverse_reco.api.app import ingest_config_from
-
-    if not settings.rabbitmq_url:
-        raise SystemExit("FINVERSE_RABBITMQ_URL is not set: there is no broker to talk to")
-    return ingest_config_from(settings)
-
-
-def open_configured_store(settings: Settings):
-    from finverse_reco.store import open_store
-
-    return open_store(
-        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
-    )
-
-
 # --- commands ---------------------------------------------------------------------------------------
 
 
@@ -92,7 +54,7 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     started = time.perf_counter()
     world = generate_world(seed, n_users=users, n_products=products, n_events=events)
     write_world(world, settings.catalog_path)
-    store = open_configured_store(settings)
+    store = compose.store(settings)
     await store.open()
     inserted = duplicates = 0
     try:
@@ -115,16 +77,15 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
 
 
 async def train_once(settings: Settings) -> int:
-    from finverse_reco.api.app import build_catalog
     from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
 
-    store = open_configured_store(settings)
-    catalog = build_catalog(settings)
+    store = compose.store(settings)
+    catalog = compose.catalog(settings)
     await store.open()
     try:
         with progress_bar("training (epochs)") as advance:
-            outcome = await run_training(store, catalog, training_config(settings), advance)
+            outcome = await run_training(store, catalog, compose.training_config(settings), advance)
     except TrainingBusy as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return EXIT_BUSY
@@ -168,7 +129,7 @@ async def bootstrap(settings: Settings) -> None:
     """`make run`: seed the demo world into an empty store, train if no model exists."""
     from finverse_reco.model.artifacts import current_version
 
-    store = open_configured_store(settings)
+    store = compose.store(settings)
     await store.open()
     try:
         empty = await store.count() == 0
@@ -219,7 +180,7 @@ async def declare_topology(settings: Settings) -> int:
     from finverse_reco.ingest import TopologyMismatch, declare_topology_at
 
     try:
-        topology = await declare_topology_at(ingest_config(settings))
+        topology = await declare_topology_at(compose.ingest_config(settings))
     except TopologyMismatch as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
@@ -234,10 +195,10 @@ async def consume(settings: Settings) -> int:
 
     if settings.metrics_port:
         telemetry.serve_metrics(settings.metrics_port, settings.host)
-    store = open_configured_store(settings)
+    store = compose.store(settings)
     await store.open()
     try:
-        stats = await run_consumer(ingest_config(settings), store)
+        stats = await run_consumer(compose.ingest_config(settings), store)
     finally:
         await store.close()
     log.info("consumer stopped: %s", stats)
@@ -260,7 +221,7 @@ async def publish(settings: Settings, path: Path | None, demo_seed: int | None, 
         events = [parse_event(e) for e in generate_world(demo_seed or 42).events]
     published = 0
     batch_size = 1000
-    async with InteractionPublisher(ingest_config(settings)) as publisher:
+    async with InteractionPublisher(compose.ingest_config(settings)) as publisher:
         with progress_bar("publishing (confirmed)") as advance:
             for start in range(0, len(events), batch_size):
                 published += await publisher.publish(
@@ -429,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
 
         code = run_evaluate(args)
     elif args.command == "banking-stub":
-        from finverse_reco.catalog.stub import run_banking_stub
+        from finverse_reco.demo.banking_stub import run_banking_stub
 
         run_banking_stub(
             args.catalog or settings.catalog_path,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from finverse_reco.events import InteractionEvent, parse_event
-from finverse_reco.store import InsertResult, InteractionStore, ProductCount, StoreUnavailable
+from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
 # Millisecond-aligned times: MongoDB keeps dates to the millisecond, and the contract is the same
 # for both stores.
@@ -120,8 +120,6 @@ async def test_unicode_survives(store: InteractionStore) -> None:
 async def test_empty_store_answers_empty(store: InteractionStore) -> None:
     assert await store.user_interactions("nobody") == []
     assert await store.session_interactions("no-session") == []
-    assert await store.popular_products() == []
-    assert await store.popular_products(since=T0) == []
     assert await store.count() == 0
     assert await store.count(since=T0) == 0
     assert await scanned(store) == []
@@ -151,10 +149,10 @@ async def test_duplicates_within_a_batch_the_first_copy_wins(store: InteractionS
     assert result == InsertResult(inserted=2, duplicates=1)
     stored = {e.event_id: e for e in await store.user_interactions("u1")}
     assert stored["e1"] == original
-    # The dropped copy must not leave a trace anywhere, popularity included.
-    popular = {p.product_id for p in await store.popular_products()}
-    assert "p-changed" not in popular
-    assert "p-original" in popular
+    # The dropped copy must not leave a trace anywhere, the training scan included.
+    scanned = [document async for batch in store.scan() for document in batch]
+    products = {document["data"].get("productId") for document in scanned}
+    assert "p-changed" not in products and "p-original" in products
 
 
 async def test_user_interactions_newest_first_with_limit(store: InteractionStore) -> None:
@@ -196,58 +194,6 @@ async def test_session_interactions_oldest_first_keeping_the_most_recent(
     assert ids(await store.session_interactions("s1")) == ["e1", "e2", "e3"]
     assert ids(await store.session_interactions("s1", limit=2)) == ["e2", "e3"]
     assert ids(await store.session_interactions("s2")) == ["e-elsewhere"]
-
-
-async def test_popular_products_count_every_product_an_event_touches(
-    store: InteractionStore,
-) -> None:
-    await store.insert_many(
-        [
-            event("v1", productId="p-b"),
-            event("v2", productId="p-b"),
-            event("v3", productId="p-a"),
-            # productId repeated in productIDs, and a repeated id: each product once per event.
-            event("c1", kind="comparison", productId="p-a", productIDs=["p-a", "p-c", "p-c"]),
-            event("c2", kind="comparison", productIDs=["p-d", "p-b"]),
-            event("s1", kind="search", query="loans"),
-        ]
-    )
-
-    popular = await store.popular_products()
-
-    assert popular == [
-        ProductCount("p-b", 3),
-        ProductCount("p-a", 2),
-        ProductCount("p-c", 1),
-        ProductCount("p-d", 1),
-    ]
-    assert await store.popular_products(limit=2) == popular[:2]
-
-
-async def test_popular_products_ties_break_by_product_id(store: InteractionStore) -> None:
-    await store.insert_many(
-        [event(f"e-{product}", productId=product) for product in ["p-z", "p-m", "p-a", "p-q"]]
-    )
-
-    popular = await store.popular_products()
-
-    assert [p.product_id for p in popular] == ["p-a", "p-m", "p-q", "p-z"]
-
-
-async def test_popular_products_since(store: InteractionStore) -> None:
-    await store.insert_many(
-        [
-            event("old1", productId="p-old", at=minutes(0)),
-            event("old2", productId="p-old", at=minutes(1)),
-            event("edge", productId="p-new", at=minutes(10)),
-            event("new", kind="comparison", productIDs=["p-new", "p-cmp"], at=minutes(11)),
-        ]
-    )
-
-    recent = await store.popular_products(since=minutes(10))
-
-    assert recent == [ProductCount("p-new", 2), ProductCount("p-cmp", 1)]
-    assert (await store.popular_products())[0] == ProductCount("p-new", 2)
 
 
 async def test_count_since_is_inclusive(store: InteractionStore) -> None:
@@ -300,7 +246,6 @@ async def test_large_batch(store: InteractionStore) -> None:
     assert again == InsertResult(inserted=0, duplicates=10_000)
     assert await store.count() == 10_000
     assert sum(len(batch) for batch in await scanned(store, batch_size=4096)) == 10_000
-    assert await store.popular_products() == [ProductCount("p1", 10_000)]
 
 
 async def test_concurrent_writers_store_each_event_once(store: InteractionStore) -> None:
@@ -326,8 +271,6 @@ async def test_limits_must_be_positive(store: InteractionStore) -> None:
         await store.user_interactions("u1", limit=0)
     with pytest.raises(ValueError, match="limit"):
         await store.session_interactions("s1", limit=-1)
-    with pytest.raises(ValueError, match="limit"):
-        await store.popular_products(limit=0)
     with pytest.raises(ValueError, match="batch_size"):
         await scanned(store, batch_size=0)
 

@@ -1,4 +1,4 @@
-"""What only the SQLite store does: product rows written by a trigger, batches of several statements."""
+"""What only the SQLite store does: batches of several statements, files from earlier versions."""
 
 from __future__ import annotations
 
@@ -10,12 +10,23 @@ from typing import Any
 import pytest
 
 from finverse_reco.events import InteractionEvent, parse_event
-from finverse_reco.store import ProductCount, StoreUnavailable
+from finverse_reco.store import StoreUnavailable
 from finverse_reco.store import sqlite as sqlite_store
 from finverse_reco.store.sqlite import SQLiteInteractionStore
 
-# The schema before product rows came from a trigger: the same tables, no trigger.
-PREVIOUS_SCHEMA = sqlite_store.SCHEMA[: sqlite_store.SCHEMA.index("-- Every product")]
+# What earlier versions added for a popularity query nothing calls any more.
+EARLIER_PRODUCT_ROWS = """
+CREATE TABLE interaction_products (
+    interaction_id INTEGER NOT NULL REFERENCES interactions (id),
+    product_id TEXT NOT NULL,
+    PRIMARY KEY (interaction_id, product_id)
+) WITHOUT ROWID;
+CREATE TRIGGER interactions_products AFTER INSERT ON interactions
+BEGIN
+    INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)
+    SELECT NEW.id, value FROM json_each(NEW.body, '$.data.productId');
+END;
+"""
 
 
 def event(event_id: str, *, kind: str = "product_view", **data: Any) -> InteractionEvent:
@@ -23,12 +34,9 @@ def event(event_id: str, *, kind: str = "product_view", **data: Any) -> Interact
     return parse_event({**raw, "data": data})
 
 
-def product_rows(path: Path) -> list[tuple[str, str]]:
+def stored_ids(path: Path) -> list[str]:
     with sqlite3.connect(path) as db:
-        return db.execute(
-            "SELECT i.event_id, p.product_id FROM interaction_products AS p"
-            " JOIN interactions AS i ON i.id = p.interaction_id ORDER BY 1, 2"
-        ).fetchall()
+        return [row[0] for row in db.execute("SELECT event_id FROM interactions ORDER BY id")]
 
 
 @pytest.fixture
@@ -59,13 +67,9 @@ async def test_a_batch_of_several_statements_is_one_transaction(
     result = await store.insert_many(batch)
     assert (result.inserted, result.duplicates) == (3, 2)
     assert await store.count() == 5
-    assert product_rows(store.path) == [
-        ("e1", "p1"),
-        ("e2", "p2"),
-        ("e3", "p3"),
-        ("e4", "p1"),
-        ("e4", "p4"),
-    ]
+    assert sorted(stored_ids(store.path)) == ["e1", "e2", "e3", "e4", "e5"]
+    stored = {e.event_id: e for e in await store.user_interactions("u1")}
+    assert stored["e1"].data.productId == "p1" and stored["e3"].data.productId == "p3"
 
 
 async def test_a_failing_statement_rolls_back_the_whole_batch(
@@ -80,19 +84,28 @@ async def test_a_failing_statement_rolls_back_the_whole_batch(
     with pytest.raises(StoreUnavailable, match="refused"):
         await store.insert_many([event(f"e{n}", productId=f"p{n}") for n in range(1, 5)])
     assert await store.count() == 0
-    assert product_rows(store.path) == []
+    assert stored_ids(store.path) == []
 
 
-async def test_a_file_from_before_the_trigger_gets_it_on_open(tmp_path: Path) -> None:
+async def test_a_file_from_an_earlier_version_loses_its_product_rows_and_keeps_its_events(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "events.db"
+    earlier = SQLiteInteractionStore(path)
+    await earlier.open()
+    await earlier.insert_many([event("c1", productId="p-a")])
+    await earlier.close()
     with sqlite3.connect(path) as db:
-        db.executescript(PREVIOUS_SCHEMA)
+        db.executescript(EARLIER_PRODUCT_ROWS)
     store = SQLiteInteractionStore(path)
     await store.open()
     try:
-        await store.insert_many(
-            [event("c1", kind="comparison", productId="p-a", productIDs=["p-a", "p-b"])]
-        )
-        assert await store.popular_products() == [ProductCount("p-a", 1), ProductCount("p-b", 1)]
+        await store.insert_many([event("c2", productId="p-b")])
+        assert stored_ids(path) == ["c1", "c2"]
+        with sqlite3.connect(path) as db:
+            leftovers = db.execute(
+                "SELECT name FROM sqlite_master WHERE name LIKE 'interaction%product%'"
+            ).fetchall()
+        assert leftovers == []
     finally:
         await store.close()

@@ -38,7 +38,6 @@ async def assert_every_call_unavailable(store: InteractionStore, reason: str) ->
         "insert_many": store.insert_many([view("e-down")]),
         "user_interactions": store.user_interactions("u1"),
         "session_interactions": store.session_interactions("s1"),
-        "popular_products": store.popular_products(),
         "count": store.count(),
         "scan": anext(aiter(store.scan())),
     }

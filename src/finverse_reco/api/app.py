@@ -1,4 +1,4 @@
-"""The composition root of the HTTP process: settings in, a ready FastAPI app out."""
+"""The HTTP app: settings in, a ready FastAPI app out (its parts come from `compose.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from tenacity import AsyncRetrying, wait_exponential
 
-from finverse_reco import __version__
+from finverse_reco import __version__, compose
 from finverse_reco.api import metrics
 from finverse_reco.api.dependencies import Components
 from finverse_reco.api.errors import install_error_handlers
@@ -20,62 +20,15 @@ from finverse_reco.api.middleware import (
     RequestTelemetryMiddleware,
 )
 from finverse_reco.api.routers import health, interactions, recommendations
-from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.base import ProductCatalog
-from finverse_reco.catalog.cache import CachedCatalog
-from finverse_reco.catalog.local import LocalCatalog
-from finverse_reco.ingest import IngestConfig, InteractionConsumer
-from finverse_reco.pipeline import WeightingConfig
-from finverse_reco.service.models import ModelHolder, ModelWatcher
-from finverse_reco.service.recommendations import RecommendationService, ServiceConfig
+from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
 from finverse_reco.settings import Settings, settings_env
-from finverse_reco.store import InteractionStore, StoreUnavailable, open_store
+from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-def build_catalog(settings: Settings) -> ProductCatalog:
-    if settings.banking_url:
-        return CachedCatalog(
-            BankingServiceCatalog(
-                settings.banking_url,
-                timeout_ms=settings.banking_timeout_ms,
-                budget_ms=settings.banking_budget_ms,
-                max_retries=settings.banking_max_retries,
-                breaker_failures=settings.banking_breaker_failures,
-                breaker_reset_seconds=settings.banking_breaker_reset_seconds,
-            ),
-            ttl_seconds=settings.cache_ttl_seconds,
-            redis_url=settings.redis_url,
-        )
-    if settings.catalog_path.exists():
-        return LocalCatalog.from_file(settings.catalog_path)
-    log.warning("no catalog at %s; product details come from model metadata", settings.catalog_path)
-    return LocalCatalog([])
-
-
-def weighting_from(settings: Settings) -> WeightingConfig:
-    return WeightingConfig(
-        type_weights=settings.type_weights,
-        view_saturation_seconds=settings.view_saturation_seconds,
-        decay_half_life_days=settings.decay_half_life_days,
-    )
-
-
-def ingest_config_from(settings: Settings) -> IngestConfig:
-    assert settings.rabbitmq_url, "only called when a broker is configured"
-    return IngestConfig(
-        rabbitmq_url=settings.rabbitmq_url,
-        prefetch=settings.rabbitmq_prefetch,
-        message_ttl_ms=settings.rabbitmq_message_ttl_ms,
-        queue_type=settings.rabbitmq_queue_type,
-        max_attempts=settings.rabbitmq_max_attempts,
-        retry_delay_ms=settings.rabbitmq_retry_delay_ms,
-        batch_size=settings.ingest_batch_size,
-        batch_timeout_ms=settings.ingest_batch_timeout_ms,
-        name_prefix=settings.rabbitmq_name_prefix,
-    )
 
 
 def create_app(
@@ -84,29 +37,18 @@ def create_app(
     store: InteractionStore | None = None,
     catalog: ProductCatalog | None = None,
 ) -> FastAPI:
-    store = store or open_store(
-        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
-    )
-    catalog = catalog or build_catalog(settings)
+    store = store or compose.store(settings)
+    catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
-    watcher = ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
-    service = RecommendationService(
-        models,
-        store,
-        catalog,
-        ServiceConfig(
-            weighting=weighting_from(settings),
-            store_timeout_seconds=settings.store_timeout_ms / 1000,
-            # The catalog enforces its own budget; this outer bound only catches a catalog that
-            # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
-            catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
-        ),
-    )
+    watcher = compose.model_watcher(settings, models)
+    service = RecommendationService(models, store, catalog, compose.service_config(settings))
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
     consumer = (
-        InteractionConsumer(ingest_config_from(settings), store) if settings.rabbitmq_url else None
+        InteractionConsumer(compose.ingest_config(settings), store)
+        if settings.rabbitmq_url
+        else None
     )
     parts = Components(
         service=service,

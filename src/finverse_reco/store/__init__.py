@@ -1,8 +1,8 @@
 """Interaction storage behind one protocol; the URL scheme picks the implementation."""
 
-from finverse_reco.store.base import InsertResult, InteractionStore, ProductCount, StoreUnavailable
+from finverse_reco.store.base import InsertResult, InteractionStore, StoreUnavailable
 
-__all__ = ["InsertResult", "InteractionStore", "ProductCount", "StoreUnavailable", "open_store"]
+__all__ = ["InsertResult", "InteractionStore", "StoreUnavailable", "open_store"]
 
 
 def open_store(url: str, **options: object) -> InteractionStore:

@@ -20,12 +20,6 @@ class InsertResult:
     duplicates: int
 
 
-@dataclass(frozen=True, slots=True)
-class ProductCount:
-    product_id: str
-    count: int
-
-
 @runtime_checkable
 class InteractionStore(Protocol):
     """Where interactions live. Every method is async and never blocks the event loop.
@@ -52,11 +46,6 @@ class InteractionStore(Protocol):
         self, session_id: str, limit: int = 200
     ) -> list[InteractionEvent]:
         """A session's interactions in time order, oldest first (the most recent `limit`)."""
-
-    async def popular_products(
-        self, since: datetime | None = None, limit: int = 100
-    ) -> list[ProductCount]:
-        """Products by number of interactions touching them (productId or productIDs), most first."""
 
     async def count(self, since: datetime | None = None) -> int: ...
 

@@ -27,7 +27,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, ConfigurationError, PyMongoError
 
 from finverse_reco.events import InteractionEvent
-from finverse_reco.store.base import InsertResult, ProductCount, StoreUnavailable
+from finverse_reco.store.base import InsertResult, StoreUnavailable
 
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
@@ -175,39 +175,6 @@ class MongoInteractionStore:
     ) -> list[InteractionEvent]:
         documents = await self._newest({"session_id": session_id}, limit)
         return [InteractionEvent.model_validate(document) for document in reversed(documents)]
-
-    async def popular_products(
-        self, since: datetime | None = None, limit: int = 100
-    ) -> list[ProductCount]:
-        require_positive_limit(limit)
-        window = time_window(since, None)
-        # Two branches, one row per (event, product): the viewed product, then each distinct compared
-        # product other than it. One $group on a single key adds them up.
-        compared = [
-            {"$match": {**window, "data.productIDs": {"$exists": True}}},
-            {
-                "$project": {
-                    "_id": 0,
-                    "viewed": "$data.productId",
-                    "product": {"$setUnion": ["$data.productIDs", []]},
-                }
-            },
-            {"$unwind": "$product"},
-            {"$match": {"$expr": {"$ne": ["$product", "$viewed"]}}},
-        ]
-        pipeline = [
-            {"$match": {**window, "data.productId": {"$exists": True}}},
-            {"$project": {"_id": 0, "product": "$data.productId"}},
-            {"$unionWith": {"coll": self.collection_name, "pipeline": compared}},
-            {"$group": {"_id": "$product", "count": {"$sum": 1}}},
-            {"$sort": {"count": -1, "_id": 1}},
-            {"$limit": limit},
-        ]
-        with self._driver_errors():
-            collection = await self._ready()
-            cursor = await collection.aggregate(pipeline)
-            rows = await cursor.to_list()
-        return [ProductCount(product_id=row["_id"], count=int(row["count"])) for row in rows]
 
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():

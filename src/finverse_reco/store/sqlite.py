@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from finverse_reco.events import InteractionEvent
-from finverse_reco.store.base import InsertResult, ProductCount, StoreUnavailable
+from finverse_reco.store.base import InsertResult, StoreUnavailable
 
 URL_PREFIX = "sqlite:///"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,23 +52,9 @@ CREATE INDEX IF NOT EXISTS interactions_user_ts ON interactions (user_id, ts_us)
 CREATE INDEX IF NOT EXISTS interactions_session_ts ON interactions (session_id, ts_us);
 CREATE INDEX IF NOT EXISTS interactions_ts ON interactions (ts_us);
 CREATE INDEX IF NOT EXISTS interactions_type ON interactions (type);
-CREATE TABLE IF NOT EXISTS interaction_products (
-    interaction_id INTEGER NOT NULL REFERENCES interactions (id),
-    product_id TEXT NOT NULL,
-    PRIMARY KEY (interaction_id, product_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS interaction_products_product
-    ON interaction_products (product_id, interaction_id);
--- Every product the event touches (`product_ids()`: productId, then each of productIDs), written by
--- SQLite itself: a row that INSERT OR IGNORE skips as a duplicate fires nothing, so a duplicate never
--- adds products to the event stored before it, and a batch is one statement for the writer thread.
-CREATE TRIGGER IF NOT EXISTS interactions_products AFTER INSERT ON interactions
-BEGIN
-    INSERT OR IGNORE INTO interaction_products (interaction_id, product_id)
-    SELECT NEW.id, value FROM json_each(NEW.body, '$.data.productId')
-    UNION ALL
-    SELECT NEW.id, value FROM json_each(NEW.body, '$.data.productIDs');
-END;
+-- Left by earlier versions for a popularity query nothing calls any more.
+DROP TRIGGER IF EXISTS interactions_products;
+DROP TABLE IF EXISTS interaction_products;
 """
 
 # A batch goes in as one multi-row INSERT (of at most STATEMENT_ROWS rows; the trigger adds the product
@@ -213,26 +199,6 @@ class SQLiteInteractionStore:
             ).fetchall()
         )
         return [InteractionEvent.model_validate(row_document(row)) for row in reversed(rows)]
-
-    async def popular_products(
-        self, since: datetime | None = None, limit: int = 100
-    ) -> list[ProductCount]:
-        require_positive_limit(limit)
-        if since is None:
-            query = (
-                "SELECT product_id, count(*) AS n FROM interaction_products"
-                " GROUP BY product_id ORDER BY n DESC, product_id LIMIT ?"
-            )
-            parameters: tuple[int, ...] = (limit,)
-        else:
-            query = (
-                "SELECT p.product_id, count(*) AS n FROM interactions AS i"
-                " JOIN interaction_products AS p ON p.interaction_id = i.id WHERE i.ts_us >= ?"
-                " GROUP BY p.product_id ORDER BY n DESC, p.product_id LIMIT ?"
-            )
-            parameters = (to_microseconds(since), limit)
-        rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
-        return [ProductCount(product_id=product, count=count) for product, count in rows]
 
     async def count(self, since: datetime | None = None) -> int:
         if since is None:

@@ -11,7 +11,8 @@ import aio_pika
 import pytest
 from fastapi.testclient import TestClient
 
-from finverse_reco.api.app import create_app, ingest_config_from
+from finverse_reco import compose
+from finverse_reco.api.app import create_app
 from finverse_reco.events import parse_event
 from finverse_reco.ingest import InteractionPublisher, Topology
 from finverse_reco.ingest.topology import delete_topology
@@ -34,7 +35,7 @@ def broker_settings(trained, rabbitmq_url):
         connection = await aio_pika.connect(rabbitmq_url)
         async with connection:
             channel = await connection.channel()
-            await delete_topology(channel, Topology.of(ingest_config_from(settings)))
+            await delete_topology(channel, Topology.of(compose.ingest_config(settings)))
 
     asyncio.run(cleanup())
 
@@ -66,7 +67,7 @@ def test_serve_consumes_published_events_into_its_store(broker_settings):
         wait_for(lambda: client.get("/ready").json()["checks"].get("broker") == "ok")
 
         async def publish() -> int:
-            async with InteractionPublisher(ingest_config_from(broker_settings)) as publisher:
+            async with InteractionPublisher(compose.ingest_config(broker_settings)) as publisher:
                 return await publisher.publish(events, source="web")
 
         assert asyncio.run(publish()) == 3

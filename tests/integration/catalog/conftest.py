@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from finverse_reco.catalog.banking import BankingServiceCatalog
-from finverse_reco.catalog.stub import BankingStubServer, create_banking_stub
+from finverse_reco.demo.banking_stub import BankingStubServer, create_banking_stub
 from finverse_reco.products import Product
 
 CATEGORIES = ("credit_card", "savings", "loan", "mortgage", "deposit")

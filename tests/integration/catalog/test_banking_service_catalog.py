@@ -10,7 +10,7 @@ import pytest
 
 from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
-from finverse_reco.catalog.stub import BankingStubServer, create_banking_stub
+from finverse_reco.demo.banking_stub import BankingStubServer, create_banking_stub
 
 from .conftest import make_products
 

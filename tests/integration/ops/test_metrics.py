@@ -20,7 +20,7 @@ from finverse_reco.api.app import create_app
 from finverse_reco.catalog.banking import BankingServiceCatalog
 from finverse_reco.catalog.cache import CachedCatalog
 from finverse_reco.catalog.local import read_catalog_file
-from finverse_reco.catalog.stub import BankingStubServer, create_banking_stub
+from finverse_reco.demo.banking_stub import BankingStubServer, create_banking_stub
 from finverse_reco.ingest import IngestConfig, InteractionConsumer, InteractionPublisher
 from finverse_reco.store import open_store
 

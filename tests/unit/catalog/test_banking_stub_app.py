@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from finverse_reco.catalog.banking import BATCH_PATH, LIST_PATH, MAX_BATCH_IDS
-from finverse_reco.catalog.stub import StubFaults, create_banking_stub
+from finverse_reco.demo.banking_stub import StubFaults, create_banking_stub
 from finverse_reco.products import Product
 
 PRODUCTS = [

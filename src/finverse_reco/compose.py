@@ -1,0 +1,136 @@
+"""The one composition root: every adapter and configuration object of the service, from `Settings`.
+
+`cli.py` (every process) and `api/app.py` (the HTTP app) build what they need here and nowhere else;
+nothing below reads settings. Imports stay inside the functions that need them, so a process loads
+only its own adapters: `train` and `consume` never import FastAPI.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from finverse_reco.settings import Settings
+
+if TYPE_CHECKING:
+    from finverse_reco.catalog.base import ProductCatalog
+    from finverse_reco.ingest import IngestConfig
+    from finverse_reco.model import ModelParams
+    from finverse_reco.pipeline import WeightingConfig
+    from finverse_reco.service.models import ModelHolder, ModelWatcher
+    from finverse_reco.service.recommendations import ServiceConfig
+    from finverse_reco.service.training import TrainingConfig
+    from finverse_reco.store import InteractionStore
+
+log = logging.getLogger(__name__)
+
+
+def store(settings: Settings) -> InteractionStore:
+    """The interaction store named by FINVERSE_STORE_URL (built, not yet opened)."""
+    from finverse_reco.store import open_store
+
+    return open_store(
+        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
+    )
+
+
+def catalog(settings: Settings) -> ProductCatalog:
+    """The Banking Service behind its caches when FINVERSE_BANKING_URL is set, else the catalog
+    file; with neither, an empty catalog (product details then come from model metadata)."""
+    from finverse_reco.catalog.local import LocalCatalog
+
+    if settings.banking_url:
+        from finverse_reco.catalog.banking import BankingServiceCatalog
+        from finverse_reco.catalog.cache import CachedCatalog
+
+        return CachedCatalog(
+            BankingServiceCatalog(
+                settings.banking_url,
+                timeout_ms=settings.banking_timeout_ms,
+                budget_ms=settings.banking_budget_ms,
+                max_retries=settings.banking_max_retries,
+                breaker_failures=settings.banking_breaker_failures,
+                breaker_reset_seconds=settings.banking_breaker_reset_seconds,
+            ),
+            ttl_seconds=settings.cache_ttl_seconds,
+            redis_url=settings.redis_url,
+        )
+    if settings.catalog_path.exists():
+        return LocalCatalog.from_file(settings.catalog_path)
+    log.warning("no catalog at %s; product details come from model metadata", settings.catalog_path)
+    return LocalCatalog([])
+
+
+def weighting(settings: Settings) -> WeightingConfig:
+    from finverse_reco.pipeline import WeightingConfig
+
+    return WeightingConfig(
+        type_weights=settings.type_weights,
+        view_saturation_seconds=settings.view_saturation_seconds,
+        decay_half_life_days=settings.decay_half_life_days,
+    )
+
+
+def ingest_config(settings: Settings) -> IngestConfig:
+    """The RabbitMQ side; a SystemExit naming the setting when no broker is configured."""
+    from finverse_reco.ingest import IngestConfig
+
+    if not settings.rabbitmq_url:
+        raise SystemExit("FINVERSE_RABBITMQ_URL is not set: there is no broker to talk to")
+    return IngestConfig(
+        rabbitmq_url=settings.rabbitmq_url,
+        prefetch=settings.rabbitmq_prefetch,
+        message_ttl_ms=settings.rabbitmq_message_ttl_ms,
+        queue_type=settings.rabbitmq_queue_type,
+        max_attempts=settings.rabbitmq_max_attempts,
+        retry_delay_ms=settings.rabbitmq_retry_delay_ms,
+        batch_size=settings.ingest_batch_size,
+        batch_timeout_ms=settings.ingest_batch_timeout_ms,
+        name_prefix=settings.rabbitmq_name_prefix,
+    )
+
+
+def model_params(settings: Settings) -> ModelParams:
+    from finverse_reco.model import ModelParams
+
+    return ModelParams(
+        no_components=settings.model_components,
+        learning_rate=settings.model_learning_rate,
+        loss=settings.model_loss,
+        epochs=settings.model_epochs,
+        user_alpha=settings.model_user_alpha,
+        item_alpha=settings.model_item_alpha,
+        num_threads=settings.model_threads,
+    )
+
+
+def training_config(settings: Settings) -> TrainingConfig:
+    from finverse_reco.service.training import TrainingConfig
+
+    return TrainingConfig(
+        params=model_params(settings),
+        weighting=weighting(settings),
+        model_dir=settings.model_dir,
+        window_days=settings.training_window_days,
+        keep_versions=settings.model_keep_versions,
+        max_precision_drop=settings.model_max_precision_drop,
+    )
+
+
+def service_config(settings: Settings) -> ServiceConfig:
+    from finverse_reco.service.recommendations import ServiceConfig
+
+    return ServiceConfig(
+        weighting=weighting(settings),
+        store_timeout_seconds=settings.store_timeout_ms / 1000,
+        # The catalog enforces its own budget; this outer bound only catches a catalog that
+        # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
+        catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
+    )
+
+
+def model_watcher(settings: Settings, models: ModelHolder) -> ModelWatcher:
+    """Keeps `models` on the active version of FINVERSE_MODEL_DIR (hot swap)."""
+    from finverse_reco.service.models import ModelWatcher
+
+    return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
