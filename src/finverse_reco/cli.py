@@ -9,6 +9,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +17,9 @@ from rich.table import Column, Table
 
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from finverse_reco.store import ProcessKind
 
 console = Console(stderr=True)
 log = logging.getLogger("finverse_reco")
@@ -74,12 +78,11 @@ def ingest_config(settings: Settings):
     return ingest_config_from(settings)
 
 
-def open_configured_store(settings: Settings):
-    from finverse_reco.store import open_store
+def open_configured_store(settings: Settings, process: ProcessKind = "worker"):
+    """The store as a process of that kind uses it (`store_options`): the CLI's are workers."""
+    from finverse_reco.store import open_store, store_options, store_url
 
-    return open_store(
-        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
-    )
+    return open_store(store_url(settings, process), **store_options(settings, process))
 
 
 # --- commands ---------------------------------------------------------------------------------------
@@ -119,7 +122,7 @@ async def train_once(settings: Settings) -> int:
     from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
 
-    store = open_configured_store(settings)
+    store = open_configured_store(settings, "trainer")
     catalog = build_catalog(settings)
     await store.open()
     try:
@@ -165,9 +168,11 @@ async def train_on_schedule(settings: Settings) -> int:
 
 
 async def bootstrap(settings: Settings) -> None:
-    """`make run`: seed the demo world into an empty store, train if no model exists."""
+    """`make run`: migrate, seed the demo world into an empty store, train if no model exists."""
     from finverse_reco.model.artifacts import current_version
 
+    if await migrate_store(settings, check_only=False) != 0:
+        raise SystemExit("migrate failed: see the table above")
     store = open_configured_store(settings)
     await store.open()
     try:
@@ -212,6 +217,31 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
         access_log=False,
         log_config=None,  # keep the JSON logging configured in main()
     )
+    return 0
+
+
+async def migrate_store(settings: Settings, check_only: bool) -> int:
+    from finverse_reco.store import StoreUnavailable, store_options
+    from finverse_reco.store.migrate import migrate
+
+    try:
+        report = await migrate(
+            settings.store_url, check_only=check_only, **store_options(settings, "worker")
+        )
+    except StoreUnavailable as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    table = Table("collection", "keys", "state", "index", "detail", title=report.where)
+    colors = {"created": "green", "present": "", "undeclared": "dim"}
+    for state in report.indexes:
+        color = colors.get(state.status, "bold red")
+        status = f"[{color}]{state.status}[/]" if color else state.status
+        table.add_row(state.collection, state.keys, status, state.name, state.detail)
+    Console(stderr=True).print(table)
+    if not report.ok:
+        print("not migrated: see the states above (docs/STORES.md)", file=sys.stderr)
+        return 1
+    print(f"migrated: {len(report.created)} created", file=sys.stderr)
     return 0
 
 
@@ -317,6 +347,8 @@ EXAMPLES = {
     "train": "finverse-reco train                    # one run; exit 0 activated, 3 kept inactive, "
     "75 busy\n  finverse-reco train --schedule         # production trainer, FINVERSE_REFRESH_SCHEDULE",
     "seed-demo": "finverse-reco seed-demo --seed 42 --events 100000",
+    "migrate": "FINVERSE_STORE_URL=mongodb://127.0.0.1:27017/finverse_interactions "
+    "finverse-reco migrate\n  finverse-reco migrate --check   # report only; exit 1 if anything is missing",
     "declare-topology": "FINVERSE_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ "
     "finverse-reco declare-topology",
     "consume": "FINVERSE_STORE_URL=mongodb://127.0.0.1:27017/finverse_interactions "
@@ -381,6 +413,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stub_p.add_argument("--seed", type=int, default=None)
 
+    migrate_p = command(
+        "migrate",
+        "Create the store's indexes (MongoDB) or schema (SQLite) if missing (idempotent).",
+    )
+    migrate_p.add_argument(
+        "--check", action="store_true", help="only report; exit 1 if anything is missing"
+    )
+
     command("declare-topology", "Declare the RabbitMQ exchanges and queues (idempotent).")
     command("consume", "Consume interaction events from RabbitMQ into the store (SIGTERM drains).")
     publish_p = command("publish", "Publish events to RabbitMQ with publisher confirms.")
@@ -418,6 +458,8 @@ def main(argv: list[str] | None = None) -> None:
             code = models_list(settings)
         else:
             code = models_activate(settings, args.version)
+    elif args.command == "migrate":
+        code = asyncio.run(migrate_store(settings, args.check))
     elif args.command == "declare-topology":
         code = asyncio.run(declare_topology(settings))
     elif args.command == "consume":

@@ -30,7 +30,7 @@ from finverse_reco.service.models import ModelHolder, ModelWatcher
 from finverse_reco.service.recommendations import RecommendationService, ServiceConfig
 from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
 from finverse_reco.settings import Settings, settings_env
-from finverse_reco.store import InteractionStore, StoreUnavailable, open_store
+from finverse_reco.store import InteractionStore, StoreUnavailable, open_store, store_options
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +84,7 @@ def create_app(
     store: InteractionStore | None = None,
     catalog: ProductCatalog | None = None,
 ) -> FastAPI:
-    store = store or open_store(
-        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
-    )
+    store = store or open_store(settings.store_url, **store_options(settings, "serving"))
     catalog = catalog or build_catalog(settings)
     models = ModelHolder()
     watcher = ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
