@@ -231,17 +231,19 @@ async def migrate_store(settings: Settings, check_only: bool) -> int:
     except StoreUnavailable as exc:
         print(f"failed: {exc}", file=sys.stderr)
         return 1
-    table = Table("collection", "keys", "state", "index", "detail", title=report.where)
-    colors = {"created": "green", "present": "", "undeclared": "dim"}
+    # One plain line per index: it goes to logs (compose's migrate job) as often as to a terminal.
+    print(report.where, file=sys.stderr)
     for state in report.indexes:
-        color = colors.get(state.status, "bold red")
-        status = f"[{color}]{state.status}[/]" if color else state.status
-        table.add_row(state.collection, state.keys, status, state.name, state.detail)
-    Console(stderr=True).print(table)
+        name = f" [{state.name}]" if state.name else ""
+        detail = f": {state.detail}" if state.detail else ""
+        print(
+            f"  {state.status:<10} {state.collection} ({state.keys}){name}{detail}", file=sys.stderr
+        )
     if not report.ok:
         print("not migrated: see the states above (docs/STORES.md)", file=sys.stderr)
         return 1
-    print(f"migrated: {len(report.created)} created", file=sys.stderr)
+    done = "checked: nothing missing" if check_only else f"migrated: {len(report.created)} created"
+    print(done, file=sys.stderr)
     return 0
 
 

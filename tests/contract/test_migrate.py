@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 from mongo_stand_in import STORE_OPTIONS
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from finverse_reco.cli import main
 from finverse_reco.events import parse_event
 from finverse_reco.store import InsertResult, StoreUnavailable, open_store
 from finverse_reco.store.migrate import migrate
@@ -196,3 +197,29 @@ async def test_sqlite_migrate_creates_the_schema_once(tmp_path) -> None:
     assert {"interactions", "interactions_user_ts", "interactions_session_ts"} <= names
     assert second.created == ()
     assert {state.name for state in second.indexes} == names
+
+
+@pytest.mark.mongo
+def test_the_command_exits_1_on_a_conflict_and_0_once_resolved(mongo_url, monkeypatch, capsys):
+    url = f"{mongo_url}/finverse_migrate_cli_{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("FINVERSE_STORE_URL", url)
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    collection = client.get_default_database().interactions
+    try:
+        collection.create_index("event_id")  # not unique
+        assert run_cli("migrate", "--check") == 1
+        assert run_cli("migrate") == 1
+        assert "conflict   interactions (event_id)" in capsys.readouterr().err
+        collection.drop_index([("event_id", 1)])
+        assert run_cli("migrate") == 0
+        assert run_cli("migrate", "--check") == 0
+        assert "checked: nothing missing" in capsys.readouterr().err
+    finally:
+        client.drop_database(client.get_default_database())
+        client.close()
+
+
+def run_cli(*arguments: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(list(arguments))
+    return int(exited.value.code)

@@ -11,7 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient, ReadPreference
 
 from finverse_reco.settings import Settings
-from finverse_reco.store import store_options
+from finverse_reco.store import store_options, store_url
 from finverse_reco.store.mongo_options import MongoOptions, client_options, new_client
 
 URL = "mongodb://reco:secret@db-1:27017,db-2:27017/finverse_interactions"
@@ -114,3 +114,12 @@ def test_a_malformed_url_option_is_a_clear_error_without_credentials() -> None:
 def test_each_kind_of_process_has_its_own_defaults(process, expected) -> None:
     options = store_options(Settings(_env_file=None), process)
     assert options == {**expected, "pool_size": 50}
+
+
+def test_the_trainer_reads_from_its_own_url_when_one_is_set() -> None:
+    plain = Settings(_env_file=None, store_url="mongodb://db/finverse_interactions")
+    trainer_url = "mongodb://db/finverse_interactions?readPreference=secondaryPreferred"
+    split = plain.model_copy(update={"store_trainer_url": trainer_url})
+    assert store_url(plain, "trainer") == plain.store_url
+    assert store_url(split, "trainer") == trainer_url
+    assert store_url(split, "worker") == store_url(split, "serving") == plain.store_url
