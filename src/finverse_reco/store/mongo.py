@@ -82,12 +82,6 @@ SCAN_PROJECTION = {"_id": 0, **dict.fromkeys(SCAN_FIELDS, 1)}
 # categories NotPrimaryError, RetriableError, ShutdownError, InterruptionError,
 # ExceededTimeLimitError, StaleShardVersionError; write conflicts; lock timeouts): the batch is
 # retried. Any other per-document error is the document's own and refuses that event.
-KNOWN_REFUSALS = {
-    2: "BadValue",
-    121: "DocumentValidationFailure",
-    10334: "BSONObjectTooLarge",
-    DUPLICATE_KEY: "DuplicateKey",
-}
 TRANSIENT_WRITE_ERRORS = {
     6: "HostUnreachable",
     7: "HostNotFound",
@@ -111,6 +105,13 @@ TRANSIENT_WRITE_ERRORS = {
     13388: "StaleConfig",
     13435: "NotPrimaryNoSecondaryOk",
     13436: "NotPrimaryOrSecondary",
+}
+# Names for the reasons of the usual refusals (a reason carries the code and message either way).
+KNOWN_REFUSALS = {
+    2: "BadValue",
+    121: "DocumentValidationFailure",
+    10334: "BSONObjectTooLarge",
+    DUPLICATE_KEY: "DuplicateKey",
 }
 
 

@@ -112,7 +112,7 @@ def compare_indexes(
             detail = "; ".join(f"{name}: {why}" for name, why in conflicts.items())
             state = IndexState(declared.collection, spec.label, "conflict", "", detail)
         else:
-            state = IndexState(declared.collection, spec.label, "missing")
+            state = IndexState(declared.collection, spec.label, "missing", "", f"for {spec.why}")
         states.append((spec, state))
     for index in existing:
         if index["name"] not in claimed:

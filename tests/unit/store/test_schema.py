@@ -104,6 +104,8 @@ def test_declarations_as_data_plug_in_for_another_collection() -> None:
         "record_id": ("missing", ""),
     }
     assert [spec.options() for spec in audit.indexes] == [{}, {"unique": True}]
+    (missing,) = [s for _, s in compare_indexes(audit, existing) if s.status == "missing"]
+    assert missing.detail == "for idempotent audit writes"  # what --check tells the operator
 
 
 def test_a_partial_filter_is_declared_only_with_unique() -> None:
