@@ -6,7 +6,8 @@ compares each collection's `listIndexes` with the declarations by key pattern (s
 what is there under any name is kept, what is missing is created with one `createIndexes` per
 collection, without an operation timeout (a build over a large collection takes minutes), and an
 index on the same keys with options that do not do the job is reported as a conflict, never dropped.
-A collection added later plugs in by adding its `CollectionIndexes` to `MONGO_COLLECTIONS`.
+A collection added later plugs in by adding its `CollectionIndexes` to `MONGO_COLLECTIONS`, and
+its SQLite table by adding its schema script (`CREATE … IF NOT EXISTS`) to `SQLITE_SCHEMAS`.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from finverse_reco.store.schema import (
     compare_indexes,
     satisfied_by,
 )
-from finverse_reco.store.sqlite import SCHEMA as SQLITE_SCHEMA
+from finverse_reco.store.sqlite import SCHEMA as INTERACTIONS_SCHEMA
 from finverse_reco.store.sqlite import SQLiteInteractionStore
 
 MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS,)
+SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA,)
 
 
 async def migrate(url: str, *, check_only: bool = False, **options: Any) -> MigrationReport:
@@ -115,12 +117,14 @@ def build_failure(exc: OperationFailure) -> str:
 
 
 async def migrate_sqlite(url: str, *, check_only: bool = False) -> MigrationReport:
-    """SQLite: the store's schema script (CREATE … IF NOT EXISTS), reported table by table."""
+    """SQLite: the schema scripts (CREATE … IF NOT EXISTS), reported table by table and index by
+    index. The interaction store's open() sets the file up (WAL) and runs its own script."""
     store = SQLiteInteractionStore.from_url(url)
     before = await asyncio.to_thread(sqlite_schema, store.path)
     if not check_only:
-        await store.open()  # runs the schema script
+        await store.open()
         await store.close()
+        await asyncio.to_thread(run_scripts, store.path)
     after = await asyncio.to_thread(sqlite_schema, store.path)
     states = []
     for (table, name), holds in (await asyncio.to_thread(declared_sqlite_schema)).items():
@@ -145,11 +149,21 @@ def sqlite_schema(path: Path) -> dict[tuple[str, str], str]:
         db.close()
 
 
+def run_scripts(path: Path) -> None:
+    db = sqlite3.connect(path)
+    try:
+        for script in SQLITE_SCHEMAS:
+            db.executescript(script)
+    finally:
+        db.close()
+
+
 def declared_sqlite_schema() -> dict[tuple[str, str], str]:
-    """What the store's schema script creates, read from a scratch in-memory database."""
+    """What the schema scripts create, read from a scratch in-memory database."""
     db = sqlite3.connect(":memory:")
     try:
-        db.executescript(SQLITE_SCHEMA)
+        for script in SQLITE_SCHEMAS:
+            db.executescript(script)
         return schema_of(db)
     finally:
         db.close()
