@@ -66,6 +66,7 @@ from finverse_reco.ingest.topology import (
     delete_topology,
 )
 from finverse_reco.store import InteractionStore, open_store
+from finverse_reco.store.migrate import migrate
 from reporting import add_table_rows, machine  # bench/reporting.py
 from stand_in import MongoStandIn  # bench/stand_in.py
 
@@ -265,6 +266,8 @@ async def run_variant(
         if store_url is None:
             seconds = await consume_ceiling(config, total)
         else:
+            if not (await migrate(store_url)).ok:
+                raise RuntimeError(f"{name}: migrate failed on {store_url}")
             store = open_store(store_url)
             await store.open()
             try:

@@ -47,6 +47,7 @@ from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.products import Product
 from finverse_reco.store import open_store
+from finverse_reco.store.migrate import migrate
 from reporting import add_table_rows, machine, verdict  # bench/reporting.py
 from stand_in import MongoStandIn  # bench/stand_in.py
 
@@ -183,6 +184,8 @@ def synthetic_events(
 
 
 async def fill(url: str, total: int, n_products: int, insert_batch: int) -> float:
+    if not (await migrate(url)).ok:
+        raise RuntimeError(f"{url}: migrate failed")
     store = open_store(url, timeout_ms=10_000)
     await store.open()
     started = time.perf_counter()

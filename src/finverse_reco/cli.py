@@ -54,7 +54,7 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     started = time.perf_counter()
     world = generate_world(seed, n_users=users, n_products=products, n_events=events)
     write_world(world, settings.catalog_path)
-    store = compose.store(settings)
+    store = compose.store(settings, "worker")
     await store.open()
     inserted = duplicates = 0
     try:
@@ -80,7 +80,7 @@ async def train_once(settings: Settings) -> int:
     from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
 
-    store = compose.store(settings)
+    store = compose.store(settings, "trainer")
     catalog = compose.catalog(settings)
     await store.open()
     try:
@@ -126,10 +126,12 @@ async def train_on_schedule(settings: Settings) -> int:
 
 
 async def bootstrap(settings: Settings) -> None:
-    """`make run`: seed the demo world into an empty store, train if no model exists."""
+    """`make run`: migrate, seed the demo world into an empty store, train if no model exists."""
     from finverse_reco.model.artifacts import current_version
 
-    store = compose.store(settings)
+    if await migrate_store(settings, check_only=False) != 0:
+        raise SystemExit("migrate failed: see the table above")
+    store = compose.store(settings, "worker")
     await store.open()
     try:
         empty = await store.count() == 0
@@ -176,6 +178,33 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
     return 0
 
 
+async def migrate_store(settings: Settings, check_only: bool) -> int:
+    from finverse_reco.store import StoreUnavailable
+    from finverse_reco.store.migrate import migrate
+
+    try:
+        report = await migrate(
+            settings.store_url, check_only=check_only, **compose.store_options(settings, "worker")
+        )
+    except StoreUnavailable as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    # One plain line per index: it goes to logs (compose's migrate job) as often as to a terminal.
+    print(report.where, file=sys.stderr)
+    for state in report.indexes:
+        name = f" [{state.name}]" if state.name else ""
+        detail = f": {state.detail}" if state.detail else ""
+        print(
+            f"  {state.status:<10} {state.collection} ({state.keys}){name}{detail}", file=sys.stderr
+        )
+    if not report.ok:
+        print("not migrated: see the states above (docs/STORES.md)", file=sys.stderr)
+        return 1
+    done = "checked: nothing missing" if check_only else f"migrated: {len(report.created)} created"
+    print(done, file=sys.stderr)
+    return 0
+
+
 async def declare_topology(settings: Settings) -> int:
     from finverse_reco.ingest import TopologyMismatch, declare_topology_at
 
@@ -195,7 +224,7 @@ async def consume(settings: Settings) -> int:
 
     if settings.metrics_port:
         telemetry.serve_metrics(settings.metrics_port, settings.host)
-    store = compose.store(settings)
+    store = compose.store(settings, "worker")
     await store.open()
     try:
         stats = await run_consumer(compose.ingest_config(settings), store)
@@ -278,6 +307,8 @@ EXAMPLES = {
     "train": "finverse-reco train                    # one run; exit 0 activated, 3 kept inactive, "
     "75 busy\n  finverse-reco train --schedule         # production trainer, FINVERSE_REFRESH_SCHEDULE",
     "seed-demo": "finverse-reco seed-demo --seed 42 --events 100000",
+    "migrate": "FINVERSE_STORE_URL=mongodb://127.0.0.1:27017/finverse_interactions "
+    "finverse-reco migrate\n  finverse-reco migrate --check   # report only; exit 1 if anything is missing",
     "declare-topology": "FINVERSE_RABBITMQ_URL=amqp://guest:guest@127.0.0.1:5672/ "
     "finverse-reco declare-topology",
     "consume": "FINVERSE_STORE_URL=mongodb://127.0.0.1:27017/finverse_interactions "
@@ -342,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stub_p.add_argument("--seed", type=int, default=None)
 
+    migrate_p = command(
+        "migrate",
+        "Create the store's indexes (MongoDB) or schema (SQLite) if missing (idempotent).",
+    )
+    migrate_p.add_argument(
+        "--check", action="store_true", help="only report; exit 1 if anything is missing"
+    )
+
     command("declare-topology", "Declare the RabbitMQ exchanges and queues (idempotent).")
     command("consume", "Consume interaction events from RabbitMQ into the store (SIGTERM drains).")
     publish_p = command("publish", "Publish events to RabbitMQ with publisher confirms.")
@@ -379,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
             code = models_list(settings)
         else:
             code = models_activate(settings, args.version)
+    elif args.command == "migrate":
+        code = asyncio.run(migrate_store(settings, args.check))
     elif args.command == "declare-topology":
         code = asyncio.run(declare_topology(settings))
     elif args.command == "consume":

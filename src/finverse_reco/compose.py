@@ -8,7 +8,7 @@ only its own adapters: `train` and `consume` never import FastAPI.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from finverse_reco.settings import Settings
 
@@ -24,14 +24,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# serving: the API (short timeouts: a request must not wait for an election);
+# worker: consume, seed-demo, migrate (rides out an election); trainer: a worker on the trainer URL.
+ProcessKind = Literal["serving", "worker", "trainer"]
 
-def store(settings: Settings) -> InteractionStore:
-    """The interaction store named by FINVERSE_STORE_URL (built, not yet opened)."""
+
+def store(settings: Settings, process: ProcessKind) -> InteractionStore:
+    """The interaction store as a process of that kind uses it (built, not yet opened)."""
     from finverse_reco.store import open_store
 
-    return open_store(
-        settings.store_url, timeout_ms=settings.store_timeout_ms, pool_size=settings.store_pool_size
+    return open_store(store_url(settings, process), **store_options(settings, process))
+
+
+def store_url(settings: Settings, process: ProcessKind) -> str:
+    if process == "trainer" and settings.store_trainer_url:
+        return settings.store_trainer_url
+    return settings.store_url
+
+
+def store_options(settings: Settings, process: ProcessKind) -> dict[str, Any]:
+    """The client defaults of one kind of process, from the settings (docs/STORES.md)."""
+    timeout_ms = (
+        settings.store_timeout_ms if process == "serving" else settings.store_worker_timeout_ms
     )
+    return {
+        "timeout_ms": timeout_ms,
+        "server_selection_timeout_ms": timeout_ms,
+        "pool_size": settings.store_pool_size,
+    }
 
 
 def catalog(settings: Settings) -> ProductCatalog:

@@ -38,8 +38,16 @@ class Settings(BaseSettings):
 
     # --- data
     store_url: str = "sqlite:///data/interactions.db"
+    # MongoDB: options written in the URL win over these (docs/STORES.md). The operation timeout
+    # of every store call, finding a server included. Serving processes: short, a request never
+    # waits out an election.
     store_timeout_ms: int = Field(2000, ge=50)
+    # consume, train, seed-demo, migrate: longer than an election (~10-12 s), so a failover delays
+    # ingestion and training instead of failing them (the driver retries within it).
+    store_worker_timeout_ms: int = Field(15_000, ge=50)
     store_pool_size: int = Field(50, ge=1)
+    # The training scan's URL, e.g. with `readPreference=secondaryPreferred`; default: store_url.
+    store_trainer_url: str | None = None
     model_dir: Path = Path("data/models")
     catalog_path: Path = Path("data/catalog.json")
     banking_url: str | None = None
@@ -113,12 +121,27 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:/// or mongodb://")
         return value
 
+    @field_validator("store_trainer_url")
+    @classmethod
+    def _store_trainer_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None  # unset, or set empty: training reads FINVERSE_STORE_URL
+        if not value.startswith(("mongodb://", "mongodb+srv://")):
+            raise ValueError("must start with mongodb:// (a MongoDB store's URL for training)")
+        return value
+
     @field_validator("type_weights")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
         if any(w < 0 for w in value.values()):
             raise ValueError("weights must be >= 0")
         return {**DEFAULT_TYPE_WEIGHTS, **value}
+
+    @model_validator(mode="after")
+    def _trainer_reads_the_same_store(self) -> Settings:
+        if self.store_trainer_url and not self.store_url.startswith("mongodb"):
+            raise ValueError("FINVERSE_STORE_TRAINER_URL needs a MongoDB FINVERSE_STORE_URL")
+        return self
 
     @model_validator(mode="after")
     def _production_guards(self) -> Settings:

@@ -74,7 +74,7 @@ INGESTED_EVENTS = Counter(
 )
 DEAD_LETTERED = Counter(
     "finverse_dead_lettered_total",
-    "Messages sent to a dead-letter queue, by source queue and reason (invalid, max_attempts)",
+    "Messages sent to a dead-letter queue, by source queue and reason (invalid, refused, max_attempts)",
     ["queue", "reason"],
 )
 

@@ -2,6 +2,7 @@
 
 The MongoDB stand-in (`nx-27017`, from the dev extras) runs as a subprocess on a free port. Under
 CI=true a stand-in that cannot start fails the tests; elsewhere they are skipped with the reason.
+Every store starts on a database `migrate` has prepared, as an operator's would.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from mongo_stand_in import (  # tests/support, on pytest's pythonpath
-    STORE_TIMEOUT_MS,
+    STORE_OPTIONS,
     MongoStandIn,
     StandInUnavailable,
     free_port,
@@ -20,9 +21,9 @@ from mongo_stand_in import (  # tests/support, on pytest's pythonpath
 )
 from pymongo import AsyncMongoClient
 
-from finverse_reco.store import InteractionStore
+from finverse_reco.store import InteractionStore, open_store
+from finverse_reco.store.migrate import migrate
 from finverse_reco.store.mongo import MongoInteractionStore
-from finverse_reco.store.sqlite import SQLiteInteractionStore
 
 
 @pytest.fixture
@@ -63,13 +64,19 @@ def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], InteractionStore]:
-    """A constructor for an unopened store of each kind, all pointing at the same fresh data."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind: a SQLite file, or a MongoDB database of its own."""
     if request.param == "sqlite":
-        path = tmp_path / "interactions.db"
-        return lambda: SQLiteInteractionStore(path)
-    url = f"{request.getfixturevalue('mongo_url')}/finverse_test_{uuid.uuid4().hex[:12]}"
-    return lambda: MongoInteractionStore.from_url(url, timeout_ms=STORE_TIMEOUT_MS)
+        return f"sqlite:///{tmp_path}/interactions.db"
+    return f"{request.getfixturevalue('mongo_url')}/finverse_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def new_store(store_url: str) -> Callable[[], InteractionStore]:
+    """A constructor for an unopened store of each kind, all pointing at the same migrated data."""
+    report = await migrate(store_url, **STORE_OPTIONS)
+    assert report.ok, report
+    return lambda: open_store(store_url, **STORE_OPTIONS)
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from finverse_reco.events import InteractionEvent, parse_event
-from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
+from finverse_reco.store import (
+    SCAN_FIELDS,
+    InsertResult,
+    InteractionStore,
+    StoreUnavailable,
+)
 
 # Millisecond-aligned times: MongoDB keeps dates to the millisecond, and the contract is the same
 # for both stores.
@@ -50,6 +55,16 @@ async def scanned(store: InteractionStore, **window: Any) -> list[list[dict[str,
 
 def ids(events: list[InteractionEvent]) -> list[str]:
     return [e.event_id for e in events]
+
+
+def scan_fields(document: dict[str, Any]) -> dict[str, Any]:
+    """What `scan` promises of a document (a store may hand out more)."""
+    return {name: document[name] for name in SCAN_FIELDS if name in document}
+
+
+def minutes_of(documents: list[dict[str, Any]]) -> list[int]:
+    """Scanned documents by their timestamp in minutes after T0 (scan need not carry event_id)."""
+    return sorted(int((doc["timestamp"] - T0) / timedelta(minutes=1)) for doc in documents)
 
 
 async def test_implements_the_protocol(store: InteractionStore) -> None:
@@ -93,8 +108,10 @@ async def test_round_trip_keeps_every_field(store: InteractionStore) -> None:
     assert result == InsertResult(inserted=3, duplicates=0)
     assert await store.user_interactions("u1") == [search, comparison, full]
     documents = [doc for batch in await scanned(store) for doc in batch]
-    by_id = {doc["event_id"]: doc for doc in documents}
-    assert by_id == {e.event_id: e.to_document() for e in (full, comparison, search)}
+    by_time = {doc["timestamp"]: scan_fields(doc) for doc in documents}
+    stored = (full, comparison, search)
+    assert by_time == {e.timestamp: scan_fields(e.to_document()) for e in stored}
+    assert all(set(SCAN_FIELDS) <= set(doc) for doc in documents)
 
 
 async def test_unicode_survives(store: InteractionStore) -> None:
@@ -214,8 +231,9 @@ async def test_scan_streams_every_document_once(store: InteractionStore, batch_s
     assert all(len(batch) == batch_size for batch in batches[:-1])
     assert 1 <= len(batches[-1]) <= batch_size
     documents = [doc for batch in batches for doc in batch]
-    assert sorted(doc["event_id"] for doc in documents) == ids(stored)
+    assert minutes_of(documents) == list(range(30))
     for doc in documents:
+        assert set(SCAN_FIELDS) <= set(doc)
         assert doc["timestamp"].utcoffset() == timedelta(0)
         assert "_id" not in doc
 
@@ -227,9 +245,9 @@ async def test_scan_window_includes_since_excludes_until(store: InteractionStore
     after = await scanned(store, since=minutes(15))
     before = await scanned(store, until=minutes(2))
 
-    assert sorted(d["event_id"] for b in window for d in b) == [f"e{i:02}" for i in range(5, 12)]
-    assert sorted(d["event_id"] for b in after for d in b) == [f"e{i:02}" for i in range(15, 20)]
-    assert sorted(d["event_id"] for b in before for d in b) == ["e00", "e01"]
+    assert minutes_of([d for b in window for d in b]) == list(range(5, 12))
+    assert minutes_of([d for b in after for d in b]) == list(range(15, 20))
+    assert minutes_of([d for b in before for d in b]) == [0, 1]
     assert await scanned(store, since=minutes(50)) == []
 
 

@@ -1,4 +1,5 @@
-"""What only the SQLite store does: batches of several statements, files from earlier versions."""
+"""What only the SQLite store does: batches of several statements, refusals by constraints of the
+file itself, files from earlier versions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from typing import Any
 import pytest
 
 from finverse_reco.events import InteractionEvent, parse_event
-from finverse_reco.store import StoreUnavailable
+from finverse_reco.store import (
+    EventsRefused,
+    InsertResult,
+    StoreUnavailable,
+)
 from finverse_reco.store import sqlite as sqlite_store
 from finverse_reco.store.sqlite import SQLiteInteractionStore
 
@@ -72,19 +77,68 @@ async def test_a_batch_of_several_statements_is_one_transaction(
     assert stored["e1"].data.productId == "p1" and stored["e3"].data.productId == "p3"
 
 
-async def test_a_failing_statement_rolls_back_the_whole_batch(
+async def test_a_refused_row_leaves_the_rest_of_a_several_statement_batch_stored(
     two_row_statements: SQLiteInteractionStore,
 ) -> None:
     store = two_row_statements
     with sqlite3.connect(store.path) as db:  # refuses the third row, in the second statement
         db.execute(
             "CREATE TRIGGER refuse BEFORE INSERT ON interactions WHEN NEW.event_id = 'e3'"
-            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            " BEGIN SELECT RAISE(ABORT, 'e3 is not welcome here'); END"
         )
-    with pytest.raises(StoreUnavailable, match="refused"):
+    batch = [event(f"e{n}", productId=f"p{n}") for n in range(1, 5)]
+
+    with pytest.raises(EventsRefused) as raised:
+        await store.insert_many([*batch, batch[0]])
+
+    assert raised.value.stored == InsertResult(inserted=3, duplicates=1)
+    (refusal,) = raised.value.refused
+    assert (refusal.index, refusal.event_id) == (2, "e3")
+    assert "e3 is not welcome here" in refusal.reason
+    assert sorted(stored_ids(store.path)) == ["e1", "e2", "e4"]
+
+
+async def test_a_failing_statement_rolls_back_the_whole_batch(
+    two_row_statements: SQLiteInteractionStore,
+) -> None:
+    store = two_row_statements
+    with sqlite3.connect(store.path) as db:  # an error, not a constraint, in the second statement
+        db.execute(
+            "CREATE TRIGGER fail BEFORE INSERT ON interactions WHEN NEW.event_id = 'e3'"
+            " BEGIN SELECT json('{not json'); END"
+        )
+    with pytest.raises(StoreUnavailable, match="malformed JSON"):
         await store.insert_many([event(f"e{n}", productId=f"p{n}") for n in range(1, 5)])
     assert await store.count() == 0
     assert stored_ids(store.path) == []
+
+
+async def test_a_check_constraint_refuses_only_its_rows(tmp_path: Path) -> None:
+    # The table as it would be with a CHECK an operator added (SQLite cannot add one later).
+    path = tmp_path / "events.db"
+    schema = sqlite_store.SCHEMA.replace(
+        "    body TEXT NOT NULL\n",
+        "    body TEXT NOT NULL CHECK (json_extract(body, '$.data.institution') IS NOT 'Blocked')\n",
+    )
+    assert schema != sqlite_store.SCHEMA
+    with sqlite3.connect(path) as db:
+        db.executescript(schema)
+    store = SQLiteInteractionStore(path)
+    await store.open()
+    try:
+        batch = [
+            event("ok-1", productId="p1"),
+            event("blocked", productId="p2", institution="Blocked"),
+            event("ok-2", productId="p3", institution="Open"),
+        ]
+        with pytest.raises(EventsRefused) as raised:
+            await store.insert_many(batch)
+        assert raised.value.stored == InsertResult(inserted=2, duplicates=0)
+        assert [(r.index, r.event_id) for r in raised.value.refused] == [(1, "blocked")]
+        assert "CHECK constraint failed" in raised.value.refused[0].reason
+        assert await store.count() == 2
+    finally:
+        await store.close()
 
 
 async def test_a_file_from_an_earlier_version_loses_its_product_rows_and_keeps_its_events(

@@ -13,6 +13,7 @@ import pytest
 
 from finverse_reco.events import InteractionEvent, parse_event
 from finverse_reco.store import InteractionStore, StoreUnavailable, open_store
+from finverse_reco.store.migrate import migrate
 from finverse_reco.store.mongo import MongoInteractionStore
 from finverse_reco.store.sqlite import SQLiteInteractionStore
 
@@ -73,7 +74,10 @@ async def test_mongo_down_at_start_then_up(
     start_stand_in(port=port)
     try:
         await wait_until_available(store)
-        # The first call that reached the server created the unique index before writing.
+        # Nothing builds an index by itself: writing waits for migrate's unique event_id index.
+        with pytest.raises(StoreUnavailable, match="migrate"):
+            await store.insert_many([view("e1")])
+        assert (await migrate(f"mongodb://127.0.0.1:{port}/app")).ok
         assert (await store.insert_many([view("e1"), view("e1")])).duplicates == 1
         assert await store.count() == 1
     finally:
@@ -85,6 +89,7 @@ async def test_mongo_restart_shows_outage_then_recovers(
     start_stand_in: Callable[..., Any], tmp_path: Path
 ) -> None:
     server = start_stand_in(database=str(tmp_path / "mongo.db"))
+    assert (await migrate(f"{server.url}/app")).ok
     store = MongoInteractionStore.from_url(f"{server.url}/app", timeout_ms=300)
     await store.open()
     try:
@@ -153,7 +158,7 @@ def test_sqlite_urls_without_a_file_are_refused(url: str) -> None:
 def test_mongo_url_and_options_pick_the_mongo_store() -> None:
     store = open_store("mongodb://127.0.0.1:1/db", timeout_ms=123, pool_size=7)
     assert isinstance(store, MongoInteractionStore)
-    assert (store.timeout_ms, store.pool_size) == (123, 7)
+    assert (store.options.timeout_ms, store.options.pool_size) == (123, 7)
 
 
 async def test_invalid_mongo_url_is_a_clear_error() -> None:

@@ -63,7 +63,7 @@ from finverse_reco.ingest import run_consumer
 from finverse_reco.service.training import run_training
 from finverse_reco.settings import load_settings
 settings = load_settings()
-compose.training_config(settings), compose.store(settings), compose.catalog(settings)
+compose.training_config(settings), compose.store(settings, "trainer"), compose.catalog(settings)
 print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {"fastapi", "starlette"})))
 """
     loaded = subprocess.run(

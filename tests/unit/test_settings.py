@@ -34,6 +34,7 @@ def test_every_setting_is_documented_in_the_readme():
         ("FINVERSE_MODEL_LOSS", "hinge"),
         ("FINVERSE_REFRESH_SCHEDULE", "every tuesday"),
         ("FINVERSE_TYPE_WEIGHTS", '{"product_view": -1}'),
+        ("FINVERSE_STORE_TRAINER_URL", "sqlite:///data/other.db"),
     ],
 )
 def test_a_bad_value_names_the_setting(monkeypatch, variable, value):
@@ -61,3 +62,11 @@ def test_settings_env_round_trips(monkeypatch):
     for key, value in settings_env(original).items():
         monkeypatch.setenv(key, value)
     assert Settings(_env_file=None) == original
+
+
+def test_a_trainer_url_needs_a_mongodb_store(monkeypatch):
+    monkeypatch.setenv("FINVERSE_STORE_TRAINER_URL", "mongodb://secondary/finverse_interactions")
+    with pytest.raises(SettingsError, match="FINVERSE_STORE_TRAINER_URL needs a MongoDB"):
+        load_settings(_env_file=None)
+    monkeypatch.setenv("FINVERSE_STORE_URL", "mongodb://primary/finverse_interactions")
+    assert load_settings(_env_file=None).store_trainer_url.startswith("mongodb://secondary")

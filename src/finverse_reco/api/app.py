@@ -37,7 +37,7 @@ def create_app(
     store: InteractionStore | None = None,
     catalog: ProductCatalog | None = None,
 ) -> FastAPI:
-    store = store or compose.store(settings)
+    store = store or compose.store(settings, "serving")
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)

@@ -1,10 +1,10 @@
 """The RabbitMQ consumer: validate, enrich, store in batches, acknowledge only what is safe.
 
 A delivery is acknowledged only after its event is in the store, or after a copy was published, with
-a broker confirm, to a dead-letter queue (invalid: at once, reason in a header) or to a retry queue
-(the store refused it; after `max_attempts` it is dead-lettered too). While the store is unreachable
-nothing is acknowledged: the batch in hand is retried with backoff and prefetch stops the broker from
-sending more. Everything unacknowledged goes back to the queue if the process dies, so delivery is
+a broker confirm, to a dead-letter queue (invalid, or refused by the store for good: at once, reason
+in a header) or to a retry queue (the store failed on it in a way it could not classify; after
+`max_attempts` it is dead-lettered too). While the store is unreachable nothing is acknowledged: the
+batch in hand is retried with backoff and prefetch stops the broker from sending more. Everything unacknowledged goes back to the queue if the process dies, so delivery is
 at-least-once; the store's unique `event_id` makes storage effectively-once.
 """
 
@@ -42,7 +42,12 @@ from finverse_reco.ingest.topology import (
     declare_topology,
     expected_event_type,
 )
-from finverse_reco.store.base import InsertResult, InteractionStore, StoreUnavailable
+from finverse_reco.store.base import (
+    EventsRefused,
+    InsertResult,
+    InteractionStore,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,8 @@ GC_YOUNG_THRESHOLD = 10_000
 
 
 class StoreRejected(Exception):
-    """The store answers but refused these events: not an outage, so retrying at once is useless."""
+    """The store answers but failed on these events without saying why (not `EventsRefused`, not
+    `StoreUnavailable`): retrying at once is useless, a later attempt might succeed."""
 
 
 @dataclass(slots=True)
@@ -68,6 +74,7 @@ class ConsumerStats:
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    refused: int = 0  # refused by the store for good (dead-lettered, part of `dead_lettered`)
     retried: int = 0
     batches: int = 0
     store_failures: int = 0
@@ -253,8 +260,8 @@ class InteractionConsumer:
                 accepted.append((delivery, self._validate(delivery, received_at)))
             except InvalidEvent as exc:
                 invalid.append((delivery, exc.reason))
-        refused = await self._store_events(accepted)
-        undiverted = await self._divert(invalid, refused)
+        refused, failed = await self._store_events(accepted)
+        undiverted = await self._divert(invalid, refused, failed)
         await self._settle(batch, undiverted)
 
     def _validate(self, delivery: _Delivery, received_at: datetime) -> InteractionEvent:
@@ -275,22 +282,41 @@ class InteractionConsumer:
 
     async def _store_events(
         self, accepted: list[tuple[_Delivery, InteractionEvent]]
-    ) -> list[tuple[_Delivery, str]]:
-        """Store the batch; return the deliveries the store refused, with the reason."""
+    ) -> tuple[list[tuple[_Delivery, str]], list[tuple[_Delivery, str]]]:
+        """Store the batch. Returns the deliveries the store refused for good (to dead-letter now)
+        and those it failed on without saying why (to retry later), each with the reason."""
         if not accepted:
-            return []
+            return [], []
         try:
-            self._count(await self._insert([event for _, event in accepted]))
-            return []
+            outcome = await self._insert([event for _, event in accepted])
         except StoreRejected as exc:
-            log.warning("the store refused a batch (%s); storing its events one by one", exc)
-        refused = []
+            log.warning("the store failed on a batch (%s); storing its events one by one", exc)
+        else:
+            return self._refused_deliveries(accepted, outcome), []
+        refused, failed = [], []
         for delivery, event in accepted:
             try:
-                self._count(await self._insert([event]))
+                outcome = await self._insert([event])
             except StoreRejected as exc:
-                refused.append((delivery, f"store refused the event: {exc}"))
-        return refused
+                failed.append((delivery, f"the store failed on the event: {exc}"))
+            else:
+                refused += self._refused_deliveries([(delivery, event)], outcome)
+        return refused, failed
+
+    def _refused_deliveries(
+        self,
+        stored: list[tuple[_Delivery, InteractionEvent]],
+        outcome: InsertResult | EventsRefused,
+    ) -> list[tuple[_Delivery, str]]:
+        """Count what the store kept; the deliveries of the events it refused, with the reason."""
+        if isinstance(outcome, InsertResult):
+            self._count(outcome)
+            return []
+        self._count(outcome.stored)
+        return [
+            (stored[refusal.index][0], f"the store refused the event: {refusal.reason}")
+            for refusal in outcome.refused
+        ]
 
     def _count(self, result: InsertResult) -> None:
         # The store counts an event id repeated within a batch as a duplicate, too.
@@ -299,8 +325,10 @@ class InteractionConsumer:
         telemetry.INGESTED_EVENTS.labels("rabbitmq", "stored").inc(result.inserted)
         telemetry.INGESTED_EVENTS.labels("rabbitmq", "duplicate").inc(result.duplicates)
 
-    async def _insert(self, events: Sequence[InteractionEvent]) -> InsertResult:
-        """Insert; while the store is unreachable, wait with backoff (nothing is acked meanwhile)."""
+    async def _insert(self, events: Sequence[InteractionEvent]) -> InsertResult | EventsRefused:
+        """Insert; while the store is unreachable, wait with backoff (nothing is acked meanwhile).
+
+        A refusal comes back as a value: retrying would store nothing more."""
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(StoreUnavailable),
             wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
@@ -312,6 +340,8 @@ class InteractionConsumer:
             with attempt:
                 try:
                     return await self._store.insert_many(events)
+                except EventsRefused as refused:
+                    return refused
                 except StoreUnavailable:
                     raise
                 except Exception as exc:
@@ -337,22 +367,27 @@ class InteractionConsumer:
         )
 
     async def _divert(
-        self, invalid: list[tuple[_Delivery, str]], refused: list[tuple[_Delivery, str]]
+        self,
+        invalid: list[tuple[_Delivery, str]],
+        refused: list[tuple[_Delivery, str]],
+        failed: list[tuple[_Delivery, str]],
     ) -> set[int]:
-        """Publish invalid and refused deliveries to the dead-letter or retry queues, with confirms.
+        """Publish deliveries, with confirms, to the dead-letter queues (invalid, or refused by the
+        store: at once) or the retry queues (failed: dead-lettered after `max_attempts`).
 
         Returns the ids of deliveries that could not be published (they must not be acked).
         """
-        if not (invalid or refused):
+        if not (invalid or refused or failed):
             return set()
         declared = self._declared
         assert declared is not None
         # (delivery, exchange, reason, attempts, metric label: None for a retry)
         jobs: list[tuple[_Delivery, AbstractExchange, str, int, str | None]] = []
-        for delivery, reason in invalid:
-            attempts = _attempts(delivery)
-            jobs.append((delivery, declared.dead_letter_exchange, reason, attempts, "invalid"))
-        for delivery, reason in refused:
+        for label, dead in (("invalid", invalid), ("refused", refused)):
+            for delivery, reason in dead:
+                attempts = _attempts(delivery)
+                jobs.append((delivery, declared.dead_letter_exchange, reason, attempts, label))
+        for delivery, reason in failed:
             attempts = _attempts(delivery) + 1
             if attempts >= self._config.max_attempts:
                 reason = f"{reason} (gave up after {attempts} attempts)"
@@ -372,6 +407,7 @@ class InteractionConsumer:
                 self.stats.retried += 1
             else:
                 self.stats.dead_lettered += 1
+                self.stats.refused += label == "refused"
                 # Dead-lettered for good: the event will not be stored.
                 telemetry.INGESTED_EVENTS.labels("rabbitmq", "rejected").inc()
                 telemetry.DEAD_LETTERED.labels(delivery.queue, label).inc()

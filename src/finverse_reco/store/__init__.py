@@ -1,12 +1,34 @@
 """Interaction storage behind one protocol; the URL scheme picks the implementation."""
 
-from finverse_reco.store.base import InsertResult, InteractionStore, StoreUnavailable
+from __future__ import annotations
 
-__all__ = ["InsertResult", "InteractionStore", "StoreUnavailable", "open_store"]
+from typing import Any
+
+from finverse_reco.store.base import (
+    SCAN_FIELDS,
+    EventsRefused,
+    InsertResult,
+    InteractionStore,
+    RefusedEvent,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "SCAN_FIELDS",
+    "EventsRefused",
+    "InsertResult",
+    "InteractionStore",
+    "RefusedEvent",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
-def open_store(url: str, **options: object) -> InteractionStore:
-    """Build (not yet open) the store for `url`: `sqlite:///path` or `mongodb://…`."""
+def open_store(url: str, **options: Any) -> InteractionStore:
+    """Build (not yet open) the store for `url`: `sqlite:///path` or `mongodb://…`.
+
+    `options` are `MongoOptions` fields for MongoDB (the URL's own options win over them).
+    """
     if url.startswith("sqlite://"):
         from finverse_reco.store.sqlite import SQLiteInteractionStore
 

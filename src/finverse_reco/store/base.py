@@ -9,9 +9,13 @@ from typing import Any, Protocol, runtime_checkable
 
 from finverse_reco.events import InteractionEvent
 
+# What `scan` yields at least: the fields training reads. A store may leave out the rest of the
+# document (MongoDB projects to these, so a training scan reads and sends less).
+SCAN_FIELDS = ("user_id", "type", "timestamp", "data")
+
 
 class StoreUnavailable(RuntimeError):
-    """The store cannot be reached or refused an operation for reasons outside the caller's input."""
+    """The store cannot be reached or failed for reasons outside the caller's input: try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,16 +24,43 @@ class InsertResult:
     duplicates: int
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedEvent:
+    """One event the store refused for good: writing it again would be refused again."""
+
+    index: int  # its position in the batch given to `insert_many`
+    event_id: str
+    reason: str
+
+
+class EventsRefused(Exception):
+    """The store refused some events of a batch permanently (a schema validator, a constraint, a
+    document too large) and stored all the others: `stored` counts those, so
+    `stored.inserted + stored.duplicates + len(refused)` is the batch size.
+
+    Distinct from `StoreUnavailable`: retrying the batch would store nothing more, so the caller
+    dead-letters (or reports) the refused events and keeps the rest.
+    """
+
+    def __init__(self, stored: InsertResult, refused: Sequence[RefusedEvent]) -> None:
+        self.stored = stored
+        self.refused = tuple(refused)
+        first = self.refused[0].reason if self.refused else ""
+        super().__init__(f"{len(self.refused)} event(s) refused by the store, e.g. {first}")
+
+
 @runtime_checkable
 class InteractionStore(Protocol):
     """Where interactions live. Every method is async and never blocks the event loop.
 
     Documents handed out by `scan` are plain dicts in the seed's shape (the output of
-    `InteractionEvent.to_document()`), so training can stream millions without building models.
+    `InteractionEvent.to_document()`, at least its `SCAN_FIELDS`), so training can stream millions
+    without building models.
     """
 
     async def open(self) -> None:
-        """Connect and create the schema and indexes (idempotent)."""
+        """Connect (idempotent). Never builds indexes on a database server: `finverse-reco migrate`
+        does (`store.migrate`); SQLite, a file the service owns, gets its schema here too."""
 
     async def close(self) -> None: ...
 
@@ -37,7 +68,11 @@ class InteractionStore(Protocol):
         """Raise StoreUnavailable with a reason when the store cannot answer."""
 
     async def insert_many(self, events: Sequence[InteractionEvent]) -> InsertResult:
-        """Store events; an `event_id` already stored counts as a duplicate, not an error."""
+        """Store events; an `event_id` already stored counts as a duplicate, not an error.
+
+        Raises `EventsRefused` when the store refused some events for good (the others are stored),
+        `StoreUnavailable` when it could not say (nothing is known to be stored: retry the batch).
+        """
 
     async def user_interactions(self, user_id: str, limit: int = 200) -> list[InteractionEvent]:
         """A user's most recent interactions, newest first."""
@@ -55,4 +90,8 @@ class InteractionStore(Protocol):
         until: datetime | None = None,
         batch_size: int = 10_000,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Stream every interaction with since <= timestamp < until in batches (training input)."""
+        """Stream every interaction with since <= timestamp < until in batches (training input).
+
+        Each document has at least `SCAN_FIELDS`; MongoDB reads them from the trainer's URL, which
+        may name a secondary (docs/STORES.md).
+        """

@@ -5,51 +5,113 @@ assigns (an ObjectId, as in the seed). Idempotency comes from a unique index on 
 using it as `_id`: the document stays the seed's, ObjectIds grow with time (inserts append to the `_id`
 index instead of landing at random places in it) and break timestamp ties in insertion order.
 
-Every driver error becomes `StoreUnavailable` with a reason. The client reconnects by itself when the
-server comes back. `timeout_ms` bounds finding and connecting to a server, so an outage shows up
-within it; one round trip on an open connection may take `operation_timeout_ms`, because a batch
-insert or an aggregation over a wide window can legitimately take longer than a ping. A server that
-dies closes its sockets, which fails operations in flight at once rather than at that timeout.
-The operations used are listed in docs/STORES.md.
+The store never builds an index: `finverse-reco migrate` does (store/migrate.py), from the
+declarations below. Before its first write the store checks, once, that the unique `event_id` index
+is there: without it a redelivered event would be stored twice, so it answers StoreUnavailable
+("run migrate") instead of writing.
+
+Errors: a write error that concerns one document and would recur (a schema validator, a document too
+large, another unique index) refuses that event (`EventsRefused`) while the rest are stored; every
+other driver error becomes `StoreUnavailable` with a reason, and the client reconnects by itself
+when the server comes back. Client options and their precedence: store/mongo_options.py. The
+operations used are listed in docs/STORES.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, ConfigurationError, PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from finverse_reco.events import InteractionEvent
-from finverse_reco.store.base import InsertResult, StoreUnavailable
+from finverse_reco.store.base import (
+    SCAN_FIELDS,
+    EventsRefused,
+    InsertResult,
+    RefusedEvent,
+    StoreUnavailable,
+)
+from finverse_reco.store.mongo_options import MongoOptions, new_client, redact
+from finverse_reco.store.schema import CollectionIndexes, IndexSpec, satisfied_by
 
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
-DEFAULT_TIMEOUT_MS = 2000
-DEFAULT_OPERATION_TIMEOUT_MS = 30_000
-DEFAULT_POOL_SIZE = 50
 
-# The seed's indexes, with two of them compound: `user_id` and `session_id` lead, so they serve every
-# query a single-field index would, and the timestamp behind them answers "most recent N" from the
-# index without an in-memory sort.
-INDEXES = [
-    IndexModel([("event_id", ASCENDING)], unique=True, name="event_id_unique"),
-    IndexModel([("user_id", ASCENDING), ("timestamp", DESCENDING)], name="user_id_timestamp"),
-    IndexModel([("session_id", ASCENDING), ("timestamp", DESCENDING)], name="session_id_timestamp"),
-    IndexModel([("timestamp", ASCENDING)], name="timestamp"),
-    IndexModel([("type", ASCENDING)], name="type"),
-    IndexModel([("data.productId", ASCENDING)], name="data_productId"),
-]
+# Unique among string ids only: a seeded document without `event_id` stays out of the index instead
+# of colliding on `event_id: null`. Every event this service writes has a string id.
+EVENT_ID_UNIQUE = IndexSpec(
+    (("event_id", 1),),
+    unique=True,
+    partial_filter={"event_id": {"$type": "string"}},
+    why="idempotent ingestion (string ids only: seed documents without one are left out)",
+)
+# All keys ascending: MongoDB walks an index backwards for the inverse sort, so one index answers
+# "newest first" (timestamp desc, _id desc) after the equality on the first key, without an
+# in-memory sort; `_id` last breaks timestamp ties in insertion order.
+INTERACTIONS = CollectionIndexes(
+    DEFAULT_COLLECTION,
+    (
+        EVENT_ID_UNIQUE,
+        IndexSpec(
+            (("user_id", 1), ("timestamp", 1), ("_id", 1)),
+            why="a customer's latest N: user_interactions",
+        ),
+        IndexSpec(
+            (("session_id", 1), ("timestamp", 1), ("_id", 1)),
+            why="a session's latest N: session_interactions",
+        ),
+        IndexSpec((("timestamp", 1),), why="time windows: the training scan, counts"),
+        IndexSpec((("type", 1),), why="the seed's"),
+        IndexSpec((("data.productId", 1),), why="the seed's"),
+    ),
+)
 NEWEST_FIRST = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 WITHOUT_ID = {"_id": 0}
+# Only what training reads: top-level fields, so a secondary sends less and no nested projection
+# is needed.
+SCAN_PROJECTION = {"_id": 0, **dict.fromkeys(SCAN_FIELDS, 1)}
+# Per-document write errors that describe the server's state, not the document (MongoDB's error
+# categories NotPrimaryError, RetriableError, ShutdownError, InterruptionError,
+# ExceededTimeLimitError, StaleShardVersionError; write conflicts; lock timeouts): the batch is
+# retried. Any other per-document error is the document's own and refuses that event.
+TRANSIENT_WRITE_ERRORS = {
+    6: "HostUnreachable",
+    7: "HostNotFound",
+    24: "LockTimeout",
+    46: "LockBusy",
+    50: "MaxTimeMSExpired",
+    63: "StaleShardVersion",
+    89: "NetworkTimeout",
+    91: "ShutdownInProgress",
+    112: "WriteConflict",
+    117: "ConflictingOperationInProgress",
+    150: "StaleEpoch",
+    189: "PrimarySteppedDown",
+    202: "NetworkInterfaceExceededTimeLimit",
+    262: "ExceededTimeLimit",
+    9001: "SocketException",
+    10107: "NotWritablePrimary",
+    11600: "InterruptedAtShutdown",
+    11601: "Interrupted",
+    11602: "InterruptedDueToReplStateChange",
+    13388: "StaleConfig",
+    13435: "NotPrimaryNoSecondaryOk",
+    13436: "NotPrimaryOrSecondary",
+}
+# Names for the reasons of the usual refusals (a reason carries the code and message either way).
+KNOWN_REFUSALS = {
+    2: "BadValue",
+    121: "DocumentValidationFailure",
+    10334: "BSONObjectTooLarge",
+    DUPLICATE_KEY: "DuplicateKey",
+}
 
 
 class MongoInteractionStore:
@@ -59,42 +121,24 @@ class MongoInteractionStore:
         self,
         url: str,
         *,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
-        operation_timeout_ms: int = DEFAULT_OPERATION_TIMEOUT_MS,
-        pool_size: int = DEFAULT_POOL_SIZE,
+        options: MongoOptions | None = None,
         collection: str = DEFAULT_COLLECTION,
     ) -> None:
-        if min(timeout_ms, operation_timeout_ms, pool_size) < 1:
-            raise ValueError("timeout_ms, operation_timeout_ms and pool_size must be at least 1")
         self.url = url
-        self.timeout_ms = timeout_ms
-        self.operation_timeout_ms = operation_timeout_ms
-        self.pool_size = pool_size
+        self.options = options or MongoOptions()
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collection: AsyncCollection[dict[str, Any]] | None = None
-        self._indexed = False
-        self._index_lock = asyncio.Lock()
+        self._idempotent = False
 
     @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout_ms: int = DEFAULT_TIMEOUT_MS,
-        operation_timeout_ms: int = DEFAULT_OPERATION_TIMEOUT_MS,
-        pool_size: int = DEFAULT_POOL_SIZE,
-    ) -> MongoInteractionStore:
+    def from_url(cls, url: str, **options: Any) -> MongoInteractionStore:
+        """`options` are `MongoOptions` fields: the defaults under the URL's own options."""
         if not url.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError(
                 f"a MongoDB store URL starts with mongodb:// or mongodb+srv://: {url!r}"
             )
-        return cls(
-            url,
-            timeout_ms=timeout_ms,
-            operation_timeout_ms=operation_timeout_ms,
-            pool_size=pool_size,
-        )
+        return cls(url, options=MongoOptions(**options))
 
     def __repr__(self) -> str:
         return f"MongoInteractionStore({self._where!r})"
@@ -102,46 +146,32 @@ class MongoInteractionStore:
     @property
     def _where(self) -> str:
         """The URL without credentials, fit for logs and /ready."""
-        return re.sub(r"//[^@/]*@", "//", self.url)
+        return redact(self.url)
 
     # --- lifecycle
 
     async def open(self) -> None:
-        """Create the client and the indexes.
+        """Create the client and check that the server answers; creates no index.
 
         When the server is down this raises StoreUnavailable but keeps the client: every later call
-        retries, and the first one that reaches the server creates the indexes before anything else.
+        retries, and the driver reconnects by itself.
         """
         if self._client is None:
-            try:
-                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-                    self.url,
-                    serverSelectionTimeoutMS=self.timeout_ms,
-                    connectTimeoutMS=self.timeout_ms,
-                    socketTimeoutMS=self.operation_timeout_ms,
-                    maxPoolSize=self.pool_size,
-                    tz_aware=True,
-                    tzinfo=UTC,
-                    appname="finverse-reco",
-                )
-            except (ConfigurationError, ValueError) as exc:
-                raise ValueError(f"invalid MongoDB URL {self._where!r}: {exc}") from None
+            client = new_client(self.url, self.options)
             self._client = client
             database = client.get_default_database(default=DEFAULT_DATABASE)
             self._collection = database[self.collection_name]
-        with self._driver_errors():
-            await self._ready()
+        await self.ping()
 
     async def close(self) -> None:
         client, self._client, self._collection = self._client, None, None
-        self._indexed = False
+        self._idempotent = False
         if client is not None:
             await client.close()
 
     async def ping(self) -> None:
         with self._driver_errors():
-            collection = await self._ready()
-            await collection.database.command("ping")
+            await self._ready().database.command("ping")
 
     # --- writes
 
@@ -150,19 +180,62 @@ class MongoInteractionStore:
             return InsertResult(inserted=0, duplicates=0)
         documents = [event.to_document() for event in events]
         with self._driver_errors():
-            collection = await self._ready()
+            collection = await self._writable()
             try:
                 result = await collection.insert_many(documents, ordered=False)
-                inserted = len(result.inserted_ids)
             except BulkWriteError as exc:
-                details = exc.details
-                if details.get("writeConcernErrors") or any(
-                    error.get("code") != DUPLICATE_KEY for error in details.get("writeErrors", ())
-                ):
-                    raise
-                # ordered=False: every other document was written; a duplicate key is "already stored".
-                inserted = int(details["nInserted"])
-        return InsertResult(inserted=inserted, duplicates=len(events) - inserted)
+                if exc.details.get("writeConcernErrors"):
+                    raise  # written, but not known to be durable: retry (duplicates are harmless)
+                return await self._sort_write_errors(collection, documents, exc.details)
+        return InsertResult(inserted=len(result.inserted_ids), duplicates=0)
+
+    async def _sort_write_errors(
+        self,
+        collection: AsyncCollection[dict[str, Any]],
+        documents: list[dict[str, Any]],
+        details: dict[str, Any],
+    ) -> InsertResult:
+        """ordered=False wrote every document without an error; sort out the others.
+
+        A duplicate key error is a duplicate when an event with that id is stored (the first copy,
+        in this batch or an earlier one); otherwise another unique index refused the event. Asking
+        is one indexed query, made only for batches with duplicate key errors, and is right on any
+        server version, also when a redelivered event collides on another unique index first.
+        """
+        errors = details.get("writeErrors", ())
+        transient = [error for error in errors if error.get("code") in TRANSIENT_WRITE_ERRORS]
+        if transient:
+            raise StoreUnavailable(
+                f"MongoDB at {self._where}: {len(transient)} write(s) failed transiently, e.g. "
+                f"{describe(transient[0])}"
+            )
+        duplicate_ids = [
+            documents[error["index"]]["event_id"]
+            for error in errors
+            if error.get("code") == DUPLICATE_KEY
+        ]
+        stored = await self._stored_event_ids(collection, duplicate_ids) if duplicate_ids else set()
+        duplicates = 0
+        refused = []
+        for error in errors:
+            event_id = documents[error["index"]]["event_id"]
+            if error.get("code") == DUPLICATE_KEY and event_id in stored:
+                duplicates += 1
+            else:
+                refused.append(RefusedEvent(error["index"], event_id, describe(error)))
+        result = InsertResult(inserted=int(details["nInserted"]), duplicates=duplicates)
+        if refused:
+            raise EventsRefused(result, refused)
+        return result
+
+    @staticmethod
+    async def _stored_event_ids(
+        collection: AsyncCollection[dict[str, Any]], event_ids: list[str]
+    ) -> set[str]:
+        # `$type: string` repeats the partial index's filter, so the planner may use that index.
+        query = {"event_id": {"$in": event_ids, "$type": "string"}}
+        cursor = collection.find(query, {"_id": 0, "event_id": 1})
+        return {document["event_id"] for document in await cursor.to_list()}
 
     # --- reads
 
@@ -178,7 +251,7 @@ class MongoInteractionStore:
 
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():
-            collection = await self._ready()
+            collection = self._ready()
             return await collection.count_documents(time_window(since, None))
 
     async def scan(
@@ -190,8 +263,8 @@ class MongoInteractionStore:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         with self._driver_errors():
-            collection = await self._ready()
-            cursor = collection.find(time_window(since, until), WITHOUT_ID, batch_size=batch_size)
+            window = time_window(since, until)
+            cursor = self._ready().find(window, SCAN_PROJECTION, batch_size=batch_size)
             try:
                 while batch := await cursor.to_list(batch_size):
                     yield batch
@@ -203,19 +276,28 @@ class MongoInteractionStore:
     async def _newest(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         require_positive_limit(limit)
         with self._driver_errors():
-            collection = await self._ready()
-            cursor = collection.find(query, WITHOUT_ID).sort(NEWEST_FIRST).limit(limit)
-            return await cursor.to_list()
+            cursor = self._ready().find(query, WITHOUT_ID).sort(NEWEST_FIRST).limit(limit)
+            # One reply for the whole answer: the first batch is otherwise 101 documents.
+            return await cursor.batch_size(limit).to_list()
 
-    async def _ready(self) -> AsyncCollection[dict[str, Any]]:
+    def _ready(self) -> AsyncCollection[dict[str, Any]]:
         if self._collection is None:
             raise StoreUnavailable(f"{self!r} is not open")
-        if not self._indexed:
-            async with self._index_lock:
-                if not self._indexed:
-                    await self._collection.create_indexes(INDEXES)
-                    self._indexed = True
         return self._collection
+
+    async def _writable(self) -> AsyncCollection[dict[str, Any]]:
+        """The collection, once it is known to have the unique `event_id` index (checked once)."""
+        collection = self._ready()
+        if not self._idempotent:
+            indexes = await (await collection.list_indexes()).to_list()
+            if satisfied_by(EVENT_ID_UNIQUE, indexes) is None:
+                raise StoreUnavailable(
+                    f"MongoDB at {self._where}: {self.collection_name} has no unique index on "
+                    "event_id, so a redelivered event would be stored twice; run "
+                    "`finverse-reco migrate`"
+                )
+            self._idempotent = True
+        return collection
 
     @contextmanager
     def _driver_errors(self) -> Iterator[None]:
@@ -224,6 +306,14 @@ class MongoInteractionStore:
         except PyMongoError as exc:
             reason = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
             raise StoreUnavailable(f"MongoDB at {self._where}: {reason}") from exc
+
+
+def describe(write_error: dict[str, Any]) -> str:
+    """A write error as a reason: its code, the code's name when it is known, the server's message."""
+    code = write_error.get("code")
+    name = TRANSIENT_WRITE_ERRORS.get(code) or KNOWN_REFUSALS.get(code)
+    label = f"{code} {name}" if name else str(code)
+    return f"MongoDB error {label}: {write_error.get('errmsg', '')}"[:MAX_REASON_CHARS]
 
 
 def time_window(since: datetime | None, until: datetime | None) -> dict[str, Any]:

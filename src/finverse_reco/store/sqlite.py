@@ -26,7 +26,12 @@ from typing import Any, TypeVar
 import orjson
 
 from finverse_reco.events import InteractionEvent
-from finverse_reco.store.base import InsertResult, StoreUnavailable
+from finverse_reco.store.base import (
+    EventsRefused,
+    InsertResult,
+    RefusedEvent,
+    StoreUnavailable,
+)
 
 URL_PREFIX = "sqlite:///"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -57,8 +62,8 @@ DROP TRIGGER IF EXISTS interactions_products;
 DROP TABLE IF EXISTS interaction_products;
 """
 
-# A batch goes in as one multi-row INSERT (of at most STATEMENT_ROWS rows; the trigger adds the product
-# rows), so that the writer thread releases and takes back the GIL a few times for the whole batch:
+# A batch goes in as one multi-row INSERT (of at most STATEMENT_ROWS rows), so that the writer
+# thread releases and takes back the GIL a few times for the whole batch:
 # `executemany` takes it back after every row, and each statement more costs another round, each time
 # waiting for the busy event loop (measured: inserts took several times their CPU time).
 STATEMENT_ROWS = 1000  # 7 parameters a row, far below SQLite's limit of 32,766 a statement
@@ -156,25 +161,20 @@ class SQLiteInteractionStore:
         unique = list({event.event_id: event for event in reversed(events)}.values())[::-1]
         rows = [event_row(event) for event in unique]
 
-        def insert(db: sqlite3.Connection) -> int:
-            chunks = list(statement_chunks(rows))
-            if len(chunks) == 1:  # one statement, and so one transaction of its own (autocommit)
-                count, values = chunks[0]
-                return db.execute(insert_events_sql(count), values).rowcount
-            db.execute("BEGIN IMMEDIATE")
+        def insert(db: sqlite3.Connection) -> tuple[int, int, list[RefusedEvent]]:
             try:
-                inserted = 0
-                for count, values in chunks:
-                    inserted += db.execute(insert_events_sql(count), values).rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return inserted
+                inserted = insert_rows(db, rows)
+            except sqlite3.IntegrityError:
+                # A constraint beyond event_id's refused some row (a CHECK, a trigger's RAISE,
+                # another UNIQUE index): the batch was rolled back; find which, one at a time.
+                return insert_one_by_one(db, events)
+            return inserted, len(events) - inserted, []
 
-        inserted = await self._write(insert)
-        return InsertResult(inserted=inserted, duplicates=len(events) - inserted)
+        inserted, duplicates, refused = await self._write(insert)
+        result = InsertResult(inserted=inserted, duplicates=duplicates)
+        if refused:
+            raise EventsRefused(result, refused)
+        return result
 
     # --- reads
 
@@ -313,10 +313,61 @@ class SQLiteInteractionStore:
 @lru_cache(maxsize=32)
 def insert_events_sql(rows: int) -> str:
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    # Only a stored event id is skipped: `INSERT OR IGNORE` would also skip, silently, a row that
+    # breaks any other constraint, and count it as a duplicate.
     return (
-        "INSERT OR IGNORE INTO interactions"
+        "INSERT INTO interactions"
         f" (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES {values}"
+        " ON CONFLICT (event_id) DO NOTHING"
     )
+
+
+def insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
+    """Insert the rows, all or none; return how many were new."""
+    chunks = list(statement_chunks(rows))
+    if len(chunks) == 1:  # one statement, and so one transaction of its own (autocommit)
+        count, values = chunks[0]
+        return db.execute(insert_events_sql(count), values).rowcount
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        inserted = 0
+        for count, values in chunks:
+            inserted += db.execute(insert_events_sql(count), values).rowcount
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return inserted
+
+
+def insert_one_by_one(
+    db: sqlite3.Connection, events: Sequence[InteractionEvent]
+) -> tuple[int, int, list[RefusedEvent]]:
+    """Every event of the batch in order, one statement each, in one transaction: a statement that
+    breaks a constraint is undone alone (SQLite's ABORT) and its event refused. Copies of an id are
+    tried in turn, as MongoDB's unordered insert does. Returns (inserted, duplicates, refused)."""
+    inserted = 0
+    refused = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for index, event in enumerate(events):
+            try:
+                inserted += db.execute(insert_events_sql(1), event_row(event)).rowcount
+                continue
+            except sqlite3.IntegrityError as exc:
+                reason = f"SQLite refused the row: {exc}"
+            # An event already stored is a duplicate, whichever constraint SQLite checked first.
+            stored = "SELECT 1 FROM interactions WHERE event_id = ?"
+            if db.execute(stored, (event.event_id,)).fetchone() is None:
+                refused.append(RefusedEvent(index, event.event_id, reason))
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    duplicates = len(events) - inserted - len(refused)
+    return inserted, duplicates, refused
 
 
 def statement_chunks(rows: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, list[Any]]]:

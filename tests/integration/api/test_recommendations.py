@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 FIELDS = {"id", "name", "category", "institution", "relevanceScore", "rank", "reason"}
@@ -193,6 +195,33 @@ def test_a_bad_event_in_a_batch_rejects_the_batch_with_its_position(client):
     response = client.post("/api/v1/interactions", json=[good, bad])
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["index"] == 1
+
+
+def test_an_event_the_store_refuses_is_listed_and_the_others_are_stored(client, trained):
+    with sqlite3.connect(trained.store_url.removeprefix("sqlite:///")) as db:
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS refuse_one_customer BEFORE INSERT ON interactions"
+            " WHEN NEW.user_id = 'refused_customer'"
+            " BEGIN SELECT RAISE(ABORT, 'this customer is closed'); END"
+        )
+    good = {
+        "event_id": "api-refusal-ok",
+        "user_id": "accepted_customer",
+        "type": "product_view",
+        "timestamp": "2026-11-01T00:00:00Z",
+        "data": {"productId": "prod_0001"},
+    }
+    refused = {**good, "event_id": "api-refusal-no", "user_id": "refused_customer"}
+
+    response = client.post("/api/v1/interactions", json=[refused, good])
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "refused_by_store"
+    assert [d["index"] for d in error["details"]] == [0]
+    assert "this customer is closed" in error["details"][0]["reason"]
+    resent = client.post("/api/v1/interactions", json=[good])
+    assert resent.json() == {"accepted": 0, "duplicates": 1}
 
 
 def test_health_ready_metrics_cors(client):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
 
 from finverse_reco.api.app import create_app
+from finverse_reco.store.migrate import migrate
 
 pytestmark = pytest.mark.mongo
 
@@ -38,6 +40,7 @@ def test_reads_fall_back_while_mongo_is_down_and_recover(trained, stand_in):
     settings = trained.model_copy(
         update={"store_url": f"{stand_in.url}/finverse_outage", "store_timeout_ms": 500}
     )
+    assert asyncio.run(migrate(settings.store_url)).ok
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         events = [view("mongo_user", "sess_mongo", f"prod_00{i}", i) for i in (10, 11, 12)]
         assert client.post("/api/v1/interactions", json=events).status_code == 202

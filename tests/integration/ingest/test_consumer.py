@@ -28,7 +28,9 @@ OUTAGE_SECONDS = float(os.environ.get("FINVERSE_INGEST_OUTAGE_SECONDS", "2"))
 
 
 class FaultyStore:
-    """A real store behind a switch: `down` makes it unreachable, `refused` rejects some users."""
+    """A real store behind a switch: `down` makes it unreachable; events of `refused_users` make it
+    fail with an error that is neither StoreUnavailable nor EventsRefused (a store that cannot say
+    why). Real refusals by real stores: test_store_refusals.py."""
 
     def __init__(self, store, refused_users: frozenset[str] = frozenset()) -> None:
         self.store = store
@@ -157,7 +159,9 @@ async def test_a_store_outage_holds_every_ack_and_consumption_resumes_by_itself(
     assert all(counts == (0, 0) for counts in totals.values()), totals
 
 
-async def test_events_the_store_refuses_are_retried_then_dead_lettered(ingest_config, store):
+async def test_events_the_store_fails_on_unexplained_are_retried_then_dead_lettered(
+    ingest_config, store
+):
     events = make_events(120)
     poisoned_user = events[7].user_id  # product_click events of one user
     poisoned = {e.event_id for e in events if e.user_id == poisoned_user}

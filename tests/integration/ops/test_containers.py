@@ -92,7 +92,7 @@ def test_every_finverse_variable_in_compose_is_a_setting(compose):
     assert len(named) >= 10
 
 
-@pytest.mark.parametrize("name", [*FINVERSE_SERVICES, "seed"])
+@pytest.mark.parametrize("name", [*FINVERSE_SERVICES, "migrate", "seed"])
 def test_each_service_environment_is_a_valid_production_configuration(compose, monkeypatch, name):
     env = environment(compose["services"][name], SECRETS)
     for variable in [v for v in os.environ if v.startswith("FINVERSE_")]:
@@ -166,14 +166,44 @@ def test_every_long_running_service_has_a_health_check_on_the_right_port(compose
     assert healthcheck_port(services["banking-stub"]["healthcheck"]["test"]) == int(stub_port)
 
 
-def test_dependencies_wait_for_healthy_services(compose):
+def test_dependencies_wait_for_healthy_services_or_finished_jobs(compose):
     services = compose["services"]
     for name, service in services.items():
         for dependency, condition in (service.get("depends_on") or {}).items():
             assert dependency in services, f"{name} depends on a missing {dependency}"
-            assert condition == {"condition": "service_healthy"}
-            assert not services[dependency]["healthcheck"].get("disable")
-    assert {"mongo", "rabbitmq"} <= set(services["consumer"]["depends_on"])
+            if services[dependency].get("restart") == "no":  # a one-shot job: wait for success
+                assert condition == {"condition": "service_completed_successfully"}, name
+            else:
+                assert condition == {"condition": "service_healthy"}, name
+                assert not services[dependency]["healthcheck"].get("disable")
+    assert {"migrate", "rabbitmq"} <= set(services["consumer"]["depends_on"])
+    assert "mongo" in services["migrate"]["depends_on"]
+
+
+def test_every_store_user_waits_for_migrate(compose):
+    services = compose["services"]
+    for name in [*FINVERSE_SERVICES, "seed"]:
+        assert "migrate" in services[name]["depends_on"], name
+    assert services["migrate"]["command"] == ["migrate"]
+
+
+def test_mongodb_is_a_replica_set_with_a_bounded_cache_and_the_url_names_it(compose):
+    mongo = compose["services"]["mongo"]
+    command = mongo["command"]
+    replica_set = command[command.index("--replSet") + 1]
+    assert "--wiredTigerCacheSizeGB" in command
+    assert f"rs.initiate({{_id: '{replica_set}'" in mongo["healthcheck"]["test"][-1]
+    for name in [*FINVERSE_SERVICES, "migrate"]:
+        url = environment(compose["services"][name], SECRETS)["FINVERSE_STORE_URL"]
+        assert f"replicaSet={replica_set}" in urlsplit(url).query, name
+
+
+def test_rabbitmq_keeps_its_node_name_across_recreation(compose):
+    assert compose["services"]["rabbitmq"]["hostname"] == "rabbitmq"
+
+
+def test_no_egg_info_anywhere_goes_into_the_build_context():
+    assert "**/*.egg-info" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 # --- Dockerfile ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from finverse_reco.pipeline import (
 )
 from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.products import Product
+from finverse_reco.store import SCAN_FIELDS
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CONFIG = WeightingConfig(decay_half_life_days=30.0)
@@ -254,6 +255,17 @@ def test_batching_and_order_do_not_change_the_result(data):
     assert again.user_feature_names == data.user_feature_names
     assert again.user_features.toarray() == pytest.approx(data.user_features.toarray())
     assert again.item_features.toarray() == pytest.approx(data.item_features.toarray())
+
+
+def test_the_scan_fields_are_all_training_reads(data):
+    # MongoDB's training scan projects to SCAN_FIELDS: the matrices must not change.
+    projected = [{name: doc[name] for name in SCAN_FIELDS} for doc in sample_docs()]
+    again = build_training_data([projected], CATALOG, CONFIG, feature_config=FEATURES)
+    assert again.users == data.users and again.items == data.items
+    assert again.interactions.toarray() == pytest.approx(data.interactions.toarray())
+    assert again.user_features.toarray() == pytest.approx(data.user_features.toarray())
+    assert again.item_features.toarray() == pytest.approx(data.item_features.toarray())
+    assert again.item_meta == data.item_meta
 
 
 def test_malformed_documents_are_skipped_and_counted_the_rest_kept():

@@ -13,7 +13,7 @@ from finverse_reco.api.errors import APIError
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, IngestOut
 from finverse_reco.events import InvalidEvent, parse_event
-from finverse_reco.store import StoreUnavailable
+from finverse_reco.store import EventsRefused, StoreUnavailable
 
 router = APIRouter(prefix="/api/v1", tags=["interactions"])
 
@@ -86,6 +86,19 @@ async def record_interactions(
         result = await parts.service.record_interactions(events)
     except StoreUnavailable as exc:
         raise APIError(503, f"the interaction store is unavailable: {exc}") from None
+    except EventsRefused as exc:
+        # The others are stored: the client resends the batch without (or with fixed) refused
+        # events, and event ids make the resend idempotent.
+        stored = exc.stored
+        telemetry.INGESTED_EVENTS.labels("http", "stored").inc(stored.inserted)
+        telemetry.INGESTED_EVENTS.labels("http", "duplicate").inc(stored.duplicates)
+        telemetry.INGESTED_EVENTS.labels("http", "rejected").inc(len(exc.refused))
+        details = [{"index": r.index, "reason": r.reason} for r in exc.refused]
+        message = (
+            f"the store refused {len(exc.refused)} event(s), e.g. {exc.refused[0].reason}; "
+            f"the other {stored.inserted + stored.duplicates} are stored"
+        )
+        raise APIError(422, message, code="refused_by_store", details=details) from None
     telemetry.INGESTED_EVENTS.labels("http", "stored").inc(result.inserted)
     telemetry.INGESTED_EVENTS.labels("http", "duplicate").inc(result.duplicates)
     return JSONBytesResponse(
