@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from limits import parse
+from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers, MutableHeaders
@@ -45,6 +45,7 @@ class RequestTelemetryMiddleware:
         current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -58,6 +59,9 @@ class RequestTelemetryMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None)
+            if route is None and scope.get("root_path", "") != root_path:
+                # A mounted app (the console's static files): the router set its mount path.
+                route = f"{scope['root_path']}/{{path}}"
             telemetry.REQUEST_LATENCY.labels(
                 route or "unmatched", scope["method"], str(status)
             ).observe(seconds)
@@ -163,12 +167,62 @@ class AdminRateLimitMiddleware:
         if await self._limiter.hit(self._rate, "admin", address):
             await self.app(scope, receive, send)
             return
-        stats = await self._limiter.get_window_stats(self._rate, "admin", address)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-        response = error_response(
-            429,
-            "too_many_requests",
-            f"too many admin requests; retry in {retry_after}s",
-            headers={"Retry-After": str(retry_after)},
-        )
-        await response(scope, receive, send)
+        await _refuse_too_many(self._limiter, self._rate, "admin", address, scope, receive, send)
+
+
+class FailedAuthRateLimitMiddleware:
+    """A moving-window limit per client address on failed authentications (401 answers) on the
+    given paths: past it, every request there gets 429 until the window moves on. Authenticated
+    requests are never counted, so a console polling with its session is not slowed down, while
+    guessing the key or a session is. In memory, so per replica."""
+
+    def __init__(self, app: ASGIApp, *, path_prefixes: Sequence[str], rate: str) -> None:
+        if not path_prefixes:
+            raise ValueError("path_prefixes must name at least one path")
+        self.app = app
+        self._prefixes = tuple(path_prefixes)
+        self._rate = parse(rate)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        if not await self._limiter.test(self._rate, "auth-failure", address):
+            await _refuse_too_many(
+                self._limiter, self._rate, "auth-failure", address, scope, receive, send
+            )
+            return
+        status = 0
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if status == 401:
+            await self._limiter.hit(self._rate, "auth-failure", address)
+
+
+async def _refuse_too_many(
+    limiter: MovingWindowRateLimiter,
+    rate: RateLimitItem,
+    namespace: str,
+    address: str,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    stats = await limiter.get_window_stats(rate, namespace, address)
+    retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+    response = error_response(
+        429,
+        "too_many_requests",
+        f"too many admin requests; retry in {retry_after}s",
+        headers={"Retry-After": str(retry_after)},
+    )
+    await response(scope, receive, send)
