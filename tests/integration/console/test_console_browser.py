@@ -143,12 +143,17 @@ def test_the_console_end_to_end(browser, server, screenshot_dir):
     (cookie,) = context.cookies()
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
-    # Overview: the active version, as /ready names it, and the readiness checks.
+    # Overview: the active version, as /ready names it, the readiness checks and the traffic.
+    with httpx.Client(base_url=server.url, timeout=10) as traffic:
+        for n in range(1, 31):
+            assert traffic.get(f"/api/v1/recommendations/products/user_{n:05d}").status_code == 200
     first = serving_version(server)
     expect(page.locator("#model-version")).to_have_text(first, timeout=WAIT_MS)
     expect(page.locator("#health")).to_have_text("Ready")
     expect(page.locator("#checks")).to_contain_text("store — ok")
     expect(page.locator("#endpoints")).to_contain_text("/api/v1/admin/overview", timeout=WAIT_MS)
+    expect(page.locator("#endpoints")).to_contain_text("/api/v1/recommendations/products/{user_id}")
+    expect(page.locator("#recs-rate")).not_to_have_text("0.00/s")
     shoot(page, screenshot_dir, "overview")
 
     # Models: start a refresh and watch the new version arrive without reloading the page.
@@ -239,8 +244,24 @@ def test_the_api_docs_load_from_the_service_alone(browser, server, screenshot_di
     expect(page.locator(".opblock-tag-section").first).to_be_visible()
     expect(page.get_by_role("button", name="Authorize")).to_be_visible()
     page.screenshot(path=screenshot_dir / "docs-desktop.png")
+    # Try an operation: the request goes to this service, the page stays within its policy.
+    page.locator("#operations-health-health_health_get").get_by_role("button").first.click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    expect(page.locator(".live-responses-table tbody .response-col_status").first).to_contain_text(
+        "200"
+    )
     assert_clean(recorder, server)
     assert any(url.endswith("/openapi.json") for _, url in recorder.requests)
+    assert any(url == f"{server.url}/health" for _, url in recorder.requests)
+    # The recorder does see a policy violation: an injected inline script is refused and reported.
+    page.evaluate(
+        "() => { const s = document.createElement('script'); s.textContent = 'window.x = 1';"
+        " document.body.append(s); }"
+    )
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.x") is None
+    assert any("Content Security Policy" in problem for problem in recorder.problems)
     context.close()
 
 

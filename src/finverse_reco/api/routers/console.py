@@ -33,10 +33,6 @@ CONTENT_SECURITY_POLICY = (
     "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
     "base-uri 'none'"
 )
-# Swagger UI (React) writes style attributes into its markup; its scripts stay 'self' only.
-DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
-    "style-src 'self'", "style-src 'self' 'unsafe-inline'"
-)
 PAGES = (
     ("overview", "/console", "Overview"),
     ("models", "/console/models", "Models"),
@@ -51,14 +47,14 @@ router = APIRouter(include_in_schema=False)
 Parts = Annotated[Components, Depends(components)]
 
 
-def _html(request: Request, template: str, context: dict, *, status: int = 200, docs=False):
+def _html(request: Request, template: str, context: dict, *, status: int = 200):
     response = templates.TemplateResponse(
         request,
         template,
         {"static": CONSOLE_STATIC_URL, "version": __version__, **context},
         status_code=status,
     )
-    _protect(response, DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY)
+    _protect(response, CONTENT_SECURITY_POLICY)
     return response
 
 
@@ -186,5 +182,4 @@ async def api_docs(request: Request) -> Response:
         request,
         "docs.html",
         {"swagger": SWAGGER_STATIC_URL, "openapi_url": request.app.openapi_url},
-        docs=True,
     )

@@ -43,7 +43,7 @@ export function h(tag, attributes = {}, ...children) {
     else if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
     else element.setAttribute(name, value === true ? "" : value);
   }
-  element.append(...children.flat().filter((child) => child !== null && child !== undefined));
+  element.append(...children.flat(Infinity).filter((child) => child !== null && child !== undefined));
   return element;
 }
 
@@ -52,7 +52,7 @@ export function byId(id) {
 }
 
 export function fill(element, ...children) {
-  element.replaceChildren(...children.flat());
+  element.replaceChildren(...children.flat(Infinity));
 }
 
 /** A table row spanning every column, for "nothing here" and failures. */
