@@ -150,7 +150,9 @@ class ModelVersionOut(BaseModel):
     shape: dict[str, int] | None = None
     counts: dict[str, int] | None = None
     data_window: list[datetime | None] | None = None
-    metrics: dict[str, Any] | None = Field(None, description="Validation metrics, as training wrote them")
+    metrics: dict[str, Any] | None = Field(
+        None, description="Validation metrics, as training wrote them"
+    )
     parameters: dict[str, Any] | None = None
     guardrail: GuardrailOut | None = None
 
