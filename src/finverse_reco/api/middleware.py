@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from limits import RateLimitItem, parse
+from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers, MutableHeaders
@@ -145,36 +145,12 @@ class BodySizeLimitMiddleware:
         await error_response(413, "payload_too_large", message)(scope, receive, send)
 
 
-class AdminRateLimitMiddleware:
-    """A moving-window limit per client address on the admin paths (`limits`, in memory, so per
-    replica). It runs before authentication, so it also slows down guessing the API key.
-    Behind a proxy the client address is the proxy's unless uvicorn trusts its forwarded headers."""
+class _PerClientRateLimit:
+    """A moving-window limit per client address on some paths (`limits`, in memory, so per
+    replica). Behind a proxy the client address is the proxy's unless uvicorn trusts its forwarded
+    headers."""
 
-    def __init__(self, app: ASGIApp, *, path_prefixes: Sequence[str], rate: str) -> None:
-        if not path_prefixes:
-            raise ValueError("path_prefixes must name at least one admin path")
-        self.app = app
-        self._prefixes = tuple(path_prefixes)
-        self._rate = parse(rate)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
-            await self.app(scope, receive, send)
-            return
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        if await self._limiter.hit(self._rate, "admin", address):
-            await self.app(scope, receive, send)
-            return
-        await _refuse_too_many(self._limiter, self._rate, "admin", address, scope, receive, send)
-
-
-class FailedAuthRateLimitMiddleware:
-    """A moving-window limit per client address on failed authentications (401 answers) on the
-    given paths: past it, every request there gets 429 until the window moves on. Authenticated
-    requests are never counted, so a console polling with its session is not slowed down, while
-    guessing the key or a session is. In memory, so per replica."""
+    namespace = ""
 
     def __init__(self, app: ASGIApp, *, path_prefixes: Sequence[str], rate: str) -> None:
         if not path_prefixes:
@@ -184,16 +160,53 @@ class FailedAuthRateLimitMiddleware:
         self._rate = parse(rate)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _address(self, scope: Scope) -> str | None:
+        """The client address when the limit applies to this request, else None."""
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            return None
+        client = scope.get("client")
+        return client[0] if client else "unknown"
+
+    async def _refuse(self, address: str, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = await self._limiter.get_window_stats(self._rate, self.namespace, address)
+        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        response = error_response(
+            429,
+            "too_many_requests",
+            f"too many admin requests; retry in {retry_after}s",
+            headers={"Retry-After": str(retry_after)},
+        )
+        await response(scope, receive, send)
+
+
+class AdminRateLimitMiddleware(_PerClientRateLimit):
+    """Counts every request on the admin paths. It runs before authentication, so it also slows
+    down guessing the API key."""
+
+    namespace = "admin"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = self._address(scope)
+        if address is None or await self._limiter.hit(self._rate, self.namespace, address):
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        if not await self._limiter.test(self._rate, "auth-failure", address):
-            await _refuse_too_many(
-                self._limiter, self._rate, "auth-failure", address, scope, receive, send
-            )
+        await self._refuse(address, scope, receive, send)
+
+
+class FailedAuthRateLimitMiddleware(_PerClientRateLimit):
+    """Counts failed authentications (401 answers): past the limit, every request on the paths
+    gets 429 until the window moves on. Authenticated requests are never counted, so a console
+    polling with its session is not slowed down, while guessing the key or a session is."""
+
+    namespace = "auth-failure"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = self._address(scope)
+        if address is None:
+            await self.app(scope, receive, send)
+            return
+        if not await self._limiter.test(self._rate, self.namespace, address):
+            await self._refuse(address, scope, receive, send)
             return
         status = 0
 
@@ -205,24 +218,4 @@ class FailedAuthRateLimitMiddleware:
 
         await self.app(scope, receive, watching_send)
         if status == 401:
-            await self._limiter.hit(self._rate, "auth-failure", address)
-
-
-async def _refuse_too_many(
-    limiter: MovingWindowRateLimiter,
-    rate: RateLimitItem,
-    namespace: str,
-    address: str,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    stats = await limiter.get_window_stats(rate, namespace, address)
-    retry_after = max(1, math.ceil(stats.reset_time - time.time()))
-    response = error_response(
-        429,
-        "too_many_requests",
-        f"too many admin requests; retry in {retry_after}s",
-        headers={"Retry-After": str(retry_after)},
-    )
-    await response(scope, receive, send)
+            await self._limiter.hit(self._rate, self.namespace, address)

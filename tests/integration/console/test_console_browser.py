@@ -81,10 +81,12 @@ def new_context(browser: Browser, server: ServeProcess, viewport=DESKTOP) -> tup
 
 
 def log_in(page: Page, key: str = API_KEY) -> None:
+    """By keyboard: the key field has the focus, Enter submits."""
     page.goto("/console")
     expect(page).to_have_url(re.compile(r"/console/login"))
-    page.get_by_label("Admin key").fill(key)
-    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_label("Admin key")).to_be_focused()
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
 
 
 def go_to(page: Page, title: str) -> None:
@@ -176,14 +178,19 @@ def test_the_console_end_to_end(browser, server, screenshot_dir):
     page.get_by_role("button", name=f"Activate {first}").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text(first)
+    page.keyboard.press("Escape")  # a dialog closed without confirming activates nothing
+    expect(dialog).to_be_hidden()
+    assert serving_version(server) == second
+    page.get_by_role("button", name=f"Activate {first}").click()
     dialog.get_by_role("button", name="Activate").click()
     expect(page.locator("#active-version")).to_have_text(first, timeout=WAIT_MS)
     assert serving_version(server) == first  # this replica swapped at once
 
     # Customer: a demo customer's list with its reasons, and their events.
     go_to(page, "Customer")
-    page.get_by_label("Customer id").fill("user_00001")
-    page.get_by_role("button", name="Look up").click()
+    page.get_by_label("Customer id").focus()
+    page.keyboard.type("user_00001")
+    page.keyboard.press("Enter")
     reasons = page.locator("#recommendations td[data-reason]")
     expect(reasons.first).not_to_be_empty(timeout=WAIT_MS)
     assert reasons.count() == 10

@@ -55,6 +55,19 @@ export function fill(element, ...children) {
   element.replaceChildren(...children.flat(Infinity));
 }
 
+/** A recommended item as table cells: rank, product, category, score (then any `more` cells). */
+export function recommendationRow(item, ...more) {
+  return h(
+    "tr",
+    {},
+    h("td", { class: "num" }, String(item.rank)),
+    h("td", {}, h("span", { class: "mono" }, item.id), " ", item.name),
+    h("td", {}, item.category),
+    h("td", { class: "num" }, format.number(item.relevanceScore, 3)),
+    ...more,
+  );
+}
+
 /** A table row spanning every column, for "nothing here" and failures. */
 export function emptyRow(columns, text) {
   return h("tr", {}, h("td", { colspan: columns, class: "muted" }, text));

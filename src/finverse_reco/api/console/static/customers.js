@@ -1,4 +1,4 @@
-import { api, byId, emptyRow, fill, format, h, showFailure } from "./console.js";
+import { api, byId, emptyRow, fill, format, h, recommendationRow, showFailure } from "./console.js";
 
 function productOf(event) {
   const data = event.data ?? {};
@@ -16,15 +16,7 @@ function renderRecommendations(result) {
     byId("recommendations"),
     result.recommendations.length
       ? result.recommendations.map((item) =>
-          h(
-            "tr",
-            {},
-            h("td", { class: "num" }, String(item.rank)),
-            h("td", {}, h("span", { class: "mono" }, item.id), " ", item.name),
-            h("td", {}, item.category),
-            h("td", { class: "num" }, format.number(item.relevanceScore, 3)),
-            h("td", { "data-reason": "" }, item.reason),
-          ),
+          recommendationRow(item, h("td", { "data-reason": "" }, item.reason)),
         )
       : emptyRow(5, "Nothing to recommend."),
   );

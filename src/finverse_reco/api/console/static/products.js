@@ -1,4 +1,4 @@
-import { api, byId, emptyRow, fill, format, h, showFailure } from "./console.js";
+import { api, byId, emptyRow, fill, format, h, recommendationRow, showFailure } from "./console.js";
 
 async function showSimilar(productId) {
   const section = byId("similar");
@@ -10,16 +10,7 @@ async function showSimilar(productId) {
     fill(
       byId("similar-rows"),
       result.recommendations.length
-        ? result.recommendations.map((item) =>
-            h(
-              "tr",
-              {},
-              h("td", { class: "num" }, String(item.rank)),
-              h("td", {}, h("span", { class: "mono" }, item.id), " ", item.name),
-              h("td", {}, item.category),
-              h("td", { class: "num" }, format.number(item.relevanceScore, 3)),
-            ),
-          )
+        ? result.recommendations.map((item) => recommendationRow(item))
         : emptyRow(4, "No similar products."),
     );
   } catch (error) {
