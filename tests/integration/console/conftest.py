@@ -58,7 +58,7 @@ def template_world(tmp_path_factory) -> Path:
         "holdout",
         42,
         k=10,
-        models=["popularity", "hybrid"],
+        models=["popularity", "lightfm-cf"],  # the hybrid tunes itself: a minute here
     )
     write_json(report, root / "evaluations" / "demo-holdout.json")
     return root

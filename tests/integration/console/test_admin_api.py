@@ -336,7 +336,7 @@ def test_the_latest_evaluation_report(client, world):
     response = client.get("/api/v1/admin/evaluations/latest", headers=ADMIN)
     latest = EvaluationReportOut.model_validate(response.json())
     assert latest.file == "demo-holdout.json"
-    assert [row["model"] for row in latest.report["results"]] == ["popularity", "hybrid"]
+    assert [row["model"] for row in latest.report["results"]] == ["popularity", "lightfm-cf"]
     newer = world.evaluation_dir / "newer.json"
     newer.write_text('{"dataset": "x", "results": []}')
     assert (
