@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench lint format fuzz audit clean
+.PHONY: install run test bench lint format fuzz audit console-screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ fuzz: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,audit]'
 	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
+
+# The console's browser tests, writing their screenshots over the committed ones in docs/console/.
+console-screenshots: $(BENCH_STAMP)
+	bash scripts/ensure-services.sh
+	FINVERSE_CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/integration/console/test_console_browser.py -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

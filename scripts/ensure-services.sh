@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the local services the tests talk to are up: RabbitMQ and Redis on their standard ports.
+# Make sure the local services the tests talk to are up: RabbitMQ and Redis on their standard ports,
+# and Debian's Chromium for the console's browser tests (Playwright drives it; it never downloads one).
 # Starts a stopped one; installs a missing one with apt-get (the CI machine is Debian, run as root).
 # The MongoDB stand-in (nx-27017) comes from the dev extras and is started by the tests themselves.
 set -euo pipefail
@@ -44,4 +45,7 @@ fi
 if command -v rabbitmqctl >/dev/null; then
   timeout 90 rabbitmqctl await_startup >/dev/null 2>&1 || true
 fi
-echo "ensure-services: RabbitMQ :5672 and Redis :6379 are up"
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+echo "ensure-services: RabbitMQ :5672 and Redis :6379 are up; Chromium at /usr/bin/chromium"

@@ -38,3 +38,14 @@ def rabbitmq_url() -> str:
 def redis_url() -> str:
     require_port("Redis", "127.0.0.1", 6379)
     return REDIS_URL
+
+
+CHROMIUM = os.environ.get("FINVERSE_TEST_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium (scripts/ensure-services.sh installs it); Playwright never downloads one."""
+    if not os.access(CHROMIUM, os.X_OK):
+        service_missing("Chromium", f"no executable at {CHROMIUM} (apt-get install chromium)")
+    return CHROMIUM

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024)
     admin_rate_limit: str = "10/minute"  # per client address and replica, e.g. '30/hour'
     metrics_port: int | None = Field(None, ge=1, le=65535)  # consume / train --schedule /metrics
+    # Signs console session cookies; unset, it is derived from the API key (rotating either ends
+    # every console session).
+    console_session_secret: str | None = Field(None, min_length=32)
+    console_session_minutes: int = Field(30, ge=1, le=24 * 60)
+    evaluation_dir: Path = Path("data/evaluations")  # `evaluate --json` reports the console shows
 
     # --- data
     store_url: str = "sqlite:///data/interactions.db"

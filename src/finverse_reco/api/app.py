@@ -8,23 +8,29 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 from tenacity import AsyncRetrying, wait_exponential
 
 from finverse_reco import __version__, compose
 from finverse_reco.api import metrics
-from finverse_reco.api.dependencies import Components
+from finverse_reco.api.dependencies import Components, pair_console_session_schemes
 from finverse_reco.api.errors import install_error_handlers
 from finverse_reco.api.middleware import (
     AdminRateLimitMiddleware,
     BodySizeLimitMiddleware,
+    FailedAuthRateLimitMiddleware,
     RequestTelemetryMiddleware,
 )
-from finverse_reco.api.routers import health, interactions, recommendations
+from finverse_reco.api.routers import admin, console, health, interactions, recommendations
+from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
+from finverse_reco.service.status import ServiceStatus
 from finverse_reco.settings import Settings, settings_env
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
@@ -55,8 +61,18 @@ def create_app(
         models=models,
         store=store,
         jobs=jobs,
+        status=ServiceStatus(models, store, catalog, jobs, consumer),
+        versions=ModelVersions(settings.model_dir, models, watcher),
+        catalog_search=CatalogSearch(catalog, models),
+        sessions=ConsoleSessions(
+            settings.api_key,
+            settings.console_session_secret,
+            settings.console_session_minutes * 60,
+            secure_cookie=settings.environment == "production",
+        ),
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
+        evaluation_dir=settings.evaluation_dir,
         consumer=consumer,
     )
 
@@ -98,10 +114,22 @@ def create_app(
         version=__version__,
         summary="Personalised, session-based and similar-product recommendations for banking products",
         lifespan=lifespan,
+        # /docs is served by `routers.console` from local files (no CDN), under a strict CSP.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.components = parts
+    generate_openapi = app.openapi
+    app.openapi = lambda: pair_console_session_schemes(generate_openapi())
     install_error_handlers(app)
-    # Added innermost first: request id, log and latency → CORS → body limit → admin rate limit → routes.
+    # Added innermost first: request id, log and latency → CORS → body limit → admin rate limits
+    # → routes.
+    app.add_middleware(
+        FailedAuthRateLimitMiddleware,
+        path_prefixes=("/api/v1/admin", "/console/login"),
+        rate=settings.admin_rate_limit,
+    )
     app.add_middleware(
         AdminRateLimitMiddleware,
         path_prefixes=("/api/v1/recommendations/refresh-model",),
@@ -121,4 +149,14 @@ def create_app(
     app.include_router(recommendations.router)
     app.include_router(interactions.router)
     app.include_router(metrics.router)
+    app.include_router(admin.router)
+    app.include_router(console.router)
+    app.mount(
+        console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"
+    )
+    app.mount(
+        console.SWAGGER_STATIC_URL,
+        StaticFiles(directory=console.SWAGGER_UI_DIR),
+        name="docs-static",
+    )
     return app

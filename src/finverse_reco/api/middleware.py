@@ -45,6 +45,7 @@ class RequestTelemetryMiddleware:
         current_request_id.set(request_id)
         started = time.perf_counter()
         status = 500
+        root_path = scope.get("root_path", "")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -58,6 +59,9 @@ class RequestTelemetryMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None)
+            if route is None and scope.get("root_path", "") != root_path:
+                # A mounted app (the console's static files): the router set its mount path.
+                route = f"{scope['root_path']}/{{path}}"
             telemetry.REQUEST_LATENCY.labels(
                 route or "unmatched", scope["method"], str(status)
             ).observe(seconds)
@@ -141,29 +145,30 @@ class BodySizeLimitMiddleware:
         await error_response(413, "payload_too_large", message)(scope, receive, send)
 
 
-class AdminRateLimitMiddleware:
-    """A moving-window limit per client address on the admin paths (`limits`, in memory, so per
-    replica). It runs before authentication, so it also slows down guessing the API key.
-    Behind a proxy the client address is the proxy's unless uvicorn trusts its forwarded headers."""
+class _PerClientRateLimit:
+    """A moving-window limit per client address on some paths (`limits`, in memory, so per
+    replica). Behind a proxy the client address is the proxy's unless uvicorn trusts its forwarded
+    headers."""
+
+    namespace = ""
 
     def __init__(self, app: ASGIApp, *, path_prefixes: Sequence[str], rate: str) -> None:
         if not path_prefixes:
-            raise ValueError("path_prefixes must name at least one admin path")
+            raise ValueError("path_prefixes must name at least one path")
         self.app = app
         self._prefixes = tuple(path_prefixes)
         self._rate = parse(rate)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _address(self, scope: Scope) -> str | None:
+        """The client address when the limit applies to this request, else None."""
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
-            await self.app(scope, receive, send)
-            return
+            return None
         client = scope.get("client")
-        address = client[0] if client else "unknown"
-        if await self._limiter.hit(self._rate, "admin", address):
-            await self.app(scope, receive, send)
-            return
-        stats = await self._limiter.get_window_stats(self._rate, "admin", address)
+        return client[0] if client else "unknown"
+
+    async def _refuse(self, address: str, scope: Scope, receive: Receive, send: Send) -> None:
+        stats = await self._limiter.get_window_stats(self._rate, self.namespace, address)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         response = error_response(
             429,
@@ -172,3 +177,45 @@ class AdminRateLimitMiddleware:
             headers={"Retry-After": str(retry_after)},
         )
         await response(scope, receive, send)
+
+
+class AdminRateLimitMiddleware(_PerClientRateLimit):
+    """Counts every request on the admin paths. It runs before authentication, so it also slows
+    down guessing the API key."""
+
+    namespace = "admin"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = self._address(scope)
+        if address is None or await self._limiter.hit(self._rate, self.namespace, address):
+            await self.app(scope, receive, send)
+            return
+        await self._refuse(address, scope, receive, send)
+
+
+class FailedAuthRateLimitMiddleware(_PerClientRateLimit):
+    """Counts failed authentications (401 answers): past the limit, every request on the paths
+    gets 429 until the window moves on. Authenticated requests are never counted, so a console
+    polling with its session is not slowed down, while guessing the key or a session is."""
+
+    namespace = "auth-failure"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        address = self._address(scope)
+        if address is None:
+            await self.app(scope, receive, send)
+            return
+        if not await self._limiter.test(self._rate, self.namespace, address):
+            await self._refuse(address, scope, receive, send)
+            return
+        status = 0
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if status == 401:
+            await self._limiter.hit(self._rate, self.namespace, address)

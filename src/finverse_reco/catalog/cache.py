@@ -79,6 +79,11 @@ class CachedCatalog:
         self.inner_calls = 0
         self.redis_errors = 0
 
+    @property
+    def inner(self) -> ProductCatalog:
+        """The catalog this cache fronts."""
+        return self._inner
+
     def key(self, product_id: str) -> str:
         return self._key_prefix + product_id
 

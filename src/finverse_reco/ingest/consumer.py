@@ -14,6 +14,7 @@ import asyncio
 import gc
 import logging
 import signal
+from collections import deque
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from finverse_reco import telemetry
 from finverse_reco.events import InteractionEvent, InvalidEvent, parse_event_bytes
 from finverse_reco.ingest.config import IngestConfig
 from finverse_reco.ingest.topology import (
+    CONSUMED_QUEUES,
     DeclaredTopology,
     Topology,
     declare_topology,
@@ -61,6 +63,7 @@ STORE_BACKOFF_MAX_S = 2.0
 # Allocations between two collections of the youngest generation (CPython's default is 700): a
 # batch of 500 events allocates some 15 container objects each, which live until it is stored.
 GC_YOUNG_THRESHOLD = 10_000
+RECENT_DEAD_LETTERS_KEPT = 20
 
 
 class StoreRejected(Exception):
@@ -78,6 +81,15 @@ class ConsumerStats:
     retried: int = 0
     batches: int = 0
     store_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message this consumer sent to a dead-letter queue, and why."""
+
+    at: datetime
+    queue: str  # base name of the queue it came from
+    reason: str
 
 
 @dataclass(slots=True)
@@ -110,6 +122,9 @@ class InteractionConsumer:
         self._drain_started_at = 0.0
         self._batches: asyncio.Task[None] | None = None
         self.stats = ConsumerStats()
+        # The reasons are in each dead letter's header; these are the last ones this process sent,
+        # for the console (reading them back from the queue would redeliver the messages).
+        self.recent_dead_letters: deque[DeadLetter] = deque(maxlen=RECENT_DEAD_LETTERS_KEPT)
 
     @property
     def connected(self) -> bool:
@@ -158,6 +173,25 @@ class InteractionConsumer:
             self._config.batch_size,
             self._config.batch_timeout_ms,
         )
+
+    async def dead_letter_depths(self) -> dict[str, int]:
+        """Messages waiting in each dead-letter queue, by the base name of the queue they left.
+
+        Passive declarations on a channel of their own: a missing queue closes only that channel."""
+        if self._connection is None or not self.connected:
+            raise ConnectionError("not connected to the broker")
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            depths = {}
+            for base in CONSUMED_QUEUES:
+                queue = await channel.declare_queue(
+                    self._topology.dead_letter_queue(base), passive=True, robust=False
+                )
+                depths[base] = queue.declaration_result.message_count
+            return depths
+        finally:
+            with suppress(Exception):
+                await channel.close()
 
     async def wait(self) -> None:
         """Return when the consumer has stopped; raise what stopped it, if it failed."""
@@ -411,6 +445,9 @@ class InteractionConsumer:
                 # Dead-lettered for good: the event will not be stored.
                 telemetry.INGESTED_EVENTS.labels("rabbitmq", "rejected").inc()
                 telemetry.DEAD_LETTERED.labels(delivery.queue, label).inc()
+                self.recent_dead_letters.append(
+                    DeadLetter(datetime.now(UTC), delivery.queue, reason[:1000])
+                )
                 log.debug("dead-lettered a message from %s: %s", delivery.queue, reason)
         return undiverted
 

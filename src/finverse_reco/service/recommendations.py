@@ -177,6 +177,14 @@ class RecommendationService:
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
 
+    async def recent_interactions(self, user_id: str, limit: int) -> list[InteractionEvent]:
+        """A customer's latest interactions, newest first. Raises StoreUnavailable."""
+        try:
+            async with asyncio.timeout(self._config.store_timeout_seconds):
+                return await self._store.user_interactions(user_id, limit)
+        except TimeoutError:
+            raise StoreUnavailable("the store did not answer in time") from None
+
     # --- strategies ------------------------------------------------------------------------------
 
     async def _for_new_user(

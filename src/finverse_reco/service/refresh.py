@@ -48,6 +48,16 @@ class RefreshJob:
     finished_at: datetime | None = None
     detail: str = ""
 
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "job_id": self.id,
+            "state": self.state.value,
+            "trigger": self.trigger,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "detail": self.detail,
+        }
+
 
 class RefreshJobs:
     """Starts training processes, one at a time, and remembers recent jobs for status queries."""

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -8,7 +7,6 @@ from fastapi import APIRouter, Depends
 from finverse_reco.api.dependencies import Components, components
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import HealthOut, ReadyOut
-from finverse_reco.store import StoreUnavailable
 
 router = APIRouter(tags=["health"])
 
@@ -25,22 +23,11 @@ async def health() -> JSONBytesResponse:
     summary="Readiness: model loaded, store reachable, broker connected if configured",
 )
 async def ready(parts: Annotated[Components, Depends(components)]) -> JSONBytesResponse:
-    checks = {}
-    checks["model"] = (
-        f"ok: {parts.models.version}" if parts.models.index is not None else "no model loaded"
-    )
-    try:
-        await asyncio.wait_for(parts.store.ping(), 2.0)
-        checks["store"] = "ok"
-    except (StoreUnavailable, TimeoutError) as exc:
-        checks["store"] = f"unavailable: {exc or 'timeout'}"
-    if parts.consumer is not None:
-        checks["broker"] = "ok" if parts.consumer.connected else "disconnected"
-    ok = all(v.startswith("ok") for v in checks.values())
+    state = await parts.status.readiness()
     body = {
-        "ready": ok,
-        "model_version": parts.models.version,
-        "checks": checks,
-        "model_refusal": parts.models.last_refusal,
+        "ready": state.ready,
+        "model_version": state.model_version,
+        "checks": state.checks,
+        "model_refusal": state.model_refusal,
     }
-    return JSONBytesResponse(body, status_code=200 if ok else 503)
+    return JSONBytesResponse(body, status_code=200 if state.ready else 503)

@@ -20,7 +20,6 @@ from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, RecommendationsOut, RefreshJobOut
 from finverse_reco.events import ID_PATTERN
 from finverse_reco.service.recommendations import RecommendationResult
-from finverse_reco.service.refresh import RefreshJob
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
 ERRORS = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
@@ -133,20 +132,6 @@ async def similar_products(request: Request) -> JSONBytesResponse:
     return _body(result, "product_id", product_id)
 
 
-def _job(job: RefreshJob, status: int) -> JSONBytesResponse:
-    return JSONBytesResponse(
-        {
-            "job_id": job.id,
-            "state": job.state.value,
-            "trigger": job.trigger,
-            "started_at": job.started_at.isoformat(),
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-            "detail": job.detail,
-        },
-        status_code=status,
-    )
-
-
 @router.post(
     "/refresh-model",
     status_code=202,
@@ -157,7 +142,7 @@ def _job(job: RefreshJob, status: int) -> JSONBytesResponse:
 )
 async def refresh_model(parts: Annotated[Components, Depends(components)]) -> JSONBytesResponse:
     job, _started = parts.jobs.start("api")
-    return _job(job, 202)
+    return JSONBytesResponse(job.to_dict(), status_code=202)
 
 
 @router.get(
@@ -174,4 +159,4 @@ async def refresh_job(
     job = parts.jobs.get(job_id)
     if job is None:
         raise APIError(404, f"no refresh job {job_id}")
-    return _job(job, 200)
+    return JSONBytesResponse(job.to_dict())
