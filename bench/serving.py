@@ -19,6 +19,14 @@ Subcommands (`all`, the default, runs them all in one run and appends to docs/BE
   memory  RSS of the serving process with 1,000,000 users × 50 dims, above the same process with
           no model (the empty-process baseline).
 
+Variants (`http`): `--variant NAME[:KEY=VALUE,...]`, repeatable, serves the same world from several
+server configurations at once and lets their rounds alternate, so a comparison shares the machine's
+moments: `tree=REF` serves the code of a git ref (checked out into a temporary worktree), any other
+key is a setting (`FINVERSE_POLICY_FILE=...`). Each variant's req/s and p99 are reported beside the
+first variant's, as a ratio; `--min-ratio R` makes `--check` require req/s ≥ R × the first's.
+
+    .venv/bin/python bench/serving.py http --variant before:tree=e2dadb6 --variant after
+
 Acceptance (the issue), checked by `--check`: one worker at 1,000 products, user endpoint ≥ 70% of
 the ceiling's requests/s and p99 ≤ 2× the ceiling's; 100,000 products, user p99 ≤ 25 ms; top-k
 ≥ 10× the naive path at 10,000 products; 1,000,000 users in ≤ 400 MB above the empty process.
@@ -46,7 +54,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -78,6 +86,42 @@ SEEN_PER_USER = 5
 SESSIONS = 2_000
 EVENTS_PER_SESSION = 4
 ENDPOINTS = ("ceiling", "user", "session", "similar")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server configuration: this tree or a git ref's (`tree`), plus settings."""
+
+    name: str
+    tree: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        name, _, spec = text.partition(":")
+        pairs = dict(item.split("=", 1) for item in spec.split(",") if item)
+        return cls(name, pairs.pop("tree", None), pairs)
+
+
+@contextmanager
+def variant_sources(variants: list[Variant]):
+    """{variant name: the tree whose code it serves}: this tree, or a temporary worktree per ref."""
+    sources, made = {}, []
+    try:
+        for variant in variants:
+            if variant.tree is None:
+                sources[variant.name] = ROOT
+                continue
+            where = Path(tempfile.mkdtemp(prefix="finverse-variant-")) / "tree"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where),
+                            variant.tree], check=True)  # fmt: skip
+            made.append(where)
+            sources[variant.name] = where
+        yield sources
+    finally:
+        for where in made:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+                           check=False)  # fmt: skip
 
 
 # --- synthetic model -----------------------------------------------------------------------------
@@ -268,19 +312,25 @@ def service_settings(world: World) -> dict[str, str]:
 
 
 @contextmanager
-def served(world: World, workers: int):
-    """The runner in its own process group; yields (base url, pid) once every worker answers."""
+def served(world: World, workers: int, variant: Variant | None = None, source: Path = ROOT):
+    """The runner in its own process group; yields (base url, pid) once every worker answers.
+    A variant's code comes from `source` (its own `src/` and runner), its settings on top."""
     workdir = world.where
     port = free_port()
     env = {
         **os.environ,
         **service_settings(world),
+        **(variant.settings if variant else {}),
         "FINVERSE_PORT": str(port),
         "FINVERSE_HOST": "127.0.0.1",
     }
+    runner = RUNNER
+    if source != ROOT:
+        env["PYTHONPATH"] = str(source / "src")
+        runner = source / "bench" / RUNNER.name
     log = (workdir / f"server-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, str(RUNNER), "--workers", str(workers)],
+        [sys.executable, str(runner), "--workers", str(workers)],
         env=env,
         cwd=workdir,
         stdout=log,
@@ -370,6 +420,7 @@ class LoadResult:
     catalog: int
     workers: int
     endpoint: str
+    variant: str
     requests_per_s: float
     p50_ms: float
     p99_ms: float
@@ -399,53 +450,75 @@ def run_wrk(
 
 
 def bench_http(
-    arguments: argparse.Namespace, world: World, n_items: int, header: bool
+    arguments: argparse.Namespace,
+    world: World,
+    n_items: int,
+    header: bool,
+    sources: dict[str, Path],
 ) -> list[LoadResult]:
     where, results = world.where, []
+    variants = arguments.variant
     for workers in arguments.workers:
-        with served(world, workers) as (base, pid):
+        with ExitStack() as stack:
+            servers = {
+                v.name: stack.enter_context(served(world, workers, v, sources[v.name]))
+                for v in variants
+            }
             paths = endpoint_paths(n_items, arguments.users)
-            bodies = {}
-            for name, (path, _) in paths.items():
-                status, body = fetch(base + path % 1)
-                if status != 200:
-                    raise RuntimeError(f"{name}: {status} {body[:200]!r}")
-                bodies[name] = len(body)
-            # Warm-up: first-touch page faults, lazy imports, connection pools.
-            run_wrk(base, *paths["user"], workdir=where, connections=32, duration=2)
-            # Endpoints take turns, round after round, so a burst of load from elsewhere on
-            # the machine hits them alike; each figure is the median of its rounds.
-            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
-            rss_before = tree_rss_mb(pid)
+            bodies: dict[str, dict[str, int]] = {}
+            for name, (base, _pid) in servers.items():
+                bodies[name] = {}
+                for endpoint, (path, _) in paths.items():
+                    status, body = fetch(base + path % 1)
+                    if status != 200:
+                        raise RuntimeError(f"{name} {endpoint}: {status} {body[:200]!r}")
+                    bodies[name][endpoint] = len(body)
+                # Warm-up: first-touch page faults, lazy imports, connection pools.
+                run_wrk(base, *paths["user"], workdir=where, connections=32, duration=2)
+            # Variants and endpoints take turns, round after round, so a burst of load from
+            # elsewhere on the machine hits them alike; each figure is the median of its rounds.
+            rounds = {(v, e): [] for v in servers for e in ENDPOINTS}
+            rss_before = {name: tree_rss_mb(pid) for name, (_, pid) in servers.items()}
             for _ in range(arguments.rounds):
-                for name in ENDPOINTS:
-                    path, n = paths[name]
-                    cpu_before = tree_cpu_seconds(pid)
-                    out = run_wrk(
-                        base,
-                        path,
-                        n,
-                        workdir=where,
-                        connections=arguments.connections,
-                        duration=arguments.duration,
-                    )
-                    out["load_average"] = os.getloadavg()[0]
-                    out["cpu_us"] = (tree_cpu_seconds(pid) - cpu_before) * 1e6 / out["requests"]
-                    rounds[name].append(out)
-            rss_after = tree_rss_mb(pid)
-            batch = [
-                _load_result(n_items, workers, name, rounds[name], bodies[name])
-                for name in ENDPOINTS
-            ]
-            for result in batch:
-                result.rss_before_mb, result.rss_after_mb = rss_before, rss_after
+                for name, (base, pid) in servers.items():
+                    for endpoint in ENDPOINTS:
+                        path, n = paths[endpoint]
+                        cpu_before = tree_cpu_seconds(pid)
+                        out = run_wrk(
+                            base,
+                            path,
+                            n,
+                            workdir=where,
+                            connections=arguments.connections,
+                            duration=arguments.duration,
+                        )
+                        out["load_average"] = os.getloadavg()[0]
+                        out["cpu_us"] = (
+                            (tree_cpu_seconds(pid) - cpu_before) * 1e6 / max(out["requests"], 1)
+                        )
+                        rounds[name, endpoint].append(out)
+            batch = []
+            for name, (_, pid) in servers.items():
+                rss_after = tree_rss_mb(pid)
+                for endpoint in ENDPOINTS:
+                    result = _load_result(
+                        n_items, workers, endpoint, name, rounds[name, endpoint],
+                        bodies[name][endpoint],
+                    )  # fmt: skip
+                    result.rss_before_mb, result.rss_after_mb = rss_before[name], rss_after
+                    batch.append(result)
             print_http(batch, header=header and not results)
             results.extend(batch)
     return results
 
 
 def _load_result(
-    n_items: int, workers: int, name: str, rounds: list[dict[str, Any]], body_bytes: int
+    n_items: int,
+    workers: int,
+    name: str,
+    variant: str,
+    rounds: list[dict[str, Any]],
+    body_bytes: int,
 ) -> LoadResult:
     def median(key: str, scale: float = 1e-3) -> float:
         return float(np.median([r[key] for r in rounds])) * scale
@@ -454,6 +527,7 @@ def _load_result(
         catalog=n_items,
         workers=workers,
         endpoint=name,
+        variant=variant,
         requests_per_s=float(np.median([r["requests"] / (r["duration_us"] / 1e6) for r in rounds])),
         p50_ms=median("p50_us"),
         p99_ms=median("p99_us"),
@@ -472,12 +546,13 @@ def _load_result(
 def print_http(results: list[LoadResult], header: bool = True) -> None:
     if header:
         print(
-            f"{'catalog':>8} {'w':>2} {'endpoint':<8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+            f"{'variant':<12} {'catalog':>8} {'w':>2} {'endpoint':<8} {'req/s':>8} {'p50 ms':>7}"
+            f" {'p99 ms':>7}"
             f" {'p99.9':>7} {'CPU µs':>7} {'errors':>6} {'bytes':>6} {'RSS MB':>7} {'load':>5}"
         )
     for r in results:
         print(
-            f"{r.catalog:>8,} {r.workers:>2} {r.endpoint:<8} {r.requests_per_s:>8.0f}"
+            f"{r.variant:<12} {r.catalog:>8,} {r.workers:>2} {r.endpoint:<8} {r.requests_per_s:>8.0f}"
             f" {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {r.p999_ms:>7.2f} {r.server_cpu_us:>7.0f}"
             f" {r.errors:>6}"
             f" {r.body_bytes:>6} {r.rss_after_mb:>7.0f} {r.load_average:>5.1f}",
@@ -733,11 +808,53 @@ def bench_memory(arguments: argparse.Namespace, workdir: Path) -> MemoryResult:
 # --- report --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Comparison:
+    variant: str
+    catalog: int
+    workers: int
+    endpoint: str
+    requests_ratio: float  # this variant's req/s over the first variant's
+    p99_ratio: float
+
+
+def compare_variants(http: list[LoadResult]) -> list[Comparison]:
+    """Every variant but the first beside the first, endpoint by endpoint (the ceiling left out)."""
+    if not http:
+        return []
+    first = http[0].variant
+    base = {(r.catalog, r.workers, r.endpoint): r for r in http if r.variant == first}
+    return [
+        Comparison(
+            r.variant,
+            r.catalog,
+            r.workers,
+            r.endpoint,
+            r.requests_per_s / b.requests_per_s,
+            r.p99_ms / b.p99_ms,
+        )
+        for r in http
+        if r.variant != first
+        and r.endpoint != "ceiling"
+        and (b := base.get((r.catalog, r.workers, r.endpoint)))
+    ]
+
+
 def acceptance(
-    http: list[LoadResult], topk: list[TopKResult], memory: MemoryResult | None
+    http: list[LoadResult],
+    topk: list[TopKResult],
+    memory: MemoryResult | None,
+    min_ratio: float | None = None,
 ) -> list[tuple[str, str, bool]]:
-    """(criterion, measured, met) for each criterion whose measurement this run has."""
+    """(criterion, measured, met) for each criterion whose measurement this run has; the issue's
+    targets are read on the first variant."""
     checks = []
+    if min_ratio is not None:
+        for c in compare_variants(http):
+            checks.append((f"{c.variant} {c.catalog:,} {c.endpoint} ({c.workers} w): req/s ≥"
+                           f" {min_ratio:.0%} of {http[0].variant}", f"{c.requests_ratio:.1%}",
+                           c.requests_ratio >= min_ratio))  # fmt: skip
+    http = [r for r in http if r.variant == http[0].variant] if http else http
     by = {(r.catalog, r.workers, r.endpoint): r for r in http}
     user, ceiling = by.get((1000, 1, "user")), by.get((1000, 1, "ceiling"))
     if user and ceiling:
@@ -780,27 +897,44 @@ def markdown(
     topk: list[TopKResult],
     memory: MemoryResult | None,
     args: str,
+    min_ratio: float | None = None,
 ) -> str:
     stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     lines = [f"### Run of {stamp} — {machine()}", "", f"`bench/serving.py {args}`", ""]
     if http:
         lines += [
-            "| catalog | workers | endpoint | req/s | % of ceiling | p50 ms | p99 ms | p99.9 ms"
-            " | server CPU µs/req | errors | body B | RSS MB before → after | load avg |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| variant | catalog | workers | endpoint | req/s | % of ceiling | p50 ms | p99 ms"
+            " | p99.9 ms | server CPU µs/req | errors | body B | RSS MB before → after | load avg |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
-        ceilings = {(r.catalog, r.workers): r for r in http if r.endpoint == "ceiling"}
+        ceilings = {(r.variant, r.catalog, r.workers): r for r in http if r.endpoint == "ceiling"}
         for r in http:
-            ceiling = ceilings.get((r.catalog, r.workers))
+            ceiling = ceilings.get((r.variant, r.catalog, r.workers))
             share = f"{r.requests_per_s / ceiling.requests_per_s:.0%}" if ceiling else ""
             lines.append(
-                f"| {r.catalog:,} | {r.workers} | {r.endpoint} | {r.requests_per_s:,.0f} | {share}"
+                f"| {r.variant} | {r.catalog:,} | {r.workers} | {r.endpoint}"
+                f" | {r.requests_per_s:,.0f} | {share}"
                 f" | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.p999_ms:.2f} | {r.server_cpu_us:.0f}"
                 f" | {r.errors}"
                 f" | {r.body_bytes} | {r.rss_before_mb:.0f} → {r.rss_after_mb:.0f}"
                 f" | {r.load_average:.1f} |"
             )
         lines.append("")
+        comparison = compare_variants(http)
+        if comparison:
+            first = http[0].variant
+            lines += [
+                f"Side by side with `{first}` (same run, rounds alternating):",
+                "",
+                f"| variant | catalog | workers | endpoint | req/s ÷ {first} | p99 ÷ {first} |",
+                "|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {c.variant} | {c.catalog:,} | {c.workers} | {c.endpoint}"
+                f" | {c.requests_ratio:.3f} | {c.p99_ratio:.3f} |"
+                for c in comparison
+            ]
+            lines.append("")
     if cpu:
         lines += [
             "In-process (the same app, no sockets), 32 requests at once, caches evicted between"
@@ -833,7 +967,7 @@ def markdown(
             f" alone: {memory.arrays_mb:.0f} MB; load avg {memory.load_average:.1f}).",
             "",
         ]
-    checks = acceptance(http, topk, memory)
+    checks = acceptance(http, topk, memory, min_ratio)
     if checks:
         lines += ["| acceptance | measured | met |", "|---|---|---|"]
         lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks]
@@ -861,16 +995,17 @@ def main(arguments: argparse.Namespace) -> int:
         if command in {"all", "http", "cpu"}:
             if command != "cpu" and shutil.which("wrk") is None:
                 raise SystemExit("wrk is not installed: apt-get install -y wrk")
-            for n_items in arguments.sizes:
-                world = generate_world(n_items, arguments.users, workdir)
-                if command in {"all", "cpu"}:
-                    cpu += bench_cpu(arguments, world, n_items)
-                if command in {"all", "http"}:
-                    http += bench_http(arguments, world, n_items, header=not http)
-                shutil.rmtree(world.where, ignore_errors=True)
+            with variant_sources(arguments.variant) as sources:
+                for n_items in arguments.sizes:
+                    world = generate_world(n_items, arguments.users, workdir)
+                    if command in {"all", "cpu"}:
+                        cpu += bench_cpu(arguments, world, n_items)
+                    if command in {"all", "http"}:
+                        http += bench_http(arguments, world, n_items, not http, sources)
+                    shutil.rmtree(world.where, ignore_errors=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    text = markdown(http, cpu, topk, memory, " ".join(sys.argv[1:]))
+    text = markdown(http, cpu, topk, memory, " ".join(sys.argv[1:]), arguments.min_ratio)
     print("\n" + text)
     if arguments.json:
         arguments.json.parent.mkdir(parents=True, exist_ok=True)
@@ -879,6 +1014,7 @@ def main(arguments: argparse.Namespace) -> int:
                 {
                     "machine": machine(),
                     "http": [asdict(r) for r in http],
+                    "comparison": [asdict(c) for c in compare_variants(http)],
                     "cpu": [asdict(r) for r in cpu],
                     "topk": [asdict(r) for r in topk],
                     "memory": asdict(memory) if memory else None,
@@ -888,7 +1024,7 @@ def main(arguments: argparse.Namespace) -> int:
         )
     if not arguments.no_docs:
         append_to_docs(text)
-    missed = [name for name, _, ok in acceptance(http, topk, memory) if not ok]
+    missed = [name for name, _, ok in acceptance(http, topk, memory, arguments.min_ratio) if not ok]
     return 1 if arguments.check and missed else 0
 
 
@@ -909,10 +1045,23 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--topk-users", type=int, default=200)
     parser.add_argument("--memory-users", type=int, default=1_000_000)
     parser.add_argument("--memory-items", type=int, default=1_000)
+    parser.add_argument(
+        "--variant",
+        type=Variant.parse,
+        action="append",
+        help="NAME[:tree=REF,FINVERSE_X=value,...]; repeat to serve several side by side (http)",
+    )
+    parser.add_argument(
+        "--min-ratio", type=float, help="with variants: req/s each must keep of the first's"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-docs", action="store_true", help="do not append to BENCHMARKS.md")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    return parser.parse_args()
+    arguments = parser.parse_args()
+    arguments.variant = arguments.variant or [Variant("this tree")]
+    if len({v.name for v in arguments.variant}) != len(arguments.variant):
+        parser.error("variant names must be distinct")
+    return arguments
 
 
 if __name__ == "__main__":
