@@ -10,6 +10,10 @@ Variants:
   stream   what training should do: each scanned batch goes straight into the builder
   collect  what `service.training.load_training_data` does today: every batch in a list first
 
+`--compare REF --rounds N` loads the same store with a git ref's code too (checked out into a
+temporary worktree), in fresh processes taking turns, and reports the median of each; rows of the
+ref are labelled `variant @REF`.
+
 Stores: SQLite (a file in a temporary directory) and MongoDB, either --mongo-url or the nx-27017
 wire-protocol stand-in started here on a free port. The stand-in is a Python process and far slower
 than MongoDB, so it gets --mongo-events (default 100,000) and its rows are labelled with their size.
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +53,7 @@ from finverse_reco.pipeline.training_data import TrainingDataBuilder
 from finverse_reco.products import Product
 from finverse_reco.store import open_store
 from finverse_reco.store.migrate import migrate
-from reporting import add_table_rows, machine, verdict  # bench/reporting.py
+from reporting import ROOT, add_table_rows, checked_out, machine, verdict  # bench/reporting.py
 from stand_in import MongoStandIn  # bench/stand_in.py
 
 SECTION = "## Training load (bench/load.py)"
@@ -261,11 +266,20 @@ async def load_into_matrices(
 
 
 def measure_in_fresh_process(
-    url: str, variant: str, batch_size: int, n_products: int
+    url: str, variant: str, batch_size: int, n_products: int, tree: Path = ROOT
 ) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--measure", url, "--variant", variant]
-    command += ["--batch-size", str(batch_size), "--products", str(n_products)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    """The load in a fresh process, running `tree`'s code (this tree, or a ref's checkout)."""
+    command = [sys.executable, str(tree / "bench" / "load.py"), "--measure", url]
+    command += [
+        "--variant",
+        variant,
+        "--batch-size",
+        str(batch_size),
+        "--products",
+        str(n_products),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"the load of {url} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -321,13 +335,33 @@ def run_store(
 ) -> list[LoadResult]:
     print(f"{name}: inserting {rows:,} interactions …", file=sys.stderr)
     insert_seconds = asyncio.run(fill(url, rows, arguments.products, arguments.insert_batch))
+    trees = {"": ROOT}
+    if arguments.compare_tree is not None:  # the ref first, then this tree, round after round
+        trees = {f" @{arguments.compare}": arguments.compare_tree, "": ROOT}
     results = []
     for variant in variants:
         print(f"{name}: loading into matrices ({variant}) …", file=sys.stderr)
-        measured = measure_in_fresh_process(url, variant, arguments.batch_size, arguments.products)
-        results.append(
-            LoadResult(store=name, variant=variant, insert_seconds=insert_seconds, **measured)
-        )
+        runs: dict[str, list[dict[str, Any]]] = {label: [] for label in trees}
+        for _ in range(arguments.rounds):
+            for label, tree in trees.items():
+                runs[label].append(
+                    measure_in_fresh_process(
+                        url, variant, arguments.batch_size, arguments.products, tree
+                    )
+                )
+        for label, measured in runs.items():
+            median = {k: float(np.median([m[k] for m in measured])) for k in measured[0]}
+            counts = {
+                k: int(measured[0][k]) for k in ("rows", "users", "items", "interactions_nnz")
+            }
+            results.append(
+                LoadResult(
+                    store=name,
+                    variant=variant + label,
+                    insert_seconds=insert_seconds,
+                    **(median | counts),
+                )
+            )
     return results
 
 
@@ -344,7 +378,11 @@ def main(arguments: argparse.Namespace) -> int:
     if unknown := set(variants) - set(VARIANTS):
         raise SystemExit(f"unknown variants {sorted(unknown)}: choose from {VARIANTS}")
     results: list[LoadResult] = []
-    with tempfile.TemporaryDirectory(prefix="finverse-load-") as workdir:
+    with ExitStack() as stack:
+        workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="finverse-load-"))
+        arguments.compare_tree = (
+            stack.enter_context(checked_out(arguments.compare)) if arguments.compare else None
+        )
         sqlite_url = f"sqlite:///{Path(workdir) / 'interactions.db'}"
         results += run_store("sqlite", sqlite_url, arguments.events, arguments, variants)
         if arguments.mongo_url:
@@ -392,6 +430,10 @@ def parse_arguments() -> argparse.Namespace:
         "--no-docs", action="store_true", help="do not append to docs/BENCHMARKS.md"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when the target is missed")
+    parser.add_argument(
+        "--compare", metavar="REF", help="also load with a git ref's code, rounds alternating"
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="loads per variant (median)")
     parser.add_argument("--measure", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--variant", default="stream", help=argparse.SUPPRESS)
     return parser.parse_args()

@@ -26,14 +26,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from reporting import add_to_section, machine  # bench/reporting.py
+from reporting import add_to_section, checked_out, machine  # bench/reporting.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Ranking kernel (bench/ranking.py)"
@@ -147,19 +146,6 @@ def measure(sizes: list[int]) -> dict[str, float]:
 
 
 # --- the parent: children for each tree, taking turns --------------------------------------------------
-
-
-@contextmanager
-def checked_out(ref: str):
-    """`ref`'s tree in a temporary detached worktree (removed afterwards)."""
-    where = Path(tempfile.mkdtemp(prefix="finverse-ranking-")) / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), ref],
-                   check=True)  # fmt: skip
-    try:
-        yield where
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
-                       check=False)  # fmt: skip
 
 
 def child(tree: Path, sizes: list[int]) -> dict[str, float]:

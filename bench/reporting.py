@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "BENCHMARKS.md"
 
 
 def machine() -> str:
@@ -51,3 +56,17 @@ def verdict(misses: list[str], check: bool) -> int:
     for miss in misses:
         print(f"target missed: {miss}", file=sys.stderr)
     return 1 if check and misses else 0
+
+
+@contextmanager
+def checked_out(ref: str) -> Iterator[Path]:
+    """A git ref's tree in a temporary detached worktree, removed afterwards: the code a benchmark
+    compares this tree with, side by side in one run."""
+    where = Path(tempfile.mkdtemp(prefix="finverse-ref-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), ref],
+                   check=True)  # fmt: skip
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
+                       check=False)  # fmt: skip

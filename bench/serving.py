@@ -74,7 +74,7 @@ from finverse_reco.observability import configure_logging
 from finverse_reco.pipeline.features import FeatureConfig, item_side_features
 from finverse_reco.products import Product
 from finverse_reco.store import open_store
-from reporting import add_to_section, machine  # bench/reporting.py
+from reporting import add_to_section, checked_out, machine  # bench/reporting.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = Path(__file__).resolve().parent / "_serve_with_ceiling.py"
@@ -106,22 +106,11 @@ class Variant:
 @contextmanager
 def variant_sources(variants: list[Variant]):
     """{variant name: the tree whose code it serves}: this tree, or a temporary worktree per ref."""
-    sources, made = {}, []
-    try:
-        for variant in variants:
-            if variant.tree is None:
-                sources[variant.name] = ROOT
-                continue
-            where = Path(tempfile.mkdtemp(prefix="finverse-variant-")) / "tree"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where),
-                            variant.tree], check=True)  # fmt: skip
-            made.append(where)
-            sources[variant.name] = where
-        yield sources
-    finally:
-        for where in made:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(where)],
-                           check=False)  # fmt: skip
+    with ExitStack() as stack:
+        yield {
+            v.name: ROOT if v.tree is None else stack.enter_context(checked_out(v.tree))
+            for v in variants
+        }
 
 
 # --- synthetic model -----------------------------------------------------------------------------

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import repeat
+from operator import itemgetter
+from types import NoneType
 from typing import Annotated, Any
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -117,9 +123,7 @@ class InteractionEvent(BaseModel):
 
     def product_ids(self) -> list[str]:
         """Every product the event touches, first-seen order, no duplicates."""
-        ids = [self.data.productId] if self.data.productId else []
-        ids.extend(self.data.productIDs or ())
-        return list(dict.fromkeys(ids))
+        return touched_products(self.data.productId, self.data.productIDs)
 
     def to_document(self) -> dict[str, Any]:
         """The seed's MongoDB document shape (datetimes stay datetimes, absent fields dropped)."""
@@ -129,6 +133,13 @@ class InteractionEvent(BaseModel):
         self, *, queue_source: str, received_at: datetime | None = None
     ) -> InteractionEvent:
         return self.model_copy(update=_enrichment(queue_source, received_at))
+
+
+def touched_products(product_id: str | None, compared: Sequence[str] | None) -> list[str]:
+    """Every product an event touches: productId, then productIDs; first seen, once each."""
+    if not compared:
+        return [product_id] if product_id else []
+    return list(dict.fromkeys([product_id, *compared] if product_id else compared))
 
 
 class InvalidEvent(ValueError):
@@ -202,3 +213,143 @@ def describe_validation_error(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "event"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionColumns:
+    """Many stored interactions, field by field and in their order: what training and fold-in read,
+    with no object per event. `InteractionStore.scan` yields these; `from_documents` and
+    `from_events` build them from the seed's documents or from validated events."""
+
+    user_ids: list[str]
+    types: list[str]
+    timestamps: np.ndarray  # float64 seconds since the epoch
+    product_ids: list[str | None]  # data.productId
+    compared_ids: list[list[str] | None]  # data.productIDs
+    view_durations: np.ndarray  # float64 seconds (product views), NaN where not given
+    categories: list[str | None]
+    institutions: list[str | None]
+    queries: list[str | None]
+    demographics: list[dict[str, Any] | None]  # data.userDemographics
+    skipped: int = 0  # stored documents left out because they could not be read
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def touched(self, row: int) -> list[str]:
+        """Every product row `row` touches (`touched_products`)."""
+        return touched_products(self.product_ids[row], self.compared_ids[row])
+
+    @classmethod
+    def from_events(cls, events: Sequence[InteractionEvent]) -> InteractionColumns:
+        return cls.from_documents([event.to_document() for event in events])
+
+    @classmethod
+    def from_documents(
+        cls, documents: Iterable[Any], timestamps: np.ndarray | None = None
+    ) -> InteractionColumns:
+        """Columns of stored documents (`InteractionEvent.to_document()` shapes, at least their
+        user, type, timestamp and data); `timestamps` (seconds since the epoch), when a store
+        keeps them apart, instead of each document's own. Read column by column, a million
+        documents take seconds; a batch with an unreadable document is read again one by one and
+        only those are left out (counted in `skipped`): a store may hold documents written before
+        validation existed."""
+        docs = documents if isinstance(documents, list) else list(documents)
+        try:
+            return _read_columns(docs, timestamps)
+        except _UNREADABLE:
+            pass
+        readable = []
+        for row, doc in enumerate(docs):
+            try:
+                _read_columns([doc], None if timestamps is None else timestamps[row : row + 1])
+            except _UNREADABLE:
+                continue
+            readable.append(row)
+        kept = None if timestamps is None else timestamps[readable]
+        columns = _read_columns([docs[row] for row in readable], kept)
+        return replace(columns, skipped=len(docs) - len(readable))
+
+
+_UNREADABLE = (KeyError, AttributeError, TypeError, ValueError)
+_NO_DATA: dict[str, Any] = {}
+
+
+def _read_columns(docs: list[Any], timestamps: np.ndarray | None) -> InteractionColumns:
+    """Every column of `docs`; raises one of `_UNREADABLE` on the first document it cannot read.
+
+    Each column is one C-level `map` over the batch and each check one `set` of its types: a
+    Python comprehension per column cost twice as much (bench/load.py)."""
+    user_ids = list(map(itemgetter("user_id"), docs))
+    if set(map(type, user_ids)) - {str} or "" in user_ids:
+        raise ValueError("user_id must be a non-empty string")
+    types = list(map(itemgetter("type"), docs))
+    if set(map(type, types)) - {str, EventType}:
+        raise TypeError("type must be a string")
+    if timestamps is not None:
+        times = np.asarray(timestamps, dtype=np.float64)
+    else:
+        times = np.array(
+            [
+                m.timestamp() if type(m) is datetime and m.tzinfo is not None else _epoch(m)
+                for m in map(itemgetter("timestamp"), docs)
+            ],
+            dtype=np.float64,
+        )
+    datas = list(map(dict.get, docs, repeat("data")))
+    if None in datas:
+        datas = [data or _NO_DATA for data in datas]
+    if set(map(type, datas)) - {dict}:
+        raise TypeError("data must be an object")
+    single = _field(datas, "productId")
+    several = _field(datas, "productIDs")
+    if set(map(type, single)) - {str, NoneType} or set(map(type, several)) - {list, NoneType}:
+        raise TypeError("productId must be a string and productIDs a list")
+    if any(set(map(type, ids)) - {str} for ids in several if ids):
+        raise TypeError("productIDs must hold strings")
+    durations = np.full(len(docs), np.nan)
+    views = [row for row, kind in enumerate(types) if kind == _VIEW]
+    if views:
+        given = [datas[row].get("viewDuration") for row in views]
+        durations[views] = np.array([np.nan if d is None else d for d in given], dtype=float)
+    return InteractionColumns(
+        user_ids=user_ids,
+        types=types,
+        timestamps=times,
+        product_ids=single,
+        compared_ids=several,
+        view_durations=durations,
+        categories=_texts(_field(datas, "category")),
+        institutions=_texts(_field(datas, "institution")),
+        queries=_texts(_field(datas, "query")),
+        demographics=_mappings(_field(datas, "userDemographics")),
+    )
+
+
+_VIEW = EventType.PRODUCT_VIEW.value  # a plain str compares fastest
+
+
+def _field(datas: list[dict[str, Any]], name: str) -> list[Any]:
+    return list(map(dict.get, datas, repeat(name)))
+
+
+def _epoch(moment: Any) -> float:
+    """Seconds since the epoch; a naive datetime is UTC, an ISO string is parsed."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    if not isinstance(moment, datetime):
+        raise TypeError(f"timestamp must be a datetime, not {type(moment).__name__}")
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).timestamp()
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    """Non-empty strings, anything else None; checked in C first (stored events pass as they are)."""
+    if set(map(type, values)) <= {str, NoneType} and "" not in values:
+        return values
+    return [value if isinstance(value, str) and value else None for value in values]
+
+
+def _mappings(values: list[Any]) -> list[dict[str, Any] | None]:
+    if set(map(type, values)) <= {dict, NoneType} and {} not in values:
+        return values
+    return [value if isinstance(value, dict) and value else None for value in values]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from finverse_reco.events import InteractionEvent, parse_event
+from finverse_reco.events import InteractionColumns, InteractionEvent, parse_event
 from finverse_reco.store import (
-    SCAN_FIELDS,
     InsertResult,
     InteractionStore,
     StoreUnavailable,
@@ -49,7 +49,7 @@ def minutes(n: int) -> datetime:
     return T0 + timedelta(minutes=n)
 
 
-async def scanned(store: InteractionStore, **window: Any) -> list[list[dict[str, Any]]]:
+async def scanned(store: InteractionStore, **window: Any) -> list[InteractionColumns]:
     return [batch async for batch in store.scan(**window)]
 
 
@@ -57,14 +57,31 @@ def ids(events: list[InteractionEvent]) -> list[str]:
     return [e.event_id for e in events]
 
 
-def scan_fields(document: dict[str, Any]) -> dict[str, Any]:
-    """What `scan` promises of a document (a store may hand out more)."""
-    return {name: document[name] for name in SCAN_FIELDS if name in document}
+def rows(batches: list[InteractionColumns]) -> list[dict[str, Any]]:
+    """Every scanned interaction as one dict of its columns' values (NaN durations as None)."""
+    found = []
+    for batch in batches:
+        for row in range(len(batch)):
+            duration = float(batch.view_durations[row])
+            found.append(
+                {
+                    "user_id": batch.user_ids[row],
+                    "type": str(batch.types[row]),
+                    "timestamp": float(batch.timestamps[row]),
+                    "touched": batch.touched(row),
+                    "view_duration": None if math.isnan(duration) else duration,
+                    "category": batch.categories[row],
+                    "institution": batch.institutions[row],
+                    "query": batch.queries[row],
+                    "demographics": batch.demographics[row],
+                }
+            )
+    return found
 
 
-def minutes_of(documents: list[dict[str, Any]]) -> list[int]:
-    """Scanned documents by their timestamp in minutes after T0 (scan need not carry event_id)."""
-    return sorted(int((doc["timestamp"] - T0) / timedelta(minutes=1)) for doc in documents)
+def minutes_of(batches: list[InteractionColumns]) -> list[int]:
+    """Scanned interactions by their timestamp in minutes after T0 (scan carries no event_id)."""
+    return sorted(int((row["timestamp"] - T0.timestamp()) // 60) for row in rows(batches))
 
 
 async def test_implements_the_protocol(store: InteractionStore) -> None:
@@ -107,11 +124,12 @@ async def test_round_trip_keeps_every_field(store: InteractionStore) -> None:
 
     assert result == InsertResult(inserted=3, duplicates=0)
     assert await store.user_interactions("u1") == [search, comparison, full]
-    documents = [doc for batch in await scanned(store) for doc in batch]
-    by_time = {doc["timestamp"]: scan_fields(doc) for doc in documents}
-    stored = (full, comparison, search)
-    assert by_time == {e.timestamp: scan_fields(e.to_document()) for e in stored}
-    assert all(set(SCAN_FIELDS) <= set(doc) for doc in documents)
+    stored = [full, comparison, search]
+    by_time = sorted(rows(await scanned(store)), key=lambda row: row["timestamp"])
+    assert by_time == sorted(
+        rows([InteractionColumns.from_events(stored)]), key=lambda row: row["timestamp"]
+    )
+    assert by_time[0]["demographics"]["location"] == "Lyon"
 
 
 async def test_unicode_survives(store: InteractionStore) -> None:
@@ -130,8 +148,8 @@ async def test_unicode_survives(store: InteractionStore) -> None:
     assert found.data.userDemographics is not None
     assert found.data.userDemographics.location == "Zürich ☀"
     (batch,) = await scanned(store)
-    assert batch[0]["data"]["query"] == text
-    assert batch[0]["data"]["institution"] == "Caisse d'Épargne"
+    assert batch.queries[0] == text
+    assert batch.institutions[0] == "Caisse d'Épargne"
 
 
 async def test_empty_store_answers_empty(store: InteractionStore) -> None:
@@ -167,8 +185,7 @@ async def test_duplicates_within_a_batch_the_first_copy_wins(store: InteractionS
     stored = {e.event_id: e for e in await store.user_interactions("u1")}
     assert stored["e1"] == original
     # The dropped copy must not leave a trace anywhere, the training scan included.
-    scanned = [document async for batch in store.scan() for document in batch]
-    products = {document["data"].get("productId") for document in scanned}
+    products = {product for row in rows(await scanned(store)) for product in row["touched"]}
     assert "p-changed" not in products and "p-original" in products
 
 
@@ -230,12 +247,8 @@ async def test_scan_streams_every_document_once(store: InteractionStore, batch_s
 
     assert all(len(batch) == batch_size for batch in batches[:-1])
     assert 1 <= len(batches[-1]) <= batch_size
-    documents = [doc for batch in batches for doc in batch]
-    assert minutes_of(documents) == list(range(30))
-    for doc in documents:
-        assert set(SCAN_FIELDS) <= set(doc)
-        assert doc["timestamp"].utcoffset() == timedelta(0)
-        assert "_id" not in doc
+    assert minutes_of(batches) == list(range(30))
+    assert all(batch.skipped == 0 for batch in batches)
 
 
 async def test_scan_window_includes_since_excludes_until(store: InteractionStore) -> None:
@@ -245,9 +258,9 @@ async def test_scan_window_includes_since_excludes_until(store: InteractionStore
     after = await scanned(store, since=minutes(15))
     before = await scanned(store, until=minutes(2))
 
-    assert minutes_of([d for b in window for d in b]) == list(range(5, 12))
-    assert minutes_of([d for b in after for d in b]) == list(range(15, 20))
-    assert minutes_of([d for b in before for d in b]) == [0, 1]
+    assert minutes_of(window) == list(range(5, 12))
+    assert minutes_of(after) == list(range(15, 20))
+    assert minutes_of(before) == [0, 1]
     assert await scanned(store, since=minutes(50)) == []
 
 

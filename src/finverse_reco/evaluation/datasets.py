@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from finverse_reco.events import touched_products
 from finverse_reco.pipeline import WeightingConfig, build_training_data
 from finverse_reco.pipeline.features import (
     USER_IDENTITY_PREFIX,
     demographic_features,
     item_identity_feature,
 )
-from finverse_reco.pipeline.weighting import touched_products
 
 # u.user age bands (lower bounds), as in the MovieLens-1M documentation.
 MOVIELENS_AGE_EDGES = (18, 25, 35, 45, 50, 56)
@@ -257,7 +257,7 @@ def demo_dataset(
         keys = []
         if event["type"] in weighted_types:
             ts = datetime.fromisoformat(event["timestamp"]).timestamp()
-            for product in touched_products(data):
+            for product in touched_products(data.get("productId"), data.get("productIDs")):
                 key = user * len(item_ids) + item_row[product]
                 first_seen.setdefault(key, ts)
                 keys.append(key)
@@ -343,11 +343,11 @@ def _placement(ids: Sequence[str], all_ids: Sequence[str]) -> sp.csr_matrix:
 
 
 def _event_products(events: Sequence[Mapping[str, Any]], weighted: set[str]) -> set[str]:
+    datas = [e.get("data") or {} for e in events if e["type"] in weighted]
     return {
         product
-        for e in events
-        if e["type"] in weighted
-        for product in touched_products(e.get("data") or {})
+        for data in datas
+        for product in touched_products(data.get("productId"), data.get("productIDs"))
     }
 
 

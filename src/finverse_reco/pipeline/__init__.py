@@ -6,7 +6,7 @@ from finverse_reco.pipeline.training_data import (
     TrainingDataBuilder,
     build_training_data,
 )
-from finverse_reco.pipeline.weighting import WeightingConfig, documents_weights, event_weight
+from finverse_reco.pipeline.weighting import WeightingConfig, event_weight, interaction_weights
 
 __all__ = [
     "FeatureConfig",
@@ -14,6 +14,6 @@ __all__ = [
     "TrainingDataBuilder",
     "WeightingConfig",
     "build_training_data",
-    "documents_weights",
     "event_weight",
+    "interaction_weights",
 ]

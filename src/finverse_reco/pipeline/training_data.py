@@ -11,12 +11,12 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import NoneType
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from finverse_reco.events import InteractionColumns
 from finverse_reco.pipeline.features import (
     DEMOGRAPHIC_FIELDS,
     FeatureConfig,
@@ -36,27 +36,19 @@ from finverse_reco.pipeline.weighting import (
     aware,
     decay_factor,
     event_weights,
-    touched_products,
 )
 from finverse_reco.products import Product
 
-_NO_DATA: Mapping[str, Any] = {}
 _NEVER = (-math.inf, None)
-_MALFORMED = (KeyError, AttributeError, TypeError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
-class _Columns:
-    """One batch, read column by column. `positive` indexes documents of a weighted type."""
+class _Coded:
+    """One batch's columns with their type codes; `positive` indexes rows of a weighted type."""
 
-    user_ids: list[str]
+    columns: InteractionColumns
     codes: np.ndarray
-    times: np.ndarray
-    datas: list[dict[str, Any]]
     positive: np.ndarray
-    durations: np.ndarray
-    single: list[str | None]
-    several: list[list[str] | None]
 
 
 @dataclass
@@ -82,29 +74,27 @@ class TrainingData:
 
 
 def build_training_data(
-    batches: Iterable[list[dict[str, Any]]],
+    batches: Iterable[Iterable[Mapping[str, Any]]],
     products: Sequence[Product],
     config: WeightingConfig,
     now: datetime | None = None,
     *,
     feature_config: FeatureConfig | None = None,
 ) -> TrainingData:
-    """Build the training matrices. `now` is the decay reference (default: the newest event)."""
+    """Build the training matrices from batches of stored documents (evaluation, tests); the
+    service streams the store's columns into a `TrainingDataBuilder` instead. `now` is the decay
+    reference (default: the newest event)."""
     builder = TrainingDataBuilder(config, feature_config=feature_config)
     for batch in batches:
-        builder.add(batch)
+        builder.add(InteractionColumns.from_documents(batch))
     return builder.build(products, now)
 
 
 class TrainingDataBuilder:
-    """Accumulates documents batch by batch, keeping only compact codes and numbers, so a caller
-    streaming from the store never has to hold the documents themselves.
-
-    Each batch is read column by column (list comprehensions, then numpy) rather than document by
-    document: a million documents is a few seconds, not tens. Reading a batch never changes the
-    builder until every column has been read, so a batch with a malformed document is simply read
-    again one document at a time and only the malformed ones are skipped.
-    """
+    """Accumulates interactions batch by batch (`InteractionColumns`, as the store's scan yields
+    them), keeping only compact codes and numbers, so a caller streaming from the store never holds
+    the documents themselves. Each batch is handled column by column: a million interactions take
+    a few seconds, not tens."""
 
     def __init__(
         self, config: WeightingConfig, *, feature_config: FeatureConfig | None = None
@@ -141,119 +131,77 @@ class TrainingDataBuilder:
         self._last_ts = -math.inf
         self._counts = dict.fromkeys(("documents", "skipped", "searches", "unknown_type"), 0)
 
-    def add(self, batch: Iterable[Mapping[str, Any]]) -> None:
-        docs = batch if isinstance(batch, list) else list(batch)
-        self._counts["documents"] += len(docs)
-        try:
-            columns = self._read(docs)
-        except _MALFORMED:
-            columns = None
-        if columns is not None:
-            self._commit(columns)
+    def add(self, columns: InteractionColumns) -> None:
+        self._counts["documents"] += len(columns) + columns.skipped
+        self._counts["skipped"] += columns.skipped
+        if not len(columns):
             return
-        for doc in docs:
-            try:
-                columns = self._read([doc])
-            except _MALFORMED:
-                self._counts["skipped"] += 1
-                continue
-            self._commit(columns)
-
-    def _read(self, docs: list[Mapping[str, Any]]) -> _Columns:
-        """Every column of a batch; raises on a malformed document and changes nothing."""
-        user_ids = [doc["user_id"] for doc in docs]
-        if set(map(type, user_ids)) - {str} or not all(user_ids):
-            raise ValueError("user_id must be a non-empty string")
         type_codes, unknown = self._type_codes, self._unknown_code
-        codes = np.array([type_codes.get(doc["type"], unknown) for doc in docs], dtype=np.int16)
-        times = np.array(
-            [
-                m.timestamp() if type(m) is datetime and m.tzinfo is not None else _epoch(m)
-                for m in [doc["timestamp"] for doc in docs]
-            ],
-            dtype=np.float64,
-        )
-        datas = [doc.get("data") or _NO_DATA for doc in docs]
-        if set(map(type, datas)) - {dict}:
-            raise TypeError("data must be an object")
-        positive = np.flatnonzero(self._type_base[codes] > 0)
-        views = np.flatnonzero(codes == self._view_code)
-        durations = np.full(len(docs), np.nan)
-        durations[views] = np.array([datas[i].get("viewDuration") for i in views], dtype=float)
-        single = [datas[i].get("productId") for i in positive]
-        several = [datas[i].get("productIDs") for i in positive]
-        if set(map(type, single)) - {str, NoneType} or set(map(type, several)) - {list, NoneType}:
-            raise TypeError("productId must be a string and productIDs a list")
-        if any(set(map(type, ids)) - {str} for ids in several if ids):
-            raise TypeError("productIDs must hold strings")
-        return _Columns(user_ids, codes, times, datas, positive, durations, single, several)
-
-    def _commit(self, c: _Columns) -> None:
-        if not c.user_ids:
-            return
+        codes = np.array([type_codes.get(kind, unknown) for kind in columns.types], dtype=np.int16)
+        c = _Coded(columns, codes, np.flatnonzero(self._type_base[codes] > 0))
         user_codes = self._user_codes
         users = np.array(
-            [user_codes.setdefault(u, len(user_codes)) for u in c.user_ids], dtype=np.int64
+            [user_codes.setdefault(u, len(user_codes)) for u in columns.user_ids], dtype=np.int64
         )
         self._doc_users.append(users)
-        self._first_ts = min(self._first_ts, float(c.times.min()))
-        self._last_ts = max(self._last_ts, float(c.times.max()))
-        self._counts["unknown_type"] += int(np.count_nonzero(c.codes == self._unknown_code))
-        self._commit_demographics(users, c)
-        for i in np.flatnonzero(c.codes == self._search_code).tolist():
-            self._add_search(int(users[i]), c.datas[i], float(c.times[i]))
+        self._first_ts = min(self._first_ts, float(columns.timestamps.min()))
+        self._last_ts = max(self._last_ts, float(columns.timestamps.max()))
+        self._counts["unknown_type"] += int(np.count_nonzero(codes == unknown))
+        self._commit_demographics(users, columns)
+        for i in np.flatnonzero(codes == self._search_code).tolist():
+            self._add_search(int(users[i]), columns, i)
         self._commit_products(users, c)
 
-    def _commit_demographics(self, users: np.ndarray, c: _Columns) -> None:
+    def _commit_demographics(self, users: np.ndarray, c: InteractionColumns) -> None:
         """Keep each user's newest demographics (ties: the later document wins)."""
-        carrying = [i for i, data in enumerate(c.datas) if data.get("userDemographics")]
+        carrying = [i for i, demographics in enumerate(c.demographics) if demographics]
         if not carrying:
             return
         rows = np.array(carrying)
-        order = rows[np.lexsort((c.times[rows], users[rows]))]
+        order = rows[np.lexsort((c.timestamps[rows], users[rows]))]
         last_of_user = np.append(users[order][1:] != users[order][:-1], True)
         stored = self._demographics
         for i in order[last_of_user].tolist():
-            user, ts = int(users[i]), float(c.times[i])
+            user, ts = int(users[i]), float(c.timestamps[i])
             if ts >= stored.get(user, _NEVER)[0]:
-                stored[user] = (ts, c.datas[i]["userDemographics"])
+                stored[user] = (ts, c.demographics[i])
 
-    def _commit_products(self, users: np.ndarray, c: _Columns) -> None:
+    def _commit_products(self, users: np.ndarray, coded: _Coded) -> None:
+        c, positive = coded.columns, coded.positive.tolist()
         item_codes = self._item_codes
+        single = [c.product_ids[k] for k in positive]
+        several = [c.compared_ids[k] for k in positive]
         # Most events name one product: coded in one pass; comparisons are spread item by item.
-        one = [
-            k for k, (p, more) in enumerate(zip(c.single, c.several, strict=True)) if p and not more
-        ]
-        event_list = c.positive[one].tolist()
-        items = [item_codes.setdefault(c.single[k], len(item_codes)) for k in one]
+        one = [k for k, (p, more) in enumerate(zip(single, several, strict=True)) if p and not more]
+        event_list = [positive[k] for k in one]
+        items = [item_codes.setdefault(single[k], len(item_codes)) for k in one]
         spread_list = [1.0] * len(items)
-        for k in [k for k, more in enumerate(c.several) if more]:
-            products = [p for p in touched_products(c.datas[c.positive[k]]) if p]
+        for k in [k for k, more in enumerate(several) if more]:
+            products = [p for p in c.touched(positive[k]) if p]
             for product_id in products:
-                event_list.append(int(c.positive[k]))
+                event_list.append(positive[k])
                 items.append(item_codes.setdefault(product_id, len(item_codes)))
                 spread_list.append(float(len(products)))
         events = np.array(event_list, dtype=np.int64)
         spread = np.array(spread_list)
-        self._counts["skipped"] += len(c.positive) - len(np.unique(events))
+        self._counts["skipped"] += len(positive) - len(np.unique(events))
         self._pairs["user"].append(users[events])
         self._pairs["item"].append(np.array(items, dtype=np.int64))
-        self._pairs["type"].append(c.codes[events])
-        self._pairs["duration"].append(c.durations[events])
+        self._pairs["type"].append(coded.codes[events])
+        self._pairs["duration"].append(c.view_durations[events])
         self._pairs["spread"].append(spread)
-        self._pairs["time"].append(c.times[events])
-        self._remember_item_meta(items, events.tolist(), spread, c.datas)
+        self._pairs["time"].append(c.timestamps[events])
+        self._remember_item_meta(items, events.tolist(), spread, c)
 
     def _remember_item_meta(
-        self, items: list[int], events: list[int], spread: np.ndarray, datas: list[dict]
+        self, items: list[int], events: list[int], spread: np.ndarray, c: InteractionColumns
     ) -> None:
         """Category/institution from events: the fallback for products the catalog lacks."""
         complete, known_meta = self._complete_meta, self._item_event_meta
         for k in [k for k, item in enumerate(items) if item not in complete]:
-            data = datas[events[k]]
-            category = _text(data.get("category"))
+            category = c.categories[events[k]]
             # One `institution` on an event naming several products cannot say whose it is.
-            institution = _text(data.get("institution")) if spread[k] == 1 else None
+            institution = c.institutions[events[k]] if spread[k] == 1 else None
             if not (category or institution):
                 continue
             known = known_meta.get(items[k], (None, None))
@@ -262,14 +210,14 @@ class TrainingDataBuilder:
             if None not in meta:
                 complete.add(items[k])
 
-    def _add_search(self, user: int, data: Mapping[str, Any], ts: float) -> None:
+    def _add_search(self, user: int, c: InteractionColumns, row: int) -> None:
         self._counts["searches"] += 1
-        category = _text(data.get("category"))
+        category, ts = c.categories[row], float(c.timestamps[row])
         if category:
             code = self._search_categories.setdefault(category, len(self._search_categories))
             self._search_category_rows.append((user, code, ts))
-        query = data.get("query")
-        if query and isinstance(query, str):
+        query = c.queries[row]
+        if query:
             for term in query_terms(query):
                 code = self._search_terms.setdefault(term, len(self._search_terms))
                 self._search_term_rows.append((user, code, ts))
@@ -406,19 +354,6 @@ _PAIR_DTYPES = {
 
 def _concatenate(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
     return np.concatenate(chunks).astype(dtype, copy=False) if chunks else np.zeros(0, dtype)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _epoch(moment: Any) -> float:
-    """Seconds since the epoch; a naive datetime is UTC, an ISO string is parsed."""
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    if not isinstance(moment, datetime):
-        raise TypeError(f"timestamp must be a datetime, not {type(moment).__name__}")
-    return aware(moment).timestamp()
 
 
 def _sorted_codes(codes: dict[str, int]) -> tuple[list[str], np.ndarray]:

@@ -11,12 +11,13 @@ seconds of attention say the most, a long read is not worth much more than a car
 (default 1.0, neutral): producers that do not measure duration should not see their views shrink.
 Events newer than the reference time are not boosted (their age counts as 0).
 
-`event_weight` (one document) and `event_weights` (arrays, used by training) share one formula.
+`event_weights` (arrays) is the one formula: training reads it over a batch's columns,
+`interaction_weights` over the columns of a session or a customer's recent events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
+from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, InteractionColumns
 
 SECONDS_PER_DAY = 86_400.0
 VIEW_TYPE = "product_view"
@@ -93,52 +94,32 @@ def event_weight(
     doc: Mapping[str, Any], config: WeightingConfig, now: datetime
 ) -> list[tuple[str, float]]:
     """(product_id, weight) for every product one stored document touches; [] when it carries none."""
-    return documents_weights([doc], config, now)
+    return interaction_weights(InteractionColumns.from_documents([doc]), config, now)
 
 
-def documents_weights(
-    docs: Sequence[Mapping[str, Any]], config: WeightingConfig, now: datetime
+def interaction_weights(
+    columns: InteractionColumns, config: WeightingConfig, now: datetime
 ) -> list[tuple[str, float]]:
-    """(product_id, weight) for every product the documents touch, in document order, in one
-    vectorised pass: the request path weighs a whole session at once."""
-    touched, base, is_view, duration, spread, age = [], [], [], [], [], []
-    reference = aware(now)
-    for doc in docs:
-        event_type = str(doc.get("type"))
-        type_weight = config.type_weights.get(event_type, 0.0)
-        data = doc.get("data") or {}
-        products = touched_products(data)
-        if type_weight <= 0 or not products:
-            continue
-        seconds = data.get("viewDuration")
-        touched.append(products)
-        base.append(type_weight)
-        is_view.append(event_type == VIEW_TYPE)
-        duration.append(np.nan if seconds is None else float(seconds))
-        spread.append(float(len(products)))
-        age.append((reference - aware(doc["timestamp"])).total_seconds())
-    if not touched:
+    """(product_id, weight) for every product the interactions touch, in their order, in one
+    vectorised pass: the request path weighs a whole session at once, as training weighs a batch."""
+    base = np.array([config.type_weights.get(kind, 0.0) for kind in columns.types])
+    touched = [columns.touched(row) if base[row] > 0 else [] for row in range(len(columns))]
+    rows = [row for row, products in enumerate(touched) if products]
+    if not rows:
         return []
     weights = event_weights(
-        np.array(base),
-        np.array(is_view),
-        np.array(duration),
-        np.array(spread),
-        np.array(age),
+        base[rows],
+        np.array([columns.types[row] == VIEW_TYPE for row in rows]),
+        columns.view_durations[rows],
+        np.array([float(len(touched[row])) for row in rows]),
+        aware(now).timestamp() - columns.timestamps[rows],
         config,
     ).tolist()
     return [
-        (pid, weight) for products, weight in zip(touched, weights, strict=True) for pid in products
+        (product, weight)
+        for row, weight in zip(rows, weights, strict=True)
+        for product in touched[row]
     ]
-
-
-def touched_products(data: Mapping[str, Any]) -> list[str]:
-    """productId then productIDs, first-seen order, no duplicates (as `InteractionEvent` does)."""
-    first = data.get("productId")
-    more = data.get("productIDs")
-    if not more:
-        return [first] if first else []
-    return list(dict.fromkeys([first, *more] if first else more))
 
 
 def aware(moment: datetime) -> datetime:

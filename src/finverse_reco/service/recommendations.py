@@ -17,14 +17,14 @@ from enum import StrEnum
 import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
-from finverse_reco.events import InteractionEvent
+from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.index import (
     EmbeddingIndex,
     fold_in,
     item_row_from_features,
     user_query_from_features,
 )
-from finverse_reco.pipeline import WeightingConfig, documents_weights
+from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
@@ -269,9 +269,9 @@ class RecommendationService:
         if not events:
             return {}
         now = max(e.timestamp for e in events)
-        docs = [e.to_document() for e in events]
+        columns = InteractionColumns.from_events(events)
         weights: dict[int, float] = {}
-        for product_id, weight in documents_weights(docs, self._config.weighting, now):
+        for product_id, weight in interaction_weights(columns, self._config.weighting, now):
             row = index.items.row(product_id)
             if row is not None and weight > 0:
                 weights[row] = weights.get(row, 0.0) + weight

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from finverse_reco.events import InteractionEvent
+from finverse_reco.events import InteractionColumns, InteractionEvent
 
-# What `scan` yields at least: the fields training reads. A store may leave out the rest of the
-# document (MongoDB projects to these, so a training scan reads and sends less).
+# The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
+# training scan reads and sends less).
 SCAN_FIELDS = ("user_id", "type", "timestamp", "data")
 
 
@@ -53,9 +53,8 @@ class EventsRefused(Exception):
 class InteractionStore(Protocol):
     """Where interactions live. Every method is async and never blocks the event loop.
 
-    Documents handed out by `scan` are plain dicts in the seed's shape (the output of
-    `InteractionEvent.to_document()`, at least its `SCAN_FIELDS`), so training can stream millions
-    without building models.
+    `scan` hands out typed columns (`InteractionColumns`), so training streams millions of
+    interactions without an object per event.
     """
 
     async def open(self) -> None:
@@ -89,9 +88,7 @@ class InteractionStore(Protocol):
         since: datetime | None = None,
         until: datetime | None = None,
         batch_size: int = 10_000,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Stream every interaction with since <= timestamp < until in batches (training input).
-
-        Each document has at least `SCAN_FIELDS`; MongoDB reads them from the trainer's URL, which
-        may name a secondary (docs/STORES.md).
-        """
+    ) -> AsyncIterator[InteractionColumns]:
+        """Stream every interaction with since <= timestamp < until in batches of columns
+        (training input). MongoDB reads only `SCAN_FIELDS`, from the trainer's URL, which may name
+        a secondary (docs/STORES.md)."""

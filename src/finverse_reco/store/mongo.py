@@ -28,7 +28,7 @@ from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from finverse_reco.events import InteractionEvent
+from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     SCAN_FIELDS,
     EventsRefused,
@@ -259,7 +259,7 @@ class MongoInteractionStore:
         since: datetime | None = None,
         until: datetime | None = None,
         batch_size: int = 10_000,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[InteractionColumns]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         with self._driver_errors():
@@ -267,7 +267,7 @@ class MongoInteractionStore:
             cursor = self._ready().find(window, SCAN_PROJECTION, batch_size=batch_size)
             try:
                 while batch := await cursor.to_list(batch_size):
-                    yield batch
+                    yield InteractionColumns.from_documents(batch)
             finally:
                 await cursor.close()
 

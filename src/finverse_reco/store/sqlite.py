@@ -23,9 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 
-from finverse_reco.events import InteractionEvent
+from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     EventsRefused,
     InsertResult,
@@ -214,7 +215,7 @@ class SQLiteInteractionStore:
         since: datetime | None = None,
         until: datetime | None = None,
         batch_size: int = 10_000,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncIterator[InteractionColumns]:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         await self._ensure_open()
@@ -226,7 +227,7 @@ class SQLiteInteractionStore:
             conditions.append("ts_us < ?")
             parameters.append(to_microseconds(until))
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        query = f"{SELECT_DOCUMENT}{where} ORDER BY id"
+        query = f"SELECT ts_us, body FROM interactions{where} ORDER BY id"
 
         # One connection per scan: its read transaction is a snapshot, so rows written while the
         # scan runs are neither skipped nor seen twice.
@@ -234,12 +235,17 @@ class SQLiteInteractionStore:
             db = self._connect()
             return db, db.execute(query, parameters)
 
-        def next_batch(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-            return [row_document(row) for row in cursor.fetchmany(batch_size)]
+        def next_batch(cursor: sqlite3.Cursor) -> InteractionColumns | None:
+            rows = cursor.fetchmany(batch_size)
+            if not rows:
+                return None
+            # The body holds every field but the timestamps, which stay integers here.
+            times = np.array([row[0] for row in rows], dtype=np.float64) / 1e6
+            return InteractionColumns.from_documents([orjson.loads(row[1]) for row in rows], times)
 
         db, cursor = await self._in_thread(start)
         try:
-            while batch := await self._in_thread(next_batch, cursor):
+            while (batch := await self._in_thread(next_batch, cursor)) is not None:
                 yield batch
         finally:
             await asyncio.to_thread(db.close)

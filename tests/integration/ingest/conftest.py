@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -169,4 +170,6 @@ async def store(tmp_path) -> AsyncIterator[InteractionStore]:
 
 
 async def stored_ids(store: InteractionStore) -> list[str]:
-    return [doc["event_id"] async for batch in store.scan() for doc in batch]
+    """The event ids in the (SQLite) store's file."""
+    with sqlite3.connect(store.path) as db:
+        return [row[0] for row in db.execute("SELECT event_id FROM interactions")]

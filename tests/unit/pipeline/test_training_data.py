@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from finverse_reco.events import parse_event
+from finverse_reco.events import InteractionColumns, parse_event
 from finverse_reco.pipeline import (
     FeatureConfig,
     WeightingConfig,
@@ -248,7 +248,7 @@ def test_batching_and_order_do_not_change_the_result(data):
     random.Random(7).shuffle(docs)
     builder = TrainingDataBuilder(CONFIG, feature_config=FEATURES)
     for start in range(0, len(docs), 3):
-        builder.add(iter(docs[start : start + 3]))
+        builder.add(InteractionColumns.from_documents(iter(docs[start : start + 3])))
     again = builder.build(CATALOG)
     assert again.users == data.users and again.items == data.items
     assert again.interactions.toarray() == pytest.approx(data.interactions.toarray())

@@ -123,30 +123,23 @@ def test_config_keeps_its_own_copy_of_the_weights():
     assert config.type_weights["product_view"] == 1.0
 
 
-def test_documents_weights_match_one_document_at_a_time():
-    from datetime import UTC, datetime, timedelta
-
-    from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
-    from finverse_reco.pipeline import WeightingConfig, documents_weights, event_weight
+def test_a_batch_weighs_as_its_documents_one_at_a_time():
+    from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, InteractionColumns
+    from finverse_reco.pipeline import interaction_weights
 
     config = WeightingConfig(type_weights=DEFAULT_TYPE_WEIGHTS)
     now = datetime(2026, 11, 1, tzinfo=UTC)
     docs = [
         {
-            "type": "product_view",
+            **doc("product_view", productId="a", viewDuration=12),
             "timestamp": now - timedelta(days=3),
-            "data": {"productId": "a", "viewDuration": 12},
         },
-        {"type": "search", "timestamp": now, "data": {"query": "cards"}},
-        {"type": "comparison", "timestamp": now, "data": {"productIDs": ["a", "b", "c"]}},
-        {
-            "type": "application_submit",
-            "timestamp": now - timedelta(days=90),
-            "data": {"productId": "d"},
-        },
-        {"type": "product_view", "timestamp": now, "data": {"productId": "e"}},
+        {**doc("search", query="cards"), "timestamp": now},
+        {**doc("comparison", productIDs=["a", "b", "c"]), "timestamp": now},
+        {**doc("application_submit", productId="d"), "timestamp": now - timedelta(days=90)},
+        {**doc("product_view", productId="e"), "timestamp": now},
     ]
-    one_by_one = [pair for doc in docs for pair in event_weight(doc, config, now)]
-    assert documents_weights(docs, config, now) == one_by_one
+    one_by_one = [pair for document in docs for pair in event_weight(document, config, now)]
+    assert interaction_weights(InteractionColumns.from_documents(docs), config, now) == one_by_one
     assert [pid for pid, _ in one_by_one] == ["a", "a", "b", "c", "d", "e"]
-    assert documents_weights([], config, now) == []
+    assert interaction_weights(InteractionColumns.from_documents([]), config, now) == []
