@@ -38,6 +38,17 @@ def clustered_csv(tmp_path: Path) -> dict[str, Path]:
     return write_clustered_csv(tmp_path)
 
 
+@pytest.fixture
+def clustered(clustered_csv):
+    from finverse_reco.evaluation.datasets import load_interactions_csv
+
+    return load_interactions_csv(
+        clustered_csv["interactions"],
+        user_features=clustered_csv["user_features"],
+        item_features=clustered_csv["item_features"],
+    )
+
+
 BANK_FIELDS = {
     "age_group": ("18-24", "25-34", "35-44", "45-54", "55+"),
     "income_range": ("<30k", "30k-50k", "50k-75k", ">75k"),

@@ -10,15 +10,6 @@ from finverse_reco.evaluation.harness import RankingTask, evaluate, table_lines
 from finverse_reco.evaluation.protocols import Split
 
 
-@pytest.fixture
-def clustered(clustered_csv):
-    return load_interactions_csv(
-        clustered_csv["interactions"],
-        user_features=clustered_csv["user_features"],
-        item_features=clustered_csv["item_features"],
-    )
-
-
 def test_ranking_task_excludes_training_items_and_counts_by_hand(tmp_path):
     path = tmp_path / "i.csv"
     # user a: trained on x, held out y; user b: trained on y, held out z

@@ -17,15 +17,6 @@ CANDIDATES = (
 )
 
 
-@pytest.fixture
-def clustered(clustered_csv):
-    return load_interactions_csv(
-        clustered_csv["interactions"],
-        user_features=clustered_csv["user_features"],
-        item_features=clustered_csv["item_features"],
-    )
-
-
 def run(dataset, protocol, **kwargs):
     return tune(
         dataset,
