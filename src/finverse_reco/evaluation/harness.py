@@ -211,7 +211,10 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
         axes.bar(positions, [row[m] for m in metrics], width, label=row["model"])
     axes.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2, metrics)
     axes.set_ylim(0, 1)
-    axes.set_title(f"{result['dataset']} / {result['protocol']} / seed {result['seed']}")
+    title = f"{result['dataset']} / {result['protocol']} / seed {result['seed']}"
+    if result.get("params"):  # which params file the served model (hybrid) was fitted with
+        title += f"\nhybrid: {Path(result['params'].split(' ')[0]).name}"
+    axes.set_title(title)
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

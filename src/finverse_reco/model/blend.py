@@ -67,8 +67,9 @@ class Dimensions:
 
 
 def spread_ratio(base: np.ndarray, added: np.ndarray) -> float:
-    """std(base) / std(added) over the same (user, item) scores; 1.0 when `added` is flat."""
-    spread = float(np.std(added))
+    """std(base) / std(added) over the same (user, item) scores; 1.0 when `added` is flat (or
+    there is no user to measure on)."""
+    spread = float(np.std(added)) if added.size else 0.0
     return float(np.std(base)) / spread if spread > 0 else 1.0
 
 
