@@ -39,7 +39,12 @@ def main(selected: list[str]) -> int:
         runs["evaluate"] = [
             sys.executable, "-m", "finverse_reco", "evaluate", "--dataset", "movielens-100k",
             "--data-dir", str(MOVIELENS), "--protocol", "ms-recommenders", "--seed", "42",
+            "--params-file", "params/movielens-100k-ms-recommenders-seed42.json",
             "--json", str(RESULTS / "evaluate.json"),
+        ]  # fmt: skip
+        runs["training_fit"] = [
+            sys.executable, "bench/training_fit.py", "--data-dir", str(MOVIELENS),
+            "--json", str(RESULTS / "training_fit.json"),
         ]  # fmt: skip
     failed = []
     console = Console()

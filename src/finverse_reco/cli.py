@@ -396,7 +396,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate_p.epilog = f"example:\n  {evaluate_command.EXAMPLE}"
     evaluate_command.add_arguments(evaluate_p)
+    tune_p = command("tune", "Choose what `train` fits on a validation split; write a params file.")
+    tune_p.epilog = f"example:\n  {evaluate_command.TUNE_EXAMPLE}"
+    evaluate_command.add_tune_arguments(tune_p)
     return parser
+
+
+def offline(settings: Settings, args: argparse.Namespace) -> int:
+    """`evaluate` and `tune`, on one LightFM thread and one BLAS thread, so that a run gives the
+    same numbers bit for bit however many cores the machine has and however busy they are."""
+    from threadpoolctl import threadpool_limits
+
+    from finverse_reco.evaluation import command
+    from finverse_reco.model import ParamsFileError
+
+    try:
+        params, tuned_on = compose.training_params(settings, getattr(args, "params_file", None))
+    except ParamsFileError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+    params = params.with_threads(1)
+    with threadpool_limits(limits=1):
+        if args.command == "tune":
+            return command.run_tune(args, params, compose.weighting(settings))
+        return command.run(args, params, tuned_on, compose.weighting(settings))
+
+
+def _check_params_file(settings: Settings) -> None:
+    """A bad FINVERSE_MODEL_PARAMS_FILE stops start-up, as a bad setting does (every training
+    run reads it again, so a file replaced by a newer `tune` is picked up without a restart)."""
+    from finverse_reco.model import ParamsFileError
+
+    try:
+        compose.training_params(settings)
+    except ParamsFileError as exc:
+        print(f"invalid configuration:\n  FINVERSE_MODEL_PARAMS_FILE: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -407,6 +442,8 @@ def main(argv: list[str] | None = None) -> None:
         print(exc, file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level)
+    if args.command in ("serve", "train"):
+        _check_params_file(settings)
     if args.command == "serve":
         code = serve(settings, args.bootstrap)
     elif args.command == "train":
@@ -426,10 +463,8 @@ def main(argv: list[str] | None = None) -> None:
         code = run_with_uvloop(consume(settings))
     elif args.command == "publish":
         code = asyncio.run(publish(settings, args.file, args.demo, args.source))
-    elif args.command == "evaluate":
-        from finverse_reco.evaluation.command import run as run_evaluate
-
-        code = run_evaluate(args)
+    elif args.command in ("evaluate", "tune"):
+        code = offline(settings, args)
     elif args.command == "banking-stub":
         from finverse_reco.demo.banking_stub import run_banking_stub
 

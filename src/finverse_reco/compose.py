@@ -8,6 +8,7 @@ only its own adapters: `train` and `consume` never import FastAPI.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from finverse_reco.settings import Settings
@@ -15,7 +16,7 @@ from finverse_reco.settings import Settings
 if TYPE_CHECKING:
     from finverse_reco.catalog.base import ProductCatalog
     from finverse_reco.ingest import IngestConfig
-    from finverse_reco.model import ModelParams
+    from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
     from finverse_reco.service.models import ModelHolder, ModelWatcher
     from finverse_reco.service.recommendations import ServiceConfig
@@ -124,11 +125,27 @@ def model_params(settings: Settings) -> ModelParams:
     )
 
 
+def training_params(
+    settings: Settings, params_file: Path | None = None
+) -> tuple[TrainingParams, dict[str, Any]]:
+    """What `train` fits and, when it comes from a file, the file's `tuned_on`: the params file
+    (`params_file`, else FINVERSE_MODEL_PARAMS_FILE, written by `tune`) or, without one, the
+    FINVERSE_MODEL_* settings. LightFM runs on FINVERSE_MODEL_THREADS threads either way. A bad
+    file raises `ParamsFileError`; every training run calls this, so a replaced file is picked up."""
+    from finverse_reco.model import TrainingParams, read_params_file
+
+    base = TrainingParams(model=model_params(settings), source="settings")
+    path = params_file or settings.model_params_file
+    if path is None:
+        return base, {}
+    return read_params_file(path, base=base)
+
+
 def training_config(settings: Settings) -> TrainingConfig:
     from finverse_reco.service.training import TrainingConfig
 
     return TrainingConfig(
-        params=model_params(settings),
+        params=training_params(settings)[0],
         weighting=weighting(settings),
         model_dir=settings.model_dir,
         window_days=settings.training_window_days,

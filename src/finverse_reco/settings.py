@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     model_threads: int = Field(2, ge=1)
     model_keep_versions: int = Field(5, ge=1)
     model_max_precision_drop: float = Field(0.02, ge=0, le=1)
+    # A params file from `finverse-reco tune`: when set, it decides what is fitted (the model_*
+    # values above except model_threads are then unused), for every training run.
+    model_params_file: Path | None = None
 
     # --- interaction weighting
     type_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TYPE_WEIGHTS))

@@ -1,10 +1,14 @@
-"""The `evaluate` command: arguments → dataset → harness → table on stdout, JSON, chart."""
+"""The `evaluate` and `tune` commands: arguments → dataset → harness or search → output."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,35 +20,74 @@ DATASETS = ("demo", "movielens-100k", "csv")
 EXAMPLE = (
     "finverse-reco evaluate                       # demo world, 20% of each user held out\n"
     "  finverse-reco evaluate --dataset movielens-100k --data-dir data/ml-100k "
-    "--protocol ms-recommenders --seed 42 --json out.json\n"
+    "--protocol ms-recommenders --seed 42 --params-file params/ml.json --json out.json\n"
     "  finverse-reco evaluate --dataset csv --interactions i.csv --item-features items.csv"
+)
+TUNE_EXAMPLE = (
+    "finverse-reco tune --out params/demo.json     # demo world, holdout, seed 42\n"
+    "  finverse-reco tune --dataset movielens-100k --data-dir data/ml-100k "
+    "--protocol ms-recommenders --seed 42 --out params/ml.json\n"
+    "  FINVERSE_MODEL_PARAMS_FILE=params/demo.json finverse-reco train"
 )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="demo")
     parser.add_argument("--data-dir", type=Path, help="MovieLens-100K directory (u.data, …)")
     parser.add_argument("--interactions", type=Path, help="CSV: user_id,item_id[,weight,timestamp]")
     parser.add_argument("--user-features", type=Path, help="CSV: user_id plus categorical columns")
     parser.add_argument("--item-features", type=Path, help="CSV: item_id plus categorical columns")
+    parser.add_argument("--seed", type=int, default=42, help="split (and model) seed")
+    parser.add_argument("--world-seed", type=int, default=42, help="demo world seed")
+    parser.add_argument("--k", type=int, default=10)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataset_arguments(parser)
     parser.add_argument(
         "--protocol",
         choices=(*PROTOCOLS, "session"),
         help="default: holdout for the demo, ms-recommenders otherwise; session: demo only",
     )
-    parser.add_argument("--seed", type=int, default=42, help="split (and model) seed")
-    parser.add_argument("--world-seed", type=int, default=42, help="demo world seed")
-    parser.add_argument("--k", type=int, default=10)
     parser.add_argument(
         "--models",
         default=",".join(MODEL_NAMES),
         help=f"comma-separated, from {', '.join(MODEL_NAMES)}",
     )
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        help="what the hybrid fits (default: FINVERSE_MODEL_PARAMS_FILE, else the settings)",
+    )
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here (needs matplotlib)")
 
 
-def run(args: argparse.Namespace) -> int:
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    from finverse_reco.evaluation.tuning import MAX_EPOCHS, PATIENCE_EPOCHS
+
+    add_dataset_arguments(parser)
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        help="whose validation split decides (default: holdout for the demo, ms-recommenders "
+        "otherwise); cold-user / cold-item choose for customers or products without history",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the params file to write")
+    parser.add_argument(
+        "--max-epochs", type=int, default=MAX_EPOCHS, help="epochs per candidate, at most"
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=PATIENCE_EPOCHS,
+        help="stop a candidate after this many epochs without a better validation score",
+    )
+
+
+def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighting: Any) -> int:
+    """`evaluate`. `params`: what the hybrid fits (one LightFM thread: reproducible);
+    `tuned_on`: the params file's provenance ({} without a file)."""
     from finverse_reco.evaluation.datasets import DatasetError
     from finverse_reco.evaluation.harness import evaluate, table_lines, write_json, write_plot
 
@@ -54,13 +97,15 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"unknown model(s) {unknown}; known: {', '.join(MODEL_NAMES)}")
     if args.k < 1:
         return _fail("--k must be >= 1")
+    if args.plot and not _importable("matplotlib"):
+        return _fail("--plot needs matplotlib: pip install -e '.[bench]'")
     protocol = args.protocol or ("holdout" if args.dataset == "demo" else "ms-recommenders")
     if protocol == "session":
         if args.dataset != "demo":
             return _fail("the session protocol needs the demo world (--dataset demo)")
         from finverse_reco.evaluation.sessions import evaluate_sessions
 
-        result = evaluate_sessions(args.seed, world_seed=args.world_seed, k=args.k)
+        result = evaluate_sessions(args.seed, world_seed=args.world_seed, k=args.k, params=params)
         for row in result["results"]:
             print(
                 f"{row['model']:<20} hit_rate@{args.k} {row[f'hit_rate@{args.k}']:.4f}   "
@@ -69,43 +114,76 @@ def run(args: argparse.Namespace) -> int:
         print(f"hybrid / popularity: {result['hybrid_over_popularity']:.2f}x")
     else:
         try:
-            dataset = _load(args)
-        except DatasetError as exc:
-            return _fail(str(exc))
-        try:
-            with Progress(
-                TextColumn("[bold]fitting and measuring models"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-            ) as bar:
-                task = bar.add_task("models", total=len(models))
+            dataset = _load(args, weighting)
+            _warn_if_tuned_elsewhere(tuned_on, dataset.name, protocol, args.seed)
+            with _progress("fitting and measuring models") as advance:
                 result = evaluate(
                     dataset,
                     protocol,
                     args.seed,
+                    params=params,
                     k=args.k,
                     models=models,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    progress=advance,
                 )
-                bar.update(task, completed=len(models))
-        except ValueError as exc:
+        except (DatasetError, ValueError) as exc:
             return _fail(str(exc))
         print("\n".join(table_lines(result)))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot and protocol != "session":
-        try:
-            write_plot(result, args.plot)
-        except ModuleNotFoundError:
-            return _fail("--plot needs matplotlib: pip install -e '.[bench]'")
+        write_plot(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
-def _load(args: argparse.Namespace):
+def run_tune(args: argparse.Namespace, base: Any, weighting: Any) -> int:
+    """`tune`: search on the validation split, write the params file, print the table."""
+    from finverse_reco.evaluation.datasets import DatasetError
+    from finverse_reco.evaluation.tuning import tune
+    from finverse_reco.model import write_params_file
+
+    if args.k < 1 or args.max_epochs < 1 or args.patience < 1:
+        return _fail("--k, --max-epochs and --patience must be >= 1")
+    protocol = args.protocol or ("holdout" if args.dataset == "demo" else "ms-recommenders")
+    try:
+        dataset = _load(args, weighting)
+        with _progress("tuning (candidate epochs)") as advance:
+            result = tune(
+                dataset,
+                protocol,
+                args.seed,
+                base=base,
+                k=args.k,
+                max_epochs=args.max_epochs,
+                patience=args.patience,
+                progress=advance,
+            )
+    except (DatasetError, ValueError) as exc:
+        return _fail(str(exc), command="tune")
+    tuned_on = result.tuned_on
+    metric = tuned_on["metric"]
+    print(f"{dataset.name} / {protocol} / seed {args.seed}: validation {metric}")
+    for row in tuned_on["candidates"]:
+        print(
+            f"  {row['candidate']:<18} {row[metric]:.4f}  at epoch {row['best_epoch']:>3} "
+            f"(ran {row['epochs_run']}), item-item weight {row['item_item_weight']}, "
+            f"segment weight {row['segment_weight']}"
+        )
+    version = write_params_file(args.out, result.params, tuned_on)
+    chosen = result.params
+    print(
+        f"chosen: {chosen.model.no_components} components, lr {chosen.model.learning_rate}, "
+        f"{chosen.model.epochs} epochs, identity weights {chosen.features.user_identity_weight} "
+        f"(users) / {chosen.features.item_identity_weight} (items), item-item weight "
+        f"{chosen.blend.item_item_weight}, segment weight {chosen.blend.segment_weight}; "
+        f"wrote {args.out} (version {version})"
+    )
+    return 0
+
+
+def _load(args: argparse.Namespace, weighting: Any):
     from finverse_reco.evaluation.datasets import (
         DatasetError,
         demo_dataset,
@@ -114,7 +192,7 @@ def _load(args: argparse.Namespace):
     )
 
     if args.dataset == "demo":
-        return demo_dataset(args.world_seed)
+        return demo_dataset(args.world_seed, weighting=weighting)
     if args.dataset == "movielens-100k":
         if args.data_dir is None:
             raise DatasetError("--dataset movielens-100k needs --data-dir (the extracted ml-100k)")
@@ -126,6 +204,38 @@ def _load(args: argparse.Namespace):
     )
 
 
-def _fail(message: str) -> int:
-    print(f"evaluate: {message}", file=sys.stderr)
+def _warn_if_tuned_elsewhere(tuned_on: dict[str, Any], dataset: str, protocol: str, seed: int):
+    if not tuned_on:
+        return
+    where = (tuned_on.get("dataset"), tuned_on.get("protocol"), tuned_on.get("seed"))
+    if where != (dataset, protocol, seed):
+        print(
+            f"note: the params were tuned on {where[0]} / {where[1]} / seed {where[2]}, "
+            f"evaluated on {dataset} / {protocol} / seed {seed}",
+            file=sys.stderr,
+        )
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    with Progress(
+        TextColumn(f"[bold]{description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules: blocked
+        return False
+
+
+def _fail(message: str, *, command: str = "evaluate") -> int:
+    print(f"{command}: {message}", file=sys.stderr)
     return 2

@@ -1,8 +1,9 @@
 """Datasets for the evaluation harness: distinct (user, item) pairs plus what a model may train on.
 
-A dataset is a table of pairs (the unit a protocol splits) and `train_view(train_mask)`, which
-builds the matrices a model sees from the training pairs only, so nothing a model learns from
-(behavioural features included) ever comes from a test pair.
+A dataset is a table of pairs (the unit a protocol splits) and `train_view(train_mask, features)`,
+which builds what a model sees from the training pairs only, so nothing a model learns from
+(behavioural features included) ever comes from a test pair. The view's `data` is the pipeline's
+`TrainingData`, exactly what `finverse-reco train` hands to `model.training.train`.
 
 - `load_movielens_100k(dir)`: `u.data` (every rating a positive), `u.user` demographics (age band,
   gender, occupation, first zip digit) and `u.item` genres plus release decade.
@@ -15,6 +16,7 @@ builds the matrices a model sees from the training pairs only, so nothing a mode
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,12 +28,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from finverse_reco.events import touched_products
-from finverse_reco.pipeline import WeightingConfig, build_training_data
-from finverse_reco.pipeline.features import (
-    USER_IDENTITY_PREFIX,
-    demographic_features,
-    item_identity_feature,
+from finverse_reco.pipeline import (
+    FeatureConfig,
+    TrainingData,
+    WeightingConfig,
+    build_labelled_training_data,
+    build_training_data,
 )
+from finverse_reco.pipeline.features import demographic_features
+from finverse_reco.pipeline.idmap import IdMap
 
 # u.user age bands (lower bounds), as in the MovieLens-1M documentation.
 MOVIELENS_AGE_EDGES = (18, 25, 35, 45, 50, 56)
@@ -43,24 +48,36 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class TrainView:
-    """What a model may learn from: the training pairs and the features of every user and item.
+    """What a model may learn from the training pairs.
 
-    Identity and side features are kept apart so a model decides how much each weighs.
-    `user_identity[u]` is one-hot for users with training pairs and empty for anyone else (an
-    identity nobody trained would be noise); side rows sum to 1, or 0 when nothing is known."""
+    `data`: the pipeline's training data (its own rows: the users with training pairs, every
+    item), as `train` gets it. `interactions`: the same pairs in the dataset's rows, for the
+    baselines. `user_rows` / `item_rows` map a dataset row to its row in `data` (-1: absent, a
+    user the service would only know by the labels they send)."""
 
-    interactions: sp.csr_matrix  # n_users × n_items, weight > 0 for training pairs
-    user_identity: sp.csr_matrix
-    user_side: sp.csr_matrix
-    item_identity: sp.csr_matrix
-    item_side: sp.csr_matrix
-    user_side_names: tuple[str, ...] = ()
-    item_side_names: tuple[str, ...] = ()
+    data: TrainingData
+    interactions: sp.csr_matrix  # n_users × n_items (dataset rows), weight > 0 for training pairs
+    user_rows: np.ndarray
+    item_rows: np.ndarray
+
+    @classmethod
+    def aligned(
+        cls,
+        data: TrainingData,
+        interactions: sp.csr_matrix,
+        user_ids: Sequence[str],
+        item_ids: Sequence[str],
+    ) -> TrainView:
+        return cls(
+            data, interactions, _rows_of(user_ids, data.users), _rows_of(item_ids, data.items)
+        )
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Distinct (user, item) pairs, rows into `user_ids` / `item_ids` (both sorted)."""
+    """Distinct (user, item) pairs, rows into `user_ids` / `item_ids` (both sorted), and each
+    user's categorical labels (demographics: `{"age_group": "25-34"}`), which the service would
+    know about a user without history."""
 
     name: str
     user_ids: tuple[str, ...]
@@ -69,7 +86,8 @@ class Dataset:
     items: np.ndarray  # int64 per pair
     weights: np.ndarray  # float32 per pair, > 0
     timestamps: np.ndarray  # float64 per pair (first touch, epoch seconds); NaN when unknown
-    build_view: Callable[[np.ndarray], TrainView] = field(repr=False)
+    user_labels: tuple[Mapping[str, str], ...]
+    build_view: Callable[[np.ndarray, FeatureConfig], TrainView] = field(repr=False)
 
     @property
     def n_users(self) -> int:
@@ -79,11 +97,12 @@ class Dataset:
     def n_items(self) -> int:
         return len(self.item_ids)
 
-    def train_view(self, train: np.ndarray) -> TrainView:
-        """The matrices built from the pairs where `train` (bool per pair) is true."""
+    def train_view(self, train: np.ndarray, features: FeatureConfig | None = None) -> TrainView:
+        """What a model may learn from the pairs where `train` (bool per pair) is true, the
+        feature rows mixed as `features` says."""
         if train.shape != self.users.shape or train.dtype != np.bool_:
             raise ValueError("train must be a bool mask with one entry per pair")
-        return self.build_view(train)
+        return self.build_view(train, features or FeatureConfig())
 
     def pair_matrix(self, mask: np.ndarray) -> sp.csr_matrix:
         """n_users × n_items csr of the masked pairs' weights."""
@@ -105,12 +124,15 @@ def tabular_dataset(
     raw_items: Sequence[str],
     raw_weights: np.ndarray,
     raw_timestamps: np.ndarray,
-    user_labels: Mapping[str, Sequence[str]],
+    user_labels: Mapping[str, Mapping[str, str]],
     item_labels: Mapping[str, Sequence[str]],
 ) -> Dataset:
-    """Pairs from raw rows (duplicates summed, earliest timestamp kept) with static side features."""
+    """Pairs from raw rows (duplicates summed, earliest timestamp kept) with static labels: a
+    user's columns (`{"age_group": "25-34"}`), an item's feature names (`genre:7`)."""
     user_ids = tuple(sorted(set(user_ids) | set(raw_users)))
     item_ids = tuple(sorted(set(item_ids) | set(raw_items)))
+    if not raw_users:
+        raise DatasetError(f"{name}: no interactions")
     user_row = {u: i for i, u in enumerate(user_ids)}
     item_row = {v: i for i, v in enumerate(item_ids)}
     users = np.fromiter((user_row[u] for u in raw_users), np.int64, len(raw_users))
@@ -121,17 +143,27 @@ def tabular_dataset(
     timestamps = np.full(len(unique), np.inf)
     np.minimum.at(timestamps, inverse, np.where(np.isnan(raw_timestamps), np.inf, raw_timestamps))
     timestamps[np.isinf(timestamps)] = np.nan
-    user_side, user_names = one_hot_labels([user_labels.get(u, ()) for u in user_ids])
-    item_side, item_names = one_hot_labels([item_labels.get(v, ()) for v in item_ids])
     dataset_users, dataset_items = unique // len(item_ids), unique % len(item_ids)
+    labels = tuple(dict(user_labels.get(u, {})) for u in user_ids)
+    item_names = [list(item_labels.get(v, ())) for v in item_ids]
 
-    def build_view(train: np.ndarray) -> TrainView:
+    def build_view(train: np.ndarray, features: FeatureConfig) -> TrainView:
         interactions = sp.csr_matrix(
             (weights[train], (dataset_users[train], dataset_items[train])),
             shape=(len(user_ids), len(item_ids)),
             dtype=np.float32,
         )
-        return train_view(interactions, user_side, item_side, user_names, item_names)
+        # As the service would: only users with training pairs are in the training data.
+        trained = np.flatnonzero(np.diff(interactions.indptr) > 0)
+        data = build_labelled_training_data(
+            interactions[trained],
+            [user_ids[u] for u in trained],
+            item_ids,
+            [labels[u] for u in trained],
+            item_names,
+            feature_config=features,
+        )
+        return TrainView.aligned(data, interactions, user_ids, item_ids)
 
     return Dataset(
         name=name,
@@ -141,6 +173,7 @@ def tabular_dataset(
         items=dataset_items.astype(np.int64),
         weights=weights,
         timestamps=timestamps,
+        user_labels=labels,
         build_view=build_view,
     )
 
@@ -156,12 +189,12 @@ def load_movielens_100k(directory: Path) -> Dataset:
             raise DatasetError(f"{directory / 'u.user'}:{line}: age {age!r} is not a number")
         band = sum(int(age) >= edge for edge in MOVIELENS_AGE_EDGES)
         region = zip_code[0] if zip_code[:1].isdigit() else "other"
-        user_labels[user_id] = [
-            f"age_band:{band}",
-            f"gender:{gender}",
-            f"occupation:{occupation}",
-            f"zip_region:{region}",
-        ]
+        user_labels[user_id] = {
+            "age_band": str(band),
+            "gender": gender,
+            "occupation": occupation,
+            "zip_region": region,
+        }
     item_labels = {}
     for fields in _read_delimited(directory / "u.item", "|", 24):
         year = fields[2][-4:]
@@ -193,8 +226,8 @@ def load_interactions_csv(
 ) -> Dataset:
     """An interactions CSV with optional user and item feature CSVs (see the module docstring)."""
     header, rows = _read_csv(interactions, required=("user_id", "item_id"))
-    users = [r["user_id"] for r in rows]
-    items = [r["item_id"] for r in rows]
+    users = [r.get("user_id", "") for r in rows]
+    items = [r.get("item_id", "") for r in rows]
     for line, (user, item) in enumerate(zip(users, items, strict=True), start=2):
         if not user or not item:
             raise DatasetError(f"{interactions}:{line}: empty user_id or item_id")
@@ -202,15 +235,17 @@ def load_interactions_csv(
     if "weight" in header:
         for line, row in enumerate(rows, start=2):
             try:
-                weights[line - 2] = float(row["weight"])
+                weights[line - 2] = float(row.get("weight", ""))
             except ValueError:
-                raise DatasetError(f"{interactions}:{line}: weight {row['weight']!r}") from None
+                raise DatasetError(
+                    f"{interactions}:{line}: weight {row.get('weight', '')!r} is not a number"
+                ) from None
         if not (np.isfinite(weights) & (weights > 0)).all():
             raise DatasetError(f"{interactions}: every weight must be a finite number > 0")
     timestamps = np.full(len(rows), np.nan)
     if "timestamp" in header:
         for line, row in enumerate(rows, start=2):
-            timestamps[line - 2] = _parse_time(row["timestamp"], f"{interactions}:{line}")
+            timestamps[line - 2] = _parse_time(row.get("timestamp", ""), f"{interactions}:{line}")
     return tabular_dataset(
         interactions.stem,
         [],
@@ -220,7 +255,12 @@ def load_interactions_csv(
         weights,
         timestamps,
         _read_feature_csv(user_features, "user_id") if user_features else {},
-        _read_feature_csv(item_features, "item_id") if item_features else {},
+        {
+            item: [f"{column}:{value}" for column, value in columns.items()]
+            for item, columns in (
+                _read_feature_csv(item_features, "item_id") if item_features else {}
+            ).items()
+        },
     )
 
 
@@ -228,16 +268,23 @@ def load_interactions_csv(
 
 
 def demo_dataset(
-    seed: int = 42, *, n_users: int = 2000, n_products: int = 240, n_events: int = 100_000
+    seed: int = 42,
+    *,
+    n_users: int = 2000,
+    n_products: int = 240,
+    n_events: int = 100_000,
+    weighting: WeightingConfig | None = None,
 ) -> Dataset:
     """The synthetic FinVerse world. A pair is (user, product touched by any weighted event); a
     view trains the pipeline on the events of training pairs only, so behavioural features
     (categories engaged with, activity, searches) never see a test pair. Searches name no
-    product: they stay with their user unless the whole user is held out."""
+    product: they stay with their user unless the whole user is held out. With every pair in
+    training, a view's data is what `finverse-reco train` builds from the same events. A user's
+    labels are the demographics their events carry."""
     from finverse_reco.demo import generate_world
 
     world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
-    weighting = WeightingConfig()
+    weighting = weighting or WeightingConfig()
     weighted_types = {t for t, w in weighting.type_weights.items() if w > 0}
     user_ids = tuple(sorted({u.id for u in world.users} | {e["user_id"] for e in world.events}))
     item_ids = tuple(
@@ -248,12 +295,15 @@ def demo_dataset(
 
     event_pairs: list[list[int]] = []  # per event: the pair keys it touches
     first_seen: dict[int, float] = {}
-    demographics: dict[int, Mapping[str, Any]] = {}
+    labels: list[dict[str, str]] = [{} for _ in user_ids]
     for event in world.events:
         user = user_row[event["user_id"]]
         data = event.get("data") or {}
         if data.get("userDemographics"):
-            demographics[user] = data["userDemographics"]
+            labels[user] = {
+                name.split(":", 1)[0]: name.split(":", 1)[1]
+                for name in demographic_features(data["userDemographics"])
+            }
         keys = []
         if event["type"] in weighted_types:
             ts = datetime.fromisoformat(event["timestamp"]).timestamp()
@@ -266,17 +316,25 @@ def demo_dataset(
     pair_position = {int(k): i for i, k in enumerate(pair_keys)}
     event_user = np.array([user_row[e["user_id"]] for e in world.events], dtype=np.int64)
 
-    def build_view(train: np.ndarray) -> TrainView:
-        train_users = np.zeros(len(user_ids), dtype=bool)
-        train_users[pair_keys[train] // len(item_ids)] = True
+    has_pairs = np.zeros(len(user_ids), dtype=bool)
+    has_pairs[pair_keys // len(item_ids)] = True
+
+    def build_view(train: np.ndarray, features: FeatureConfig) -> TrainView:
+        # A user's events without a product go with them: into training unless all their pairs
+        # are held out (a user with no pair at all, searches only, is always there).
+        keeps_user = ~has_pairs
+        keeps_user[pair_keys[train] // len(item_ids)] = True
         chosen = [
             event
             for event, keys, user in zip(world.events, event_pairs, event_user, strict=True)
             if (keys and all(train[pair_position[k]] for k in keys))
-            or (not keys and train_users[user])
+            or (not keys and keeps_user[user])
         ]
-        data = build_training_data([chosen], world.products, weighting)
-        return _view_from_pipeline(data, user_ids, item_ids, demographics)
+        data = build_training_data([chosen], world.products, weighting, feature_config=features)
+        to_users = _placement(data.users.ids, user_ids)
+        to_items = _placement(data.items.ids, item_ids)
+        interactions = sp.csr_matrix(to_users @ sp.csr_matrix(data.interactions) @ to_items.T)
+        return TrainView.aligned(data, interactions, user_ids, item_ids)
 
     return Dataset(
         name="demo",
@@ -286,50 +344,8 @@ def demo_dataset(
         items=pair_keys % len(item_ids),
         weights=np.ones(len(pair_keys), dtype=np.float32),
         timestamps=np.array([first_seen[int(k)] for k in pair_keys]),
+        user_labels=tuple(labels),
         build_view=build_view,
-    )
-
-
-def _view_from_pipeline(
-    data: Any,
-    user_ids: Sequence[str],
-    item_ids: Sequence[str],
-    demographics: Mapping[int, Mapping[str, Any]],
-) -> TrainView:
-    """The pipeline's matrices moved to the dataset's rows, identity and side split apart.
-    Users the pipeline never saw (held out entirely) get their demographics as side features:
-    what the service knows about a new user who sends them."""
-    to_users = _placement(data.users.ids, user_ids)
-    to_items = _placement(data.items.ids, item_ids)
-    interactions = sp.csr_matrix(to_users @ sp.csr_matrix(data.interactions) @ to_items.T)
-
-    user_side_cols = np.flatnonzero(
-        [not n.startswith(USER_IDENTITY_PREFIX) for n in data.user_feature_names]
-    )
-    user_side_names = data.user_feature_names.ids_of(user_side_cols)
-    user_side = to_users @ sp.csr_matrix(data.user_features)[:, user_side_cols]
-    known = np.asarray(to_users.sum(axis=1)).ravel() > 0
-    column = {name: col for col, name in enumerate(user_side_names)}
-    cold = [
-        (row, column[name])
-        for row in np.flatnonzero(~known)
-        for name in demographic_features(demographics.get(int(row)))
-        if name in column
-    ]
-    cold_rows, cold_cols = zip(*cold, strict=True) if cold else ((), ())
-    user_side = user_side + sp.csr_matrix(
-        (np.ones(len(cold_rows), np.float32), (cold_rows, cold_cols)), shape=user_side.shape
-    )
-
-    item_identity_names = {item_identity_feature(i) for i in data.items}
-    item_side_cols = np.flatnonzero([n not in item_identity_names for n in data.item_feature_names])
-    item_side = to_items @ sp.csr_matrix(data.item_features)[:, item_side_cols]
-    return train_view(
-        interactions,
-        user_side,
-        item_side,
-        user_side_names,
-        data.item_feature_names.ids_of(item_side_cols),
     )
 
 
@@ -342,6 +358,13 @@ def _placement(ids: Sequence[str], all_ids: Sequence[str]) -> sp.csr_matrix:
     )
 
 
+def _rows_of(ids: Sequence[str], data_ids: IdMap) -> np.ndarray:
+    """Per id, its row in `data_ids` (-1 when absent)."""
+    return np.fromiter(
+        (-1 if (r := data_ids.row(i)) is None else r for i in ids), np.int64, len(ids)
+    )
+
+
 def _event_products(events: Sequence[Mapping[str, Any]], weighted: set[str]) -> set[str]:
     datas = [e.get("data") or {} for e in events if e["type"] in weighted]
     return {
@@ -349,35 +372,6 @@ def _event_products(events: Sequence[Mapping[str, Any]], weighted: set[str]) -> 
         for data in datas
         for product in touched_products(data.get("productId"), data.get("productIDs"))
     }
-
-
-# --- matrices ----------------------------------------------------------------------------------
-
-
-def one_hot_labels(labels_per_row: Sequence[Sequence[str]]) -> tuple[sp.csr_matrix, list[str]]:
-    """Rows of labels → 0/1 csr matrix, columns the sorted distinct labels."""
-    names = sorted({label for labels in labels_per_row for label in labels})
-    column = {name: col for col, name in enumerate(names)}
-    rows = [row for row, labels in enumerate(labels_per_row) for _ in set(labels)]
-    cols = [column[label] for labels in labels_per_row for label in set(labels)]
-    matrix = sp.csr_matrix(
-        (np.ones(len(rows), np.float32), (rows, cols)), shape=(len(labels_per_row), len(names))
-    )
-    return matrix, names
-
-
-def identity_rows(has_identity: np.ndarray) -> sp.csr_matrix:
-    """n × n one-hot rows for the flagged entities, empty rows for the rest."""
-    rows = np.flatnonzero(has_identity)
-    n = len(has_identity)
-    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, rows)), shape=(n, n))
-
-
-def row_normalised(matrix: sp.spmatrix) -> sp.csr_matrix:
-    matrix = sp.csr_matrix(matrix, dtype=np.float32)
-    sums = np.asarray(matrix.sum(axis=1)).ravel()
-    scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
-    return sp.csr_matrix(sp.diags(scale) @ matrix, dtype=np.float32)
 
 
 # --- file reading ------------------------------------------------------------------------------
@@ -401,29 +395,57 @@ def _read_delimited(path: Path, delimiter: str, min_fields: int) -> list[list[st
 
 
 def _read_csv(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Header and rows of a UTF-8 CSV (a byte-order mark is fine); a clear error for a missing,
+    empty or non-UTF-8 file, a duplicate or missing column, or a row with more fields."""
     if not path.is_file():
         raise DatasetError(f"{path}: not found")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = [h.strip() for h in reader.fieldnames or []]
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        if not any(header):
+            raise DatasetError(f"{path}: empty file (expected a header: {', '.join(required)}, …)")
+        duplicates = sorted({h for h in header if h and header.count(h) > 1})
+        if duplicates:
+            raise DatasetError(f"{path}: duplicate column(s) {', '.join(duplicates)} in the header")
         missing = [c for c in required if c not in header]
         if missing:
             raise DatasetError(f"{path}: missing column(s) {', '.join(missing)}; found {header}")
-        reader.fieldnames = header
-        rows = [{k: (v or "").strip() for k, v in row.items() if k} for row in reader]
+        rows = []
+        for fields in reader:
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) > len(header):
+                raise DatasetError(
+                    f"{path}:{reader.line_num}: {len(fields)} fields, the header has {len(header)}"
+                )
+            rows.append({k: v.strip() for k, v in zip(header, fields, strict=False) if k})
+    except csv.Error as exc:
+        raise DatasetError(f"{path}:{reader.line_num}: {exc}") from None
     if not rows:
         raise DatasetError(f"{path}: no rows")
     return header, rows
 
 
-def _read_feature_csv(path: Path, id_column: str) -> dict[str, list[str]]:
+def _read_feature_csv(path: Path, id_column: str) -> dict[str, dict[str, str]]:
+    """id → {column: value} (blank values left out); an id may appear once."""
     header, rows = _read_csv(path, required=(id_column,))
-    columns = [c for c in header if c != id_column]
-    return {
-        row[id_column]: [f"{c}:{row[c]}" for c in columns if row.get(c)]
-        for row in rows
-        if row[id_column]
-    }
+    columns = [c for c in header if c and c != id_column]
+    features: dict[str, dict[str, str]] = {}
+    for line, row in enumerate(rows, start=2):
+        key = row.get(id_column, "")
+        if not key:
+            raise DatasetError(f"{path}:{line}: empty {id_column}")
+        if key in features:
+            raise DatasetError(f"{path}:{line}: {id_column} {key!r} appears twice")
+        features[key] = {c: row[c] for c in columns if row.get(c)}
+    return features
 
 
 def _parse_time(text: str, where: str) -> float:
@@ -440,22 +462,3 @@ def _parse_time(text: str, where: str) -> float:
             f"{where}: timestamp {text!r} is neither epoch seconds nor ISO 8601"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-
-def train_view(
-    interactions: sp.csr_matrix,
-    user_side: sp.spmatrix,
-    item_side: sp.spmatrix,
-    user_side_names: Sequence[str],
-    item_side_names: Sequence[str],
-) -> TrainView:
-    """Users and items with training pairs keep an identity feature; side features row-normalised."""
-    return TrainView(
-        interactions=interactions,
-        user_identity=identity_rows(np.diff(interactions.indptr) > 0),
-        user_side=row_normalised(user_side),
-        item_identity=identity_rows(np.diff(interactions.tocsc().indptr) > 0),
-        item_side=row_normalised(item_side),
-        user_side_names=tuple(user_side_names),
-        item_side_names=tuple(item_side_names),
-    )

@@ -3,8 +3,10 @@ pairs, measure them on the same test pairs, and report a table, JSON and optiona
 
 Ranking: each test user ranks the candidate items (every item, or the held-out items under
 `cold-item`) with their training items removed; metrics at k over users with test pairs
-(definitions in `metrics.py`). AUC: per user, held-out positives against the candidate items the
-user never touched. Coverage: distinct items in anyone's top k / number of candidates.
+(definitions in `metrics.py`). A list shorter than k (fewer candidates than k, or most of them
+already seen) counts its empty places as misses. AUC: per user, held-out positives against the
+candidate items the user never touched. Coverage: distinct items in anyone's top k / number of
+candidates. The `hybrid` row is the served model fitted with the given `TrainingParams`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from finverse_reco.evaluation import MODEL_NAMES
-from finverse_reco.evaluation.datasets import Dataset
+from finverse_reco.evaluation.datasets import Dataset, DatasetError
 from finverse_reco.evaluation.metrics import ranking_metrics, top_k_excluding, user_auc
 from finverse_reco.evaluation.protocols import Split, split_pairs, validation_split
-from finverse_reco.evaluation.recommenders import ScoreFunction, Tuning, build_recommender
+from finverse_reco.evaluation.recommenders import ScoreFunction, Validation, build_recommender
+from finverse_reco.model import TrainingParams
+from finverse_reco.pipeline import FeatureConfig
 
 _CHUNK_USERS = 512
 METRIC_COLUMNS = ("precision", "recall", "ndcg", "map")
@@ -83,50 +87,59 @@ def evaluate(
     protocol: str,
     seed: int,
     *,
+    params: TrainingParams | None = None,
     k: int = 10,
     models: Sequence[str] = MODEL_NAMES,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Every model on one split; the result in the documented JSON form. `progress(done, total)`
-    is called as each model finishes."""
+    """Every model on one split; the result in the documented JSON form. `params`: what the
+    `hybrid` row fits (as `finverse-reco train` would). `progress(done, total)` is called as each
+    model finishes."""
+    params = params or TrainingParams()
     split = split_pairs(protocol, dataset.users, dataset.items, dataset.timestamps, seed)
-    view = dataset.train_view(split.train)
+    if not split.train.any() or not split.test.any():
+        raise DatasetError(
+            f"the {protocol} split of {dataset.name} leaves no "
+            f"{'training' if not split.train.any() else 'test'} pairs "
+            f"({len(dataset.users)} pairs, {dataset.n_users} users, {dataset.n_items} items)"
+        )
+    view = dataset.train_view(split.train, params.features)
     task = RankingTask.from_split(dataset, split, k)
-    tuning = None
+    validation = None
     results = []
     for done, name in enumerate(models):
         if progress is not None:
             progress(done, len(models))
         try:
-            model = build_recommender(name, seed)
+            model = build_recommender(name, seed, dataset, params)
         except ModuleNotFoundError:
             results.append({"model": name, "status": "not installed (the bench extra)"})
             continue
-        if not model.uses_features and name != "popularity" and protocol.startswith("cold"):
+        if not model.ranks_unseen and protocol.startswith("cold"):
             # Without features a held-out user or item has no representation at all.
             results.append({"model": name, "status": "not applicable (no features)"})
             continue
-        if name == "hybrid" and tuning is None:
-            tuning = _tuning(dataset, protocol, split, seed, k)
+        if name == "ease" and validation is None:
+            validation = validation_for(dataset, protocol, split, seed, k, params.features)
         started, cpu_started = time.perf_counter(), time.process_time()
-        model.fit(view, tuning if name == "hybrid" else None)
-        # The hybrid's fit is its final refit; choosing hyperparameters is reported apart.
-        fit_seconds = model.choices.pop("refit_seconds", time.perf_counter() - started)
-        fit_cpu = model.choices.pop("refit_cpu_seconds", time.process_time() - cpu_started)
+        model.fit(view, validation if name == "ease" else None)
         row = {
             "model": name,
             **task.measure(model.scores),
-            "fit_seconds": round(fit_seconds, 2),
-            "fit_cpu_seconds": round(fit_cpu, 2),
+            "fit_seconds": round(time.perf_counter() - started, 2),
+            "fit_cpu_seconds": round(time.process_time() - cpu_started, 2),
         }
         if model.choices:
             row["chosen"] = model.choices
         results.append(row)
+    if progress is not None:
+        progress(len(models), len(models))
     return {
         "dataset": dataset.name,
         "protocol": protocol,
         "seed": seed,
         "k": k,
+        "params": params.source,
         "test_users": len(task.users),
         "test_pairs": int(split.test.sum()),
         "train_pairs": int(split.train.sum()),
@@ -135,15 +148,19 @@ def evaluate(
     }
 
 
-def _tuning(dataset: Dataset, protocol: str, split: Split, seed: int, k: int) -> Tuning:
-    """The validation split (never test pairs) the hybrid chooses its hyperparameters on."""
+def validation_for(
+    dataset: Dataset, protocol: str, split: Split, seed: int, k: int, features: FeatureConfig
+) -> Validation:
+    """The validation split (the protocol applied to the training pairs alone: never a test
+    pair) and its measure: precision@k, or AUC under `cold-item`."""
     validation = validation_split(
         protocol, split, dataset.users, dataset.items, dataset.timestamps, seed
     )
     task = RankingTask.from_split(dataset, validation, k)
+    view = dataset.train_view(validation.train, features)
     if protocol == "cold-item":
-        return Tuning(dataset.train_view(validation.train), task.auc, "auc")
-    return Tuning(dataset.train_view(validation.train), task.precision, f"precision@{k}")
+        return Validation(view, task.auc, "auc")
+    return Validation(view, task.precision, f"precision@{k}")
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -154,7 +171,7 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     k = result.get("k", 10)
     columns = [f"{m}@{k}" for m in METRIC_COLUMNS] + ["auc", "coverage"]
     columns += ["fit_seconds", "fit_cpu_seconds"]
-    header = f"{'model':<14}" + "".join(f"{c:>16}" for c in columns)
+    header = f"{'model':<20}" + "".join(f"{c:>16}" for c in columns)
     lines = [
         f"{result['dataset']} / {result['protocol']} / seed {result['seed']}: "
         f"{result.get('test_users', '?')} test users, {result.get('candidates', '?')} candidates",
@@ -163,12 +180,12 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     ]
     for row in result["results"]:
         if "status" in row:
-            lines.append(f"{row['model']:<14} {row['status']}")
+            lines.append(f"{row['model']:<20} {row['status']}")
             continue
         cells = "".join(
             f"{row[c]:>16.2f}" if c.startswith("fit_") else f"{row[c]:>16.4f}" for c in columns
         )
-        lines.append(f"{row['model']:<14}" + cells)
+        lines.append(f"{row['model']:<20}" + cells)
     return lines
 
 
@@ -194,7 +211,10 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
         axes.bar(positions, [row[m] for m in metrics], width, label=row["model"])
     axes.set_xticks(np.arange(len(metrics)) + width * (len(rows) - 1) / 2, metrics)
     axes.set_ylim(0, 1)
-    axes.set_title(f"{result['dataset']} / {result['protocol']} / seed {result['seed']}")
+    title = f"{result['dataset']} / {result['protocol']} / seed {result['seed']}"
+    if result.get("params"):  # which params file the served model (hybrid) was fitted with
+        title += f"\nhybrid: {Path(result['params'].split(' ')[0]).name}"
+    axes.set_title(title)
     axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

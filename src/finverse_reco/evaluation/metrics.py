@@ -24,32 +24,40 @@ from finverse_reco.index import topk_of_scores
 def ranking_metrics(
     top_k: np.ndarray, relevant: Sequence[np.ndarray], k: int, n_items: int
 ) -> dict[str, float]:
-    """`top_k[u]` the ranked item indices recommended to user u; `relevant[u]` its held-out items.
+    """`top_k[u]` the ranked item indices recommended to user u (-1: an empty place, a miss);
+    `relevant[u]` its held-out items.
 
-    Users with no relevant items are left out of the averages.
+    Users with no relevant items are left out of the averages. One pass over all users at once.
     """
+    top_k = np.asarray(top_k, dtype=np.int64).reshape(len(relevant), -1)[:, :k]
+    places = np.full((len(relevant), k), -1, dtype=np.int64)
+    places[:, : top_k.shape[1]] = top_k
+    n_relevant = np.fromiter((len(r) for r in relevant), np.int64, len(relevant))
+    users = np.flatnonzero(n_relevant)
+    recommended = np.unique(places)
+    coverage = np.count_nonzero(recommended >= 0) / n_items if n_items else 0.0
+    if len(users) == 0:
+        return dict.fromkeys((f"{m}@{k}" for m in ("precision", "recall", "ndcg", "map")), 0.0) | {
+            "coverage": coverage
+        }
+    width = max(n_items, int(places.max()) + 1, 1)
+    relevant_keys = np.concatenate(
+        [user * width + np.asarray(relevant[user], dtype=np.int64) for user in users]
+    )
+    listed = places[users]
+    keys = np.where(listed >= 0, users[:, None] * width + listed, -1)
+    hits = np.isin(keys, relevant_keys)
+    n_hits = hits.sum(axis=1)
+    ideal = np.minimum(n_relevant[users], k)
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    precision, recall, ndcg, average_precision = [], [], [], []
-    for ranked, truth in zip(top_k, relevant, strict=True):
-        if len(truth) == 0:
-            continue
-        hits = np.isin(ranked[:k], truth)
-        n_hits = int(hits.sum())
-        ideal = min(len(truth), k)
-        precision.append(n_hits / k)
-        recall.append(n_hits / len(truth))
-        ndcg.append(float(discounts[:k][hits[:k]].sum() / discounts[:ideal].sum()))
-        cumulative_hits = np.cumsum(hits)
-        precision_at_hits = cumulative_hits[hits] / (np.flatnonzero(hits) + 1)
-        average_precision.append(float(precision_at_hits.sum() / ideal))
-    recommended = np.unique(top_k[:, :k]) if len(top_k) else np.array([])
-    recommended = recommended[recommended >= 0]  # -1 pads a list shorter than k
+    ideal_dcg = np.cumsum(discounts)[ideal - 1]
+    precision_at_hits = np.cumsum(hits, axis=1) / np.arange(1, k + 1) * hits
     return {
-        f"precision@{k}": float(np.mean(precision)) if precision else 0.0,
-        f"recall@{k}": float(np.mean(recall)) if recall else 0.0,
-        f"ndcg@{k}": float(np.mean(ndcg)) if ndcg else 0.0,
-        f"map@{k}": float(np.mean(average_precision)) if average_precision else 0.0,
-        "coverage": len(recommended) / n_items if n_items else 0.0,
+        f"precision@{k}": float(np.mean(n_hits / k)),
+        f"recall@{k}": float(np.mean(n_hits / n_relevant[users])),
+        f"ndcg@{k}": float(np.mean((hits * discounts).sum(axis=1) / ideal_dcg)),
+        f"map@{k}": float(np.mean(precision_at_hits.sum(axis=1) / ideal)),
+        "coverage": coverage,
     }
 
 

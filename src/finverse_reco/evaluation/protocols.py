@@ -7,9 +7,10 @@
 - `cold-user`: 20% of users (a `default_rng(seed)` permutation) held out entirely.
 - `cold-item`: 20% of items with pairs held out entirely; test users rank only the held-out items.
 
-The validation split that chooses hyperparameters is the same protocol applied to the training
-pairs alone with seed + 1000 (10% per user, or 10% of the training users / items), so the choice
-never sees a test pair.
+The validation split that chooses hyperparameters is the same protocol, with the same fractions,
+applied to the training pairs alone with seed + 1000 (under `ms-recommenders`, 25% of each user's
+training pairs; under `cold-user`, 20% of the training users), so the choice never sees a test
+pair and is made in the test's conditions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import numpy as np
 
 PROTOCOLS = ("ms-recommenders", "holdout", "time", "cold-user", "cold-item")
 VALIDATION_SEED_OFFSET = 1000
-VALIDATION_FRACTION = 0.1
 _TEST_FRACTION = {
     "ms-recommenders": 0.25,
     "holdout": 0.2,
@@ -80,7 +80,6 @@ def validation_split(protocol: str, split: Split, users, items, timestamps, seed
         timestamps,
         seed + VALIDATION_SEED_OFFSET,
         within=split.train,
-        fraction=VALIDATION_FRACTION,
     )
 
 

@@ -2,11 +2,11 @@
 touches next?
 
 20% of users (a `default_rng(seed)` permutation) are held out entirely; the model is trained the
-way the service trains (pipeline, `model.training.train` with a validation split and refit) on
-everyone else. Each held-out session is replayed event by event exactly as the service's session
-endpoint sees it: after each of its first n events (n ≥ 1), the items touched so far, weighted
-by event type (`pipeline.event_weight`), are folded in (`index.fold_in`) and the top k
-are taken, excluding the session's items. A hit: the next product the session touches that it had
+way the service trains (pipeline, `model.training.train` with the given params) on everyone else.
+Each held-out session is replayed event by event exactly as the service's session endpoint sees
+it: after each of its first n events (n ≥ 1), the items touched so far, weighted by event type
+(`pipeline.event_weight`), are folded in (`index.fold_in`) and the top k are taken, excluding the
+session's items. A hit: the next product the session touches that it had
 not touched before is in that top k. Popularity (overall, and within the user's demographic
 segment) gets the same exclusions.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from finverse_reco.events import parse_event
 from finverse_reco.index import fold_in
-from finverse_reco.model import ModelParams
+from finverse_reco.model import ModelParams, TrainingParams
 from finverse_reco.model.training import train
 from finverse_reco.pipeline import WeightingConfig, build_training_data, event_weight
 
@@ -33,7 +33,7 @@ def evaluate_sessions(
     *,
     world_seed: int = 42,
     k: int = 10,
-    params: ModelParams | None = None,
+    params: TrainingParams | None = None,
     world_size: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """`world_size`: `generate_world`'s n_users / n_products / n_events (default: its own)."""
@@ -47,9 +47,11 @@ def evaluate_sessions(
         user_ids[i] for i in rng.permutation(len(user_ids))[: int(HELD_OUT_USERS * len(user_ids))]
     }
     train_events = [e for e in world.events if e["user_id"] not in held]
-    data = build_training_data([train_events], world.products, weighting)
-    params = params or replace(ModelParams(), num_threads=1, random_state=seed)
-    index = train(data, params, validation_fraction=0.1)
+    params = params or TrainingParams(replace(ModelParams(), num_threads=1, random_state=seed))
+    data = build_training_data(
+        [train_events], world.products, weighting, feature_config=params.features
+    )
+    index = train(data, params)
 
     sessions: dict[str, list[Any]] = {}
     for raw in world.events:

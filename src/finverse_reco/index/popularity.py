@@ -9,7 +9,7 @@ row, follow in row order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -40,9 +40,12 @@ class Popularity:
 
     def scores(self, segment: Mapping[str, str] | None = None) -> np.ndarray:
         """A fresh (n_items,) float32 score vector (the caller may overwrite it)."""
-        rows = [
-            self._segment_rows[key] for key in segment_keys(segment) if key in self._segment_rows
-        ]
+        return self.scores_in(segment_keys(segment))
+
+    def scores_in(self, keys: Iterable[str]) -> np.ndarray:
+        """`scores` for segments named by key (`age_group=25-34`): the evaluation's datasets name
+        segments of their own (`occupation=writer`)."""
+        rows = [self._segment_rows[key] for key in keys if key in self._segment_rows]
         if not rows:
             return self._global.copy()
         scores = self._global_share.copy()

@@ -10,8 +10,6 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from finverse_reco.model.ranking_metrics import precision_at_k
-
 Progress = Callable[[int, int], None]
 
 
@@ -23,11 +21,9 @@ class ModelParams:
     BPR treat any positive entry as a positive; the weight scales its gradient step). "log1p"
     compresses heavy users' summed weights, "linear" keeps them, "none" ignores them. Weights are
     rescaled to mean 1 (so `learning_rate` keeps its meaning) and capped at `max_sample_weight`.
-    `patience`: with a validation matrix, stop after this many evaluations without a better
-    precision@`eval_k` and keep the best epoch's embeddings; None trains all `epochs` (the
-    history and best epoch are still reported).
-    `max_eval_users`: the per-epoch evaluation uses at most this many validation users (a fixed
-    random sample), so it costs a bounded fraction of an epoch.
+    `patience`: with a per-epoch validation score, stop after this many epochs without a better
+    one and keep the best epoch's embeddings; None trains all `epochs` (the history and best epoch
+    are still reported). `eval_k`: the k of the validation precision a training run records.
     """
 
     no_components: int = 50
@@ -44,28 +40,37 @@ class ModelParams:
     max_sample_weight: float = 10.0
     eval_k: int = 10
     patience: int | None = 3
-    max_eval_users: int = 5000
 
     def __post_init__(self) -> None:
         if self.no_components < 1 or self.epochs < 1 or self.num_threads < 1:
             raise ValueError("no_components, epochs and num_threads must be >= 1")
         if self.learning_rate <= 0 or self.user_alpha < 0 or self.item_alpha < 0:
             raise ValueError("learning_rate must be > 0 and the alphas >= 0")
-        if self.max_sample_weight <= 0 or self.eval_k < 1 or self.max_eval_users < 1:
-            raise ValueError("max_sample_weight must be > 0, eval_k and max_eval_users >= 1")
+        if self.max_sample_weight <= 0 or self.eval_k < 1:
+            raise ValueError("max_sample_weight must be > 0 and eval_k >= 1")
         if self.patience is not None and self.patience < 1:
             raise ValueError("patience must be >= 1 or None")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_CHOICES = {
+    "loss": ("warp", "bpr", "logistic", "warp-kos"),
+    "learning_schedule": ("adagrad", "adadelta"),
+    "sample_weighting": ("log1p", "linear", "none"),
+}
 
 
 @dataclass(frozen=True)
 class FitReport:
     epochs_run: int
     best_epoch: int
-    best_precision: float | None
-    history: tuple[float, ...]  # validation precision@k per epoch (empty without validation)
+    best_score: float | None
+    history: tuple[float, ...]  # the validation score per epoch (empty without one)
 
 
 class HybridModel:
@@ -86,16 +91,13 @@ class HybridModel:
         user_features: sp.spmatrix,
         item_features: sp.spmatrix,
         *,
-        validation: sp.spmatrix | None = None,
         validation_score: Callable[[HybridModel], float] | None = None,
         progress: Progress | None = None,
     ) -> HybridModel:
         """Train on a user×item matrix of positive weights (zero = no interaction).
 
-        With `validation` (same shape, held-out positives) precision@k is measured after every
-        epoch from the embeddings and, with `params.patience`, training stops early and the best
-        epoch's state is kept. `validation_score(model)` (higher is better) replaces that measure
-        when the held-out data needs its own (cold items ranked among themselves, say).
+        With `validation_score(model)` (higher is better) the model is scored after every epoch
+        and, with `params.patience`, training stops early and the best epoch's state is kept.
         """
         p = self.params
         interactions = sp.coo_matrix(interactions, dtype=np.float32)
@@ -128,11 +130,6 @@ class HybridModel:
             random_state=np.random.RandomState(p.random_state),
         )
         self._model = model
-        evaluation = (
-            _Evaluation(validation, interactions, p.eval_k, p.max_eval_users, p.random_state)
-            if validation is not None and validation_score is None
-            else None
-        )
         history: list[float] = []
         best: tuple[float, int, dict[str, np.ndarray]] | None = None
         epochs_run = 0
@@ -148,12 +145,9 @@ class HybridModel:
             epochs_run = epoch
             if progress is not None:
                 progress(epoch, p.epochs)
-            if validation_score is not None:
-                score = validation_score(self)
-            elif evaluation is not None:
-                score = evaluation.score(self, user_features, item_features)
-            else:
+            if validation_score is None:
                 continue
+            score = validation_score(self)
             history.append(score)
             if best is None or score > best[0]:
                 best = (score, epoch, self._state())
@@ -164,7 +158,7 @@ class HybridModel:
         self._report = FitReport(
             epochs_run=epochs_run,
             best_epoch=best[1] if best is not None else epochs_run,
-            best_precision=best[0] if best is not None else None,
+            best_score=best[0] if best is not None else None,
             history=tuple(history),
         )
         return self
@@ -237,33 +231,6 @@ class HybridModel:
         model = self._fitted()
         for name, value in state.items():
             setattr(model, name, value)
-
-
-class _Evaluation:
-    """Validation precision@k, scored from embeddings (the way serving scores), not `predict`."""
-
-    def __init__(
-        self, validation: sp.spmatrix, train: sp.coo_matrix, k: int, max_users: int, seed: int
-    ) -> None:
-        validation = sp.csr_matrix(validation, dtype=np.float32)
-        if validation.shape != train.shape:
-            raise ValueError("validation must have the interactions' shape")
-        users = np.flatnonzero(np.diff(validation.indptr))
-        if len(users) > max_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-        self.users = users
-        self.validation = validation[users]
-        self.train = sp.csr_matrix(train)[users]
-        self.k = k
-
-    def score(
-        self, model: HybridModel, user_features: sp.csr_matrix, item_features: sp.csr_matrix
-    ) -> float:
-        _, user_vectors = model.user_representations(user_features[self.users])
-        item_biases, item_vectors = model.item_representations(item_features)
-        return precision_at_k(
-            user_vectors, item_vectors, item_biases, self.validation, self.train, self.k
-        )
 
 
 def _f32(array: np.ndarray) -> np.ndarray:

@@ -31,12 +31,14 @@ _TERM_RE = re.compile(r"[a-z0-9]+")
 class FeatureConfig:
     """Which side features exist and how much of a row the identity feature takes.
 
-    `identity_weight` is the identity feature's share of a row that also has side features (each row
-    sums to 1): higher keeps warm users/items closer to their own collaborative vector, lower leans on
-    the shared features that cold users/items also have.
+    `user_identity_weight` / `item_identity_weight` are the identity feature's share of a user / item
+    row that also has side features (each row sums to 1): higher keeps warm users/items closer to
+    their own collaborative vector, lower leans on the shared features that cold users/items also
+    have. `finverse-reco tune` chooses them (a params file carries them to training).
     """
 
-    identity_weight: float = 0.5
+    user_identity_weight: float = 0.5
+    item_identity_weight: float = 0.5
     interest_rate_edges: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0)
     annual_fee_edges: tuple[float, ...] = (1.0, 50.0, 100.0, 250.0, 500.0)
     term_months_edges: tuple[float, ...] = (6.0, 12.0, 24.0, 60.0, 120.0, 240.0)
@@ -54,8 +56,9 @@ class FeatureConfig:
     max_segments: int = 64
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.identity_weight < 1.0:
-            raise ValueError("identity_weight must be in [0, 1)")
+        for name in ("user_identity_weight", "item_identity_weight"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name.startswith(("max_", "min_")) and isinstance(value, int) and value < 1:

@@ -90,6 +90,78 @@ def build_training_data(
     return builder.build(products, now)
 
 
+def build_labelled_training_data(
+    interactions: sp.spmatrix,
+    user_ids: Sequence[str],
+    item_ids: Sequence[str],
+    user_labels: Sequence[Mapping[str, str]],
+    item_labels: Sequence[Sequence[str]],
+    *,
+    feature_config: FeatureConfig | None = None,
+) -> TrainingData:
+    """Training data from a ready user × item weight matrix and static categorical labels (a
+    dataset such as MovieLens-100K, or a CSV export): feature rows, identity mix and popularity
+    lists built as `build_training_data` builds them, for data that is not a stream of events.
+
+    `user_labels[row]` maps a column to its value: `{"age_group": "25-34"}` is the feature
+    `age_group:25-34` and the popularity segment `age_group=25-34`. `item_labels[row]` lists the
+    item's feature names. Rows without interactions get no identity feature, only their labels.
+    """
+    feature_config = feature_config or FeatureConfig()
+    matrix = sp.csr_matrix(interactions, dtype=np.float64)
+    matrix.eliminate_zeros()
+    if matrix.shape != (len(user_ids), len(item_ids)):
+        raise ValueError("interactions must be len(user_ids) × len(item_ids)")
+    if len(user_labels) != len(user_ids) or len(item_labels) != len(item_ids):
+        raise ValueError("one label set per user and per item")
+    demographics: dict[int, dict[str, str]] = {}
+    for row, labels in enumerate(user_labels):
+        clean = {k: v.strip() for k, v in labels.items() if v and v.strip()}
+        if clean:
+            demographics[row] = clean
+    names = [
+        [f"{k}:{v}" for k, v in demographics.get(row, {}).items()] for row in range(len(user_ids))
+    ]
+    user_features, user_feature_names = _with_identity(
+        [_one_hot_rows(names, "")],
+        np.diff(matrix.indptr) > 0,
+        user_ids,
+        user_identity_feature,
+        feature_config.user_identity_weight,
+    )
+    item_degree = np.diff(matrix.tocsc().indptr)
+    item_features, item_feature_names = _with_identity(
+        [_one_hot_rows(item_labels, "")],
+        item_degree > 0,
+        item_ids,
+        item_identity_feature,
+        feature_config.item_identity_weight,
+    )
+    interactions_coo = matrix.astype(np.float32).tocoo()
+    return TrainingData(
+        interactions=interactions_coo,
+        users=IdMap(user_ids),
+        items=IdMap(item_ids),
+        user_features=user_features,
+        item_features=item_features,
+        user_feature_names=IdMap(user_feature_names),
+        item_feature_names=IdMap(item_feature_names),
+        user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
+        item_meta={item_id: {"category": "", "institution": ""} for item_id in item_ids},
+        popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),
+        segment_popularity=_segment_popularity(matrix, demographics, feature_config),
+        data_window=(None, None),
+        counts={
+            "users": len(user_ids),
+            "items": len(item_ids),
+            "cold_items": int(np.count_nonzero(item_degree == 0)),
+            "interactions": int(interactions_coo.nnz),
+        },
+        reference_time=datetime.fromtimestamp(0, UTC),
+        feature_config=feature_config,
+    )
+
+
 class TrainingDataBuilder:
     """Accumulates interactions batch by batch (`InteractionColumns`, as the store's scan yields
     them), keeping only compact codes and numbers, so a caller streaming from the store never holds
@@ -290,7 +362,7 @@ class TrainingDataBuilder:
             np.diff(matrix.indptr) > 0,
             user_ids,
             user_identity_feature,
-            feature_config.identity_weight,
+            feature_config.user_identity_weight,
         )
         item_side = [
             item_side_features(category, institution, catalog.get(item_id), feature_config)
@@ -302,7 +374,7 @@ class TrainingDataBuilder:
             item_degree > 0,
             item_ids,
             item_identity_feature,
-            feature_config.identity_weight,
+            feature_config.item_identity_weight,
         )
 
         window = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from finverse_reco.catalog.base import ProductCatalog
-from finverse_reco.model import ModelParams, train
+from finverse_reco.model import TrainingParams, train
 from finverse_reco.model.artifacts import (
     activate,
     current_version,
@@ -42,7 +42,7 @@ class NoTrainingData(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class TrainingConfig:
-    params: ModelParams
+    params: TrainingParams  # the params file's, else the settings' (see `cli.training_config`)
     weighting: WeightingConfig
     model_dir: Path
     window_days: int | None = None
@@ -69,7 +69,7 @@ async def load_training_data(
 ) -> TrainingData:
     since = datetime.now(UTC) - timedelta(days=config.window_days) if config.window_days else None
     # Feed each batch to the builder as it arrives: only compact codes are kept, never the documents.
-    builder = TrainingDataBuilder(config.weighting)
+    builder = TrainingDataBuilder(config.weighting, feature_config=config.params.features)
     empty = True
     async for batch in store.scan(since=since):
         builder.add(batch)

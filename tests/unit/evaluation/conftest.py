@@ -36,3 +36,54 @@ def write_clustered_csv(directory: Path, seed: int = 0) -> dict[str, Path]:
 @pytest.fixture
 def clustered_csv(tmp_path: Path) -> dict[str, Path]:
     return write_clustered_csv(tmp_path)
+
+
+@pytest.fixture
+def clustered(clustered_csv):
+    from finverse_reco.evaluation.datasets import load_interactions_csv
+
+    return load_interactions_csv(
+        clustered_csv["interactions"],
+        user_features=clustered_csv["user_features"],
+        item_features=clustered_csv["item_features"],
+    )
+
+
+BANK_FIELDS = {
+    "age_group": ("18-24", "25-34", "35-44", "45-54", "55+"),
+    "income_range": ("<30k", "30k-50k", "50k-75k", ">75k"),
+    "location": ("north", "south", "east", "west", "capital"),
+}
+
+
+def write_bank_csv(
+    directory: Path, seed: int = 0, n_customers: int = 800, n_products: int = 24
+) -> dict[str, Path]:
+    """A bank-shaped export: customers with categorical demographics each holding 1-4 of
+    `n_products` products. Ownership is a choice model driven by the demographics: a product's
+    appeal is its base appeal plus one random effect per demographic value, and a customer's
+    products are drawn without replacement with probability ∝ exp(appeal). (So a combination
+    of values matters more than any one value alone, as with real customers.)"""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0.0, 0.5, n_products)
+    effects = {
+        field: rng.normal(0.0, 1.2, (len(values), n_products))
+        for field, values in BANK_FIELDS.items()
+    }
+    users, items = ["customer_id,age_group,income_range,location"], ["user_id,item_id,weight"]
+    for customer in range(n_customers):
+        codes = {field: int(rng.integers(len(values))) for field, values in BANK_FIELDS.items()}
+        appeal = base + sum(effects[field][code] for field, code in codes.items())
+        chances = np.exp(appeal - appeal.max())
+        held = rng.choice(
+            n_products, size=int(rng.integers(1, 5)), replace=False, p=chances / chances.sum()
+        )
+        users.append(f"c{customer:04d}," + ",".join(BANK_FIELDS[f][c] for f, c in codes.items()))
+        items += [f"c{customer:04d},p{product:02d},1" for product in held]
+    paths = {
+        "interactions": directory / "holdings.csv",
+        "user_features": directory / "customers.csv",
+    }
+    paths["interactions"].write_text("\n".join(items) + "\n")
+    paths["user_features"].write_text("\n".join(users).replace("customer_id", "user_id", 1) + "\n")
+    return paths

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from finverse_reco.evaluation.datasets import (
     DatasetError,
     load_interactions_csv,
     load_movielens_100k,
 )
-from finverse_reco.evaluation.recommenders import feature_rows
+from finverse_reco.pipeline import FeatureConfig
 
 
 def test_csv_sums_duplicate_pairs_and_keeps_the_first_time(tmp_path: Path):
@@ -54,27 +53,33 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
         load_movielens_100k(tmp_path)
 
 
-def test_train_view_has_identity_only_for_entities_with_training_pairs(clustered_csv):
+def test_train_view_is_the_pipelines_training_data_for_the_training_pairs(clustered_csv):
     data = load_interactions_csv(
         clustered_csv["interactions"],
         user_features=clustered_csv["user_features"],
         item_features=clustered_csv["item_features"],
     )
-    train = data.items != data.item_ids.index("i05")  # nobody trains on i05
-    view = data.train_view(train)
-    assert view.interactions.nnz == int(train.sum())
+    u07 = data.user_ids.index("u07")
     i05 = data.item_ids.index("i05")
-    assert view.item_identity[i05].nnz == 0 and view.item_side[i05].nnz == 1
-    assert view.user_side_names == ("taste:a", "taste:b")
-    np.testing.assert_allclose(np.asarray(view.user_side.sum(axis=1)).ravel(), 1.0)
-
-
-def test_feature_rows_share_the_row_between_identity_and_side():
-    identity = sp.csr_matrix(np.array([[1, 0], [0, 0]], dtype=np.float32))
-    side = sp.csr_matrix(np.array([[0.5, 0.5], [1, 0]], dtype=np.float32))
-    rows = feature_rows(identity, side, 0.25).toarray()
-    np.testing.assert_allclose(rows, [[0.75, 0, 0.125, 0.125], [0, 0, 1, 0]])
-    assert feature_rows(identity, side, 0.0).shape == (2, 2)  # identity only: side left out
+    train = (data.items != i05) & (data.users != u07)  # nobody trains on i05, u07 is held out
+    features = FeatureConfig(user_identity_weight=0.8, item_identity_weight=0.6)
+    view = data.train_view(train, features)
+    assert view.interactions.nnz == int(train.sum())
+    training = view.data
+    assert training.feature_config == features
+    # The service knows only users with history; every item is in the catalog.
+    assert view.user_rows[u07] == -1 and "u07" not in training.users
+    assert len(training.items) == data.n_items
+    row = training.items.row("i05")
+    names = set(training.item_feature_names.ids_of(training.item_features[row].indices))
+    assert names == {"group:a"}  # no identity without training pairs
+    u00 = training.user_features[training.users.row("u00")]
+    weights = {
+        training.user_feature_names.id(c): w for c, w in zip(u00.indices, u00.data, strict=True)
+    }
+    assert weights == pytest.approx({"user:u00": 0.8, "taste:a": 0.2})
+    assert data.user_labels[u07] == {"taste": "b"}
+    assert set(training.segment_popularity) == {"taste=a", "taste=b"}
 
 
 def test_movielens_files_become_pairs_and_features(tmp_path: Path):
@@ -90,9 +95,9 @@ def test_movielens_files_become_pairs_and_features(tmp_path: Path):
     assert data.user_ids == ("1", "2") and data.item_ids == ("10", "20")
     assert len(data.users) == 3 and (data.weights == 1).all()
     view = data.train_view(np.ones(3, dtype=bool))
-    assert "occupation:technician" in view.user_side_names
-    assert {"genre:7", "decade:1970", "decade:1990"} <= set(view.item_side_names)
-    assert "age_band:1" in view.user_side_names  # 24 is in the 18-24 band
+    assert "occupation:technician" in view.data.user_feature_names
+    assert {"genre:7", "decade:1970", "decade:1990"} <= set(view.data.item_feature_names)
+    assert data.user_labels[0]["age_band"] == "1"  # 24 is in the 18-24 band
 
 
 def test_demo_views_never_train_on_test_pairs_and_know_cold_users_by_demographics():
@@ -108,9 +113,7 @@ def test_demo_views_never_train_on_test_pairs_and_know_cold_users_by_demographic
     )
     assert set(zip(trained.row.tolist(), trained.col.tolist(), strict=True)) <= allowed
     cold = np.unique(data.users[split.test])
-    assert view.user_identity[cold].nnz == 0
+    assert (view.user_rows[cold] == -1).all()
     for row in cold:
-        names = {view.user_side_names[c] for c in view.user_side[row].indices}
-        assert names and all(
-            n.split(":")[0] in {"age_group", "income_range", "location"} for n in names
-        )
+        labels = data.user_labels[row]
+        assert labels and set(labels) <= {"age_group", "income_range", "location"}

@@ -3,13 +3,13 @@
 from dataclasses import replace
 
 from finverse_reco.evaluation.sessions import evaluate_sessions
-from finverse_reco.model import ModelParams
+from finverse_reco.model import ModelParams, TrainingParams
 
 SMALL_WORLD = {"n_users": 300, "n_products": 60, "n_events": 9000}
 
 
 def test_folded_in_sessions_beat_popularity_on_a_small_world():
-    params = replace(ModelParams(), no_components=16, epochs=20, num_threads=1)
+    params = TrainingParams(replace(ModelParams(), no_components=16, epochs=20, num_threads=1))
     result = evaluate_sessions(3, k=5, params=params, world_size=SMALL_WORLD)
     assert result["held_out_users"] == int(0.2 * 300)
     assert result["predictions"] >= result["predictions_after_first_product"] > 0

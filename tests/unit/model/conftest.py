@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from finverse_reco.model import ModelParams, train
+from finverse_reco.model import ModelParams, TrainingParams, train
 from finverse_reco.pipeline import WeightingConfig, build_training_data
 from finverse_reco.products import Product
 
@@ -63,7 +63,7 @@ def training_data(world):
 
 @pytest.fixture(scope="session")
 def trained_index(training_data):
-    return train(training_data, FAST, validation_fraction=0.2)
+    return train(training_data, TrainingParams(FAST), validation_fraction=0.2)
 
 
 @pytest.fixture(scope="session")

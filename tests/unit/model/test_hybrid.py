@@ -6,7 +6,14 @@ import scipy.sparse as sp
 from ranked import ranked, user_query  # tests/support
 
 from finverse_reco.index import fold_in, user_query_from_features
-from finverse_reco.model import HybridModel, ModelParams, split_interactions, train
+from finverse_reco.model import (
+    BlendParams,
+    HybridModel,
+    ModelParams,
+    TrainingParams,
+    split_interactions,
+    train,
+)
 from finverse_reco.model.ranking_metrics import precision_at_k
 from finverse_reco.pipeline.features import demographic_features
 
@@ -66,23 +73,27 @@ def test_early_stopping_keeps_the_best_epoch(training_data):
     params = ModelParams(
         no_components=16, epochs=40, learning_rate=0.2, num_threads=1, patience=2, eval_k=5
     )
+
+    def held_out_precision(model: HybridModel) -> float:
+        _, users = model.user_representations(data.user_features)
+        biases, items = model.item_representations(data.item_features)
+        return precision_at_k(users, items, biases, held_out, kept, 5)
+
     epochs_seen = []
     model = HybridModel(params).fit(
         kept,
         data.user_features,
         data.item_features,
-        validation=held_out,
+        validation_score=held_out_precision,
         progress=lambda epoch, total: epochs_seen.append((epoch, total)),
     )
     report = model.fit_report
     assert len(report.history) == report.epochs_run == len(epochs_seen)
     assert epochs_seen[0] == (1, 40)
-    assert report.history[report.best_epoch - 1] == report.best_precision == max(report.history)
+    assert report.history[report.best_epoch - 1] == report.best_score == max(report.history)
     assert report.epochs_run == 40 or report.epochs_run - report.best_epoch == 2
     # The model now holds the best epoch's state, not the last one's.
-    _, users = model.user_representations(data.user_features)
-    biases, items = model.item_representations(data.item_features)
-    assert precision_at_k(users, items, biases, held_out, kept, 5) == report.best_precision
+    assert held_out_precision(model) == report.best_score
 
 
 def test_fit_refuses_bad_input(training_data, fast_params):
@@ -108,7 +119,8 @@ def test_fit_refuses_bad_input(training_data, fast_params):
         {"user_alpha": -1},
         {"patience": 0},
         {"max_sample_weight": 0},
-        {"max_eval_users": 0},
+        {"loss": "hinge"},
+        {"sample_weighting": "sqrt"},
     ],
 )
 def test_bad_params_are_refused(kwargs):
@@ -139,8 +151,8 @@ def test_split_keeps_every_user_and_partitions_the_entries(training_data):
 def test_train_records_validation_metrics_and_builds_the_index(trained_index, training_data):
     index = trained_index
     metrics = index.metrics
-    assert 1 <= metrics["best_epoch"] <= 15
     assert 0.0 < metrics["validation_precision@10"] <= 1.0
+    assert metrics["validation_interactions"] > 0
     assert index.users == training_data.users
     assert index.item_matrix.shape == (len(training_data.items), 17)
     assert index.params["model"]["no_components"] == 16
@@ -177,10 +189,92 @@ def test_a_new_user_described_by_demographics_gets_their_segment(trained_index):
         assert {index.item_meta(r)[0] for r in popular} == {category}
 
 
-def test_train_without_validation_and_without_refit(training_data, fast_params):
-    plain = train(training_data, fast_params)
+def test_the_validation_fit_never_changes_what_is_served(training_data, fast_params, trained_index):
+    plain = train(training_data, TrainingParams(fast_params))
     assert dict(plain.metrics) == {}
-    probe = train(training_data, fast_params, validation_fraction=0.2, refit=False)
-    assert probe.metrics["validation_epochs_run"] >= probe.metrics["best_epoch"]
+    np.testing.assert_array_equal(plain.user_vectors, trained_index.user_vectors)
+    np.testing.assert_array_equal(plain.item_matrix, trained_index.item_matrix)
     with pytest.raises(ValueError):
-        train(training_data, fast_params, validation_fraction=1.0)
+        train(training_data, TrainingParams(fast_params), validation_fraction=1.0)
+
+
+def test_train_refuses_features_mixed_otherwise_than_the_params_say(training_data, fast_params):
+    params = TrainingParams(
+        fast_params, features=replace(training_data.feature_config, user_identity_weight=0.9)
+    )
+    with pytest.raises(ValueError, match="user_identity_weight"):
+        train(training_data, params)
+
+
+def test_the_item_item_blend_is_one_dot_product_and_leaves_lightfm_alone(
+    training_data, fast_params
+):
+    blend = BlendParams(item_item_weight=1.0, l2=10.0, rank=8)
+    lightfm = train(training_data, TrainingParams(fast_params))
+    blended = train(training_data, TrainingParams(fast_params, blend=blend))
+    d = lightfm.dim
+    assert blended.dim == d + 8 and blended.metrics["item_item"] == "blended"
+    np.testing.assert_array_equal(blended.user_vectors[:, :d], lightfm.user_vectors)
+    np.testing.assert_array_equal(blended.item_matrix[:, :d], lightfm.item_matrix[:, :d])
+    np.testing.assert_array_equal(blended.item_matrix[:, -1], lightfm.item_matrix[:, -1])
+    # Every score gains the low-rank EASE score of the user's history, times the scale.
+    from finverse_reco.model.item_item import ItemItemFactors
+
+    factors = ItemItemFactors.fit(training_data.interactions, 10.0, 8)
+    history = factors.user_part(training_data.interactions)
+    scale = blended.metrics["item_item_scale"]
+    for user in (0, 3, 77):
+        np.testing.assert_allclose(
+            user_query(blended, user) @ blended.item_matrix.T,
+            user_query(lightfm, user) @ lightfm.item_matrix.T
+            + scale * history[user] @ factors.item.T,
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    # Someone known by features alone ranks by LightFM alone; similar products stay LightFM's.
+    features = demographic_features({"age_group": "18-24"})
+    np.testing.assert_allclose(
+        user_query_from_features(blended, features) @ blended.item_matrix.T,
+        user_query_from_features(lightfm, features) @ lightfm.item_matrix.T,
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert_same_similar_items(blended, lightfm)
+    skipped = train(training_data, TrainingParams(fast_params, blend=replace(blend, max_items=10)))
+    assert skipped.dim == d and skipped.metrics["item_item"].startswith("skipped")
+
+
+def test_the_segment_prior_adds_segment_popularity_for_customers_known_by_demographics(
+    training_data, fast_params
+):
+    lightfm = train(training_data, TrainingParams(fast_params))
+    blended = train(
+        training_data, TrainingParams(fast_params, blend=BlendParams(segment_weight=1.0))
+    )
+    scale, segments = blended.metrics["segment_scale"], blended.metrics["segments"]
+    assert blended.dim == lightfm.dim + segments and scale > 0
+    for age in AGES.values():
+        features = demographic_features({"age_group": age})
+        shares = blended.segment_popularity[blended.segment_keys.index(f"age_group={age}")]
+        np.testing.assert_allclose(
+            user_query_from_features(blended, features) @ blended.item_matrix.T,
+            user_query_from_features(lightfm, features) @ lightfm.item_matrix.T
+            + scale * shares / shares.sum(),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    # Trained users and similar products are untouched.
+    np.testing.assert_allclose(
+        blended.user_vectors @ blended.item_matrix[:, :-1].T,
+        lightfm.user_vectors @ lightfm.item_matrix[:, :-1].T,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    assert_same_similar_items(blended, lightfm)
+
+
+def assert_same_similar_items(blended, lightfm):
+    rows = np.arange(0, 60, 7)
+    ours, theirs = blended.similar_items(rows, 10), lightfm.similar_items(rows, 10)
+    np.testing.assert_array_equal(ours.rows, theirs.rows)
+    np.testing.assert_allclose(ours.scores, theirs.scores, atol=1e-5)

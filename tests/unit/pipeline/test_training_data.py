@@ -18,7 +18,9 @@ from finverse_reco.store import SCAN_FIELDS
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 CONFIG = WeightingConfig(decay_half_life_days=30.0)
-FEATURES = FeatureConfig(identity_weight=0.4, min_segment_users=1, min_search_term_users=1)
+FEATURES = FeatureConfig(
+    user_identity_weight=0.4, item_identity_weight=0.3, min_segment_users=1, min_search_term_users=1
+)
 
 CATALOG = [
     Product(
@@ -187,7 +189,12 @@ def test_only_the_strongest_engagements_become_features():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"identity_weight": 1.0}, {"max_engaged_per_user": 0}, {"activity_edges": (3.0, 1.0)}],
+    [
+        {"user_identity_weight": 1.0},
+        {"item_identity_weight": -0.1},
+        {"max_engaged_per_user": 0},
+        {"activity_edges": (3.0, 1.0)},
+    ],
 )
 def test_bad_feature_configuration_is_refused(kwargs):
     with pytest.raises(ValueError):
@@ -210,7 +217,7 @@ def test_search_only_users_get_search_features_but_no_identity(data):
 
 def test_item_features_come_from_catalog_or_event_data(data):
     card = item_features(data, "card-1")
-    assert card["item:card-1"] == pytest.approx(0.4)
+    assert card["item:card-1"] == pytest.approx(0.3)  # the item share, apart from the user one
     assert {
         "category:credit_card",
         "institution:Alpha Bank",
