@@ -65,8 +65,8 @@ class TrainView:
         cls,
         data: TrainingData,
         interactions: sp.csr_matrix,
-        user_ids: Sequence[str],
-        item_ids: Sequence[str],
+        user_ids: IdMap,
+        item_ids: IdMap,
     ) -> TrainView:
         return cls(
             data, interactions, _rows_of(user_ids, data.users), _rows_of(item_ids, data.items)
@@ -80,8 +80,8 @@ class Dataset:
     know about a user without history."""
 
     name: str
-    user_ids: tuple[str, ...]
-    item_ids: tuple[str, ...]
+    user_ids: IdMap
+    item_ids: IdMap
     users: np.ndarray  # int64 per pair
     items: np.ndarray  # int64 per pair
     weights: np.ndarray  # float32 per pair, > 0
@@ -129,14 +129,12 @@ def tabular_dataset(
 ) -> Dataset:
     """Pairs from raw rows (duplicates summed, earliest timestamp kept) with static labels: a
     user's columns (`{"age_group": "25-34"}`), an item's feature names (`genre:7`)."""
-    user_ids = tuple(sorted(set(user_ids) | set(raw_users)))
-    item_ids = tuple(sorted(set(item_ids) | set(raw_items)))
+    user_ids = IdMap(sorted(set(user_ids) | set(raw_users)))
+    item_ids = IdMap(sorted(set(item_ids) | set(raw_items)))
     if not raw_users:
         raise DatasetError(f"{name}: no interactions")
-    user_row = {u: i for i, u in enumerate(user_ids)}
-    item_row = {v: i for i, v in enumerate(item_ids)}
-    users = np.fromiter((user_row[u] for u in raw_users), np.int64, len(raw_users))
-    items = np.fromiter((item_row[v] for v in raw_items), np.int64, len(raw_items))
+    users = user_ids.rows(raw_users)
+    items = item_ids.rows(raw_items)
     keys = users * len(item_ids) + items
     unique, inverse = np.unique(keys, return_inverse=True)
     weights = np.bincount(inverse, weights=raw_weights).astype(np.float32)
@@ -157,8 +155,8 @@ def tabular_dataset(
         trained = np.flatnonzero(np.diff(interactions.indptr) > 0)
         data = build_labelled_training_data(
             interactions[trained],
-            [user_ids[u] for u in trained],
-            item_ids,
+            user_ids.ids_of(trained),
+            item_ids.ids,
             [labels[u] for u in trained],
             item_names,
             feature_config=features,
@@ -286,18 +284,17 @@ def demo_dataset(
     world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
     weighting = weighting or WeightingConfig()
     weighted_types = {t for t, w in weighting.type_weights.items() if w > 0}
-    user_ids = tuple(sorted({u.id for u in world.users} | {e["user_id"] for e in world.events}))
-    item_ids = tuple(
+    user_ids = IdMap(sorted({u.id for u in world.users} | {e["user_id"] for e in world.events}))
+    item_ids = IdMap(
         sorted({p.id for p in world.products} | _event_products(world.events, weighted_types))
     )
-    user_row = {u: i for i, u in enumerate(user_ids)}
-    item_row = {v: i for i, v in enumerate(item_ids)}
+    user_row, item_row = user_ids.row, item_ids.row
 
     event_pairs: list[list[int]] = []  # per event: the pair keys it touches
     first_seen: dict[int, float] = {}
     labels: list[dict[str, str]] = [{} for _ in user_ids]
     for event in world.events:
-        user = user_row[event["user_id"]]
+        user = user_row(event["user_id"])
         data = event.get("data") or {}
         if data.get("userDemographics"):
             labels[user] = {
@@ -308,13 +305,13 @@ def demo_dataset(
         if event["type"] in weighted_types:
             ts = datetime.fromisoformat(event["timestamp"]).timestamp()
             for product in touched_products(data.get("productId"), data.get("productIDs")):
-                key = user * len(item_ids) + item_row[product]
+                key = user * len(item_ids) + item_row(product)
                 first_seen.setdefault(key, ts)
                 keys.append(key)
         event_pairs.append(keys)
     pair_keys = np.array(sorted(first_seen), dtype=np.int64)
     pair_position = {int(k): i for i, k in enumerate(pair_keys)}
-    event_user = np.array([user_row[e["user_id"]] for e in world.events], dtype=np.int64)
+    event_user = user_ids.rows(e["user_id"] for e in world.events)
 
     has_pairs = np.zeros(len(user_ids), dtype=bool)
     has_pairs[pair_keys // len(item_ids)] = True
@@ -349,16 +346,15 @@ def demo_dataset(
     )
 
 
-def _placement(ids: Sequence[str], all_ids: Sequence[str]) -> sp.csr_matrix:
+def _placement(ids: Sequence[str], all_ids: IdMap) -> sp.csr_matrix:
     """len(all_ids) × len(ids) 0/1 matrix putting row r of an `ids`-indexed matrix at its id's row."""
-    position = {value: row for row, value in enumerate(all_ids)}
-    rows = np.fromiter((position[i] for i in ids), np.int64, len(ids))
+    rows = all_ids.rows(ids)
     return sp.csr_matrix(
         (np.ones(len(ids), np.float32), (rows, np.arange(len(ids)))), shape=(len(all_ids), len(ids))
     )
 
 
-def _rows_of(ids: Sequence[str], data_ids: IdMap) -> np.ndarray:
+def _rows_of(ids: IdMap, data_ids: IdMap) -> np.ndarray:
     """Per id, its row in `data_ids` (-1 when absent)."""
     return np.fromiter(
         (-1 if (r := data_ids.row(i)) is None else r for i in ids), np.int64, len(ids)

@@ -22,7 +22,7 @@ def test_csv_sums_duplicate_pairs_and_keeps_the_first_time(tmp_path: Path):
         "b,x,0.5,2026-01-01T00:00:00Z\n"
     )
     data = load_interactions_csv(path)
-    assert data.user_ids == ("a", "b") and data.item_ids == ("x", "y")
+    assert data.user_ids.ids == ("a", "b") and data.item_ids.ids == ("x", "y")
     matrix = data.pair_matrix(np.ones(len(data.users), dtype=bool)).toarray()
     np.testing.assert_allclose(matrix, [[0, 1], [2.5, 0]])
     b_x = np.flatnonzero((data.users == 1) & (data.items == 0))[0]
@@ -59,8 +59,8 @@ def test_train_view_is_the_pipelines_training_data_for_the_training_pairs(cluste
         user_features=clustered_csv["user_features"],
         item_features=clustered_csv["item_features"],
     )
-    u07 = data.user_ids.index("u07")
-    i05 = data.item_ids.index("i05")
+    u07 = data.user_ids.row("u07")
+    i05 = data.item_ids.row("i05")
     train = (data.items != i05) & (data.users != u07)  # nobody trains on i05, u07 is held out
     features = FeatureConfig(user_identity_weight=0.8, item_identity_weight=0.6)
     view = data.train_view(train, features)
@@ -92,7 +92,7 @@ def test_movielens_files_become_pairs_and_features(tmp_path: Path):
         f"10|A (1995)|01-Jan-1995||url|{genres}\n20|B (1977)|01-Jan-1977||url|{genres}\n"
     )
     data = load_movielens_100k(tmp_path)
-    assert data.user_ids == ("1", "2") and data.item_ids == ("10", "20")
+    assert data.user_ids.ids == ("1", "2") and data.item_ids.ids == ("10", "20")
     assert len(data.users) == 3 and (data.weights == 1).all()
     view = data.train_view(np.ones(3, dtype=bool))
     assert "occupation:technician" in view.data.user_feature_names

@@ -71,7 +71,7 @@ def test_metrics_agree_with_cornac_on_a_fixed_example(tmp_path):
         + "".join(f"nobody,i{i:02d}\n" for i in range(n_items))  # every item exists
     )
     data = load_interactions_csv(tmp_path / "i.csv")
-    test = (rng.random(len(data.users)) < 0.4) & (data.users != data.user_ids.index("nobody"))
+    test = (rng.random(len(data.users)) < 0.4) & (data.users != data.user_ids.row("nobody"))
     split = Split(train=~test, test=test, candidates=None)
     scores = rng.random((data.n_users, data.n_items))
 
