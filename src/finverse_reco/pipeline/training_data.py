@@ -138,18 +138,13 @@ def build_labelled_training_data(
         feature_config.item_identity_weight,
     )
     interactions_coo = matrix.astype(np.float32).tocoo()
-    return TrainingData(
-        interactions=interactions_coo,
-        users=IdMap(user_ids),
-        items=IdMap(item_ids),
-        user_features=user_features,
-        item_features=item_features,
-        user_feature_names=IdMap(user_feature_names),
-        item_feature_names=IdMap(item_feature_names),
-        user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
+    return _training_data(
+        interactions_coo,
+        matrix,
+        (user_ids, user_features, user_feature_names),
+        (item_ids, item_features, item_feature_names),
+        demographics,
         item_meta={item_id: {"category": "", "institution": ""} for item_id in item_ids},
-        popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),
-        segment_popularity=_segment_popularity(matrix, demographics, feature_config),
         data_window=(None, None),
         counts={
             "users": len(user_ids),
@@ -159,6 +154,32 @@ def build_labelled_training_data(
         },
         reference_time=datetime.fromtimestamp(0, UTC),
         feature_config=feature_config,
+    )
+
+
+def _training_data(
+    interactions: sp.coo_matrix,
+    matrix: sp.csr_matrix,
+    users: tuple[Sequence[str], sp.csr_matrix, Sequence[str]],
+    items: tuple[Sequence[str], sp.csr_matrix, Sequence[str]],
+    demographics: Mapping[int, Mapping[str, Any]],
+    **rest: Any,
+) -> TrainingData:
+    """What both builders derive alike: the id maps, demographics by id and the popularity lists.
+    `users` and `items` are (ids, feature rows, feature names)."""
+    (user_ids, user_features, user_names), (item_ids, item_features, item_names) = users, items
+    return TrainingData(
+        interactions=interactions,
+        users=IdMap(user_ids),
+        items=IdMap(item_ids),
+        user_features=user_features,
+        item_features=item_features,
+        user_feature_names=IdMap(user_names),
+        item_feature_names=IdMap(item_names),
+        user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
+        popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),
+        segment_popularity=_segment_popularity(matrix, demographics, rest["feature_config"]),
+        **rest,
     )
 
 
@@ -394,18 +415,13 @@ class TrainingDataBuilder:
             "cold_items": int(np.count_nonzero(item_degree == 0)),
             "interactions": int(interactions.nnz),
         }
-        return TrainingData(
-            interactions=interactions,
-            users=IdMap(user_ids),
-            items=IdMap(item_ids),
-            user_features=user_features,
-            item_features=item_features,
-            user_feature_names=IdMap(user_feature_names),
-            item_feature_names=IdMap(item_feature_names),
-            user_demographics={user_ids[row]: demo for row, demo in demographics.items()},
+        return _training_data(
+            interactions,
+            matrix,
+            (user_ids, user_features, user_feature_names),
+            (item_ids, item_features, item_feature_names),
+            demographics,
             item_meta=item_meta,
-            popularity=np.asarray(matrix.sum(axis=0), dtype=np.float32).ravel(),
-            segment_popularity=_segment_popularity(matrix, demographics, feature_config),
             data_window=window,
             counts=counts,
             reference_time=reference_time,
