@@ -89,6 +89,7 @@ def weighting(settings: Settings) -> WeightingConfig:
         type_weights=settings.type_weights,
         view_saturation_seconds=settings.view_saturation_seconds,
         decay_half_life_days=settings.decay_half_life_days,
+        dismiss_keep=settings.dismiss_keep,
     )
 
 
@@ -133,8 +134,11 @@ def training_params(
     FINVERSE_MODEL_* settings. LightFM runs on FINVERSE_MODEL_THREADS threads either way. A bad
     file raises `ParamsFileError`; every training run calls this, so a replaced file is picked up."""
     from finverse_reco.model import TrainingParams, read_params_file
+    from finverse_reco.pipeline import FeatureConfig
 
-    base = TrainingParams(model=model_params(settings), source="settings")
+    attributes = settings.model_user_attributes
+    features = FeatureConfig(user_attributes=None if attributes is None else tuple(attributes))
+    base = TrainingParams(model=model_params(settings), features=features, source="settings")
     path = params_file or settings.model_params_file
     if path is None:
         return base, {}

@@ -87,12 +87,19 @@ class Settings(BaseSettings):
     # A params file from `finverse-reco tune`: when set, it decides what is fitted (the model_*
     # values above except model_threads are then unused), for every training run.
     model_params_file: Path | None = None
+    # The customer attributes the model may learn from and serve by (demographics: age_group,
+    # income_range, location); unset: all. E.g. '["age_group", "income_range"]' trains and serves
+    # without location (docs/FAIRNESS.md).
+    model_user_attributes: list[str] | None = None
 
     # --- interaction weighting
     type_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TYPE_WEIGHTS))
     view_saturation_seconds: float = Field(30.0, gt=0)
     decay_half_life_days: float = Field(90.0, gt=0)
     training_window_days: int | None = Field(None, ge=1)
+    # Share of a customer's positive weight on a product kept once they dismissed it (0: the pair
+    # leaves the positives; 1: dismissals ignored by training). docs/FEEDBACK.md.
+    dismiss_keep: float = Field(0.0, ge=0, le=1)
 
     # --- lifecycle
     refresh_schedule: str = "@hourly"

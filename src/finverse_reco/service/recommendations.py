@@ -143,7 +143,7 @@ class RecommendationService:
             )
             ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
         else:
-            segment = _latest_demographics(events)
+            segment = index.feature_config.allowed_demographics(_latest_demographics(events))
             rows, scores = await self._popular(index, limit, None, allowed, segment)
             ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
         ranked.degraded = degraded
@@ -199,7 +199,10 @@ class RecommendationService:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
         events, degraded = await self._recent(self._store.user_interactions(user_id))
-        demographics = demographics or _latest_demographics(events)
+        # Only the attributes the model was allowed to learn from (FINVERSE_MODEL_USER_ATTRIBUTES).
+        demographics = index.feature_config.allowed_demographics(
+            demographics or _latest_demographics(events)
+        )
         features = demographic_features(demographics) if demographics else {}
         weights = self._item_weights(index, events)
         exclude = (

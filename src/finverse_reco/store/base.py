@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -92,3 +92,16 @@ class InteractionStore(Protocol):
         """Stream every interaction with since <= timestamp < until in batches of columns
         (training input). MongoDB reads only `SCAN_FIELDS`, from the trainer's URL, which may name
         a secondary (docs/STORES.md)."""
+
+    async def events_of_types(
+        self,
+        types: Collection[str],
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[InteractionEvent]:
+        """The events of these types with since <= timestamp < until, of one customer when
+        `user_id` is given, newest first (at most `limit`): online metrics read a window of
+        impressions and reactions, a customer's contact limits the last days of theirs."""

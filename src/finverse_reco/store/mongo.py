@@ -19,7 +19,7 @@ operations used are listed in docs/STORES.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -248,6 +248,30 @@ class MongoInteractionStore:
     ) -> list[InteractionEvent]:
         documents = await self._newest({"session_id": session_id}, limit)
         return [InteractionEvent.model_validate(document) for document in reversed(documents)]
+
+    async def events_of_types(
+        self,
+        types: Collection[str],
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[InteractionEvent]:
+        if limit is not None:
+            require_positive_limit(limit)
+        kinds = sorted(set(types))
+        if not kinds:
+            return []
+        query: dict[str, Any] = {"type": {"$in": kinds}, **time_window(since, until)}
+        if user_id is not None:
+            query["user_id"] = user_id
+        with self._driver_errors():
+            cursor = self._ready().find(query, WITHOUT_ID).sort(NEWEST_FIRST)
+            if limit is not None:
+                cursor = cursor.limit(limit).batch_size(limit)
+            documents = await cursor.to_list()
+        return [InteractionEvent.model_validate(document) for document in documents]
 
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -200,6 +200,35 @@ class SQLiteInteractionStore:
             ).fetchall()
         )
         return [InteractionEvent.model_validate(row_document(row)) for row in reversed(rows)]
+
+    async def events_of_types(
+        self,
+        types: Collection[str],
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        user_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[InteractionEvent]:
+        if limit is not None:
+            require_positive_limit(limit)
+        kinds = sorted(set(types))
+        if not kinds:
+            return []
+        conditions = [f"type IN ({', '.join('?' * len(kinds))})", "ts_us >= ?"]
+        parameters: list[Any] = [*kinds, to_microseconds(since)]
+        if until is not None:
+            conditions.append("ts_us < ?")
+            parameters.append(to_microseconds(until))
+        if user_id is not None:
+            conditions.append("user_id = ?")
+            parameters.append(user_id)
+        query = f"{SELECT_DOCUMENT} WHERE {' AND '.join(conditions)} ORDER BY ts_us DESC, id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters.append(limit)
+        rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
+        return [InteractionEvent.model_validate(row_document(row)) for row in rows]
 
     async def count(self, since: datetime | None = None) -> int:
         if since is None:
