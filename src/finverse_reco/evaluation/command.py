@@ -61,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here (needs matplotlib)")
+    parser.add_argument(
+        "--fairness",
+        action="store_true",
+        help="also report exposure share per product category and precision per customer "
+        "group (each user attribute), with the best/worst ratio (docs/FAIRNESS.md)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
     """`evaluate`. `params`: what the hybrid fits (one LightFM thread: reproducible);
     `tuned_on`: the params file's provenance ({} without a file)."""
     from finverse_reco.evaluation.datasets import DatasetError
+    from finverse_reco.evaluation.fairness import fairness_lines
     from finverse_reco.evaluation.harness import evaluate, table_lines, write_json, write_plot
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -125,10 +132,15 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
                     k=args.k,
                     models=models,
                     progress=advance,
+                    fairness=args.fairness,
                 )
         except (DatasetError, ValueError) as exc:
             return _fail(str(exc))
         print("\n".join(table_lines(result)))
+        if args.fairness:
+            for row in result["results"]:
+                if "fairness" in row:
+                    print("\n".join(fairness_lines(row["model"], row["fairness"], args.k)))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
