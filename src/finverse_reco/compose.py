@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from finverse_reco.ingest import IngestConfig
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
+    from finverse_reco.service.experiments import Experiments
     from finverse_reco.service.models import ModelHolder, ModelWatcher
+    from finverse_reco.service.online_stats import OnlineStats
     from finverse_reco.service.recommendations import ServiceConfig
     from finverse_reco.service.training import TrainingConfig
     from finverse_reco.store import InteractionStore
@@ -175,3 +177,23 @@ def model_watcher(settings: Settings, models: ModelHolder) -> ModelWatcher:
     from finverse_reco.service.models import ModelWatcher
 
     return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
+
+
+def experiments(settings: Settings, watcher: ModelWatcher) -> Experiments:
+    """The experiments file and the model versions its arms serve (through `watcher`)."""
+    from finverse_reco.service.experiments import ExperimentRegistry, Experiments
+
+    return Experiments(ExperimentRegistry(settings.experiments_file), watcher)
+
+
+def online_stats(settings: Settings, store: InteractionStore) -> OnlineStats:
+    from datetime import timedelta
+
+    from finverse_reco.service.online_stats import OnlineStats
+
+    return OnlineStats(
+        store,
+        window=timedelta(hours=settings.online_attribution_hours),
+        metrics_period=timedelta(hours=settings.online_metrics_hours),
+        metrics_refresh=timedelta(seconds=settings.online_metrics_refresh_seconds),
+    )

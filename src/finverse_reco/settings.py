@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     # leaves the positives; 1: dismissals ignored by training). docs/FEEDBACK.md.
     dismiss_keep: float = Field(0.0, ge=0, le=1)
 
+    # --- feedback: experiments and online metrics (docs/FEEDBACK.md)
+    # The experiments (arms, shares); written by the admin API, re-read by every replica when it
+    # changes. Put it where every replica sees the same file (beside the models).
+    experiments_file: Path = Path("data/experiments.json")
+    # A click, application or dismissal counts for an impression it follows within this time.
+    online_attribution_hours: float = Field(24.0, gt=0)
+    # /metrics: the online metrics of the impressions of the trailing period, re-read from the
+    # store at most this often.
+    online_metrics_hours: float = Field(24.0, gt=0)
+    online_metrics_refresh_seconds: float = Field(60.0, ge=0)
+
     # --- lifecycle
     refresh_schedule: str = "@hourly"
     model_poll_seconds: float = Field(10.0, gt=0)

@@ -28,6 +28,7 @@ from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
+from finverse_reco.service.experiments import Assignment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -64,6 +65,7 @@ class RecommendationResult:
     model_version: str
     degraded: bool
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    experiment: Assignment | None = None  # the experiment arm this answer was served under
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +95,13 @@ class RecommendationService:
         store: InteractionStore,
         catalog: ProductCatalog,
         config: ServiceConfig,
+        experiments: ExperimentRegistry | None = None,
     ) -> None:
         self._models = models
         self._store = store
         self._catalog = catalog
         self._config = config
+        self._experiments = experiments
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -113,10 +117,16 @@ class RecommendationService:
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(user_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         row = index.users.row(user_id)
-        if row is not None:
+        if _arm_strategy(assignment) == Strategy.POPULAR:
+            exclude = index.seen_rows(row) if exclude_seen and row is not None else None
+            segment = index.feature_config.allowed_demographics(demographics)
+            rows, scores = await self._popular(index, limit, exclude, allowed, segment)
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now")
+        elif row is not None:
             exclude = index.seen_rows(row) if exclude_seen else None
             rows, scores = await self._batcher.recommend_for_user(
                 index, row, limit, exclude=exclude, allowed=allowed
@@ -126,16 +136,18 @@ class RecommendationService:
             ranked = await self._for_new_user(
                 index, user_id, limit, allowed, exclude_seen, demographics
             )
-        return await self._present(index, ranked)
+        return await self._present(index, ranked, assignment)
 
     async def for_session(
         self, session_id: str, limit: int, *, category: str | None = None
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(session_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
         weights = self._item_weights(index, events)
-        query = fold_in(index, weights) if weights else None
+        popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
+        query = fold_in(index, weights) if weights and not popular_arm else None
         if query is not None:
             exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
             rows, scores = await self._batcher.recommend(
@@ -147,12 +159,13 @@ class RecommendationService:
             rows, scores = await self._popular(index, limit, None, allowed, segment)
             ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
         ranked.degraded = degraded
-        return await self._present(index, ranked)
+        return await self._present(index, ranked, assignment)
 
     async def similar_products(
         self, product_id: str, limit: int, *, category: str | None = None
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(product_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         row = index.items.row(product_id)
         if row is not None:
@@ -172,7 +185,7 @@ class RecommendationService:
 
         rows, scores = await self._batcher.run(index, similar)
         ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
-        return await self._present(index, ranked)
+        return await self._present(index, ranked, assignment)
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -226,8 +239,15 @@ class RecommendationService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _index(self) -> EmbeddingIndex:
+    def _assign(self, subject_id: str) -> Assignment | None:
+        return None if self._experiments is None else self._experiments.assign(subject_id)
+
+    def _index(self, assignment: Assignment | None = None) -> EmbeddingIndex:
+        """CURRENT, or the version the experiment arm serves when this process has it loaded (a
+        version that failed to load serves CURRENT; the response names the version it got)."""
         index = self._models.index
+        if assignment is not None and assignment.arm.model_version is not None:
+            index = self._models.index_of(assignment.arm.model_version) or index
         if index is None:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
@@ -290,7 +310,9 @@ class RecommendationService:
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
-    async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
+    async def _present(
+        self, index: EmbeddingIndex, ranked: _Ranked, assignment: Assignment | None = None
+    ) -> RecommendationResult:
         rows = ranked.rows.tolist()
         ids = index.items.ids_of(rows)
         degraded = ranked.degraded
@@ -319,7 +341,12 @@ class RecommendationService:
             ranked.strategy,
             index.version,
             degraded,
+            experiment=assignment,
         )
+
+
+def _arm_strategy(assignment: Assignment | None) -> str | None:
+    return None if assignment is None else assignment.arm.strategy
 
 
 def _rounded(scores: np.ndarray) -> list[float]:

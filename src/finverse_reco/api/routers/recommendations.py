@@ -72,6 +72,11 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
             "model_version": result.model_version,
             "strategy": result.strategy.value,
             "degraded": result.degraded,
+            "experiment": (
+                None
+                if result.experiment is None
+                else {"id": result.experiment.experiment, "arm": result.experiment.arm.name}
+            ),
         }
     )
 
