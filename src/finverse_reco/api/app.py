@@ -57,7 +57,12 @@ def create_app(
     watcher = compose.model_watcher(settings, models)
     running_experiments = compose.experiments(settings, watcher)
     service = RecommendationService(
-        models, store, catalog, compose.service_config(settings), running_experiments.registry
+        models,
+        store,
+        catalog,
+        compose.service_config(settings),
+        experiments=running_experiments.registry,
+        contact=compose.contact_filter(settings, store),
     )
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)

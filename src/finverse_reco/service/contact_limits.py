@@ -1,0 +1,182 @@
+"""Contact limits and dismissals: products a customer must not be shown now, from their feedback.
+
+- A **contact limit** — "not shown after 3 impressions in 7 days without a click" — counts a
+  customer's impressions of a product in the last `days`, after their latest click on it (a click
+  starts the count again). At `max_impressions` the product is excluded. A limit may be scoped to a
+  `channel` (only impressions on that channel count, and it applies to lists requested for that
+  channel) and to a `category` (it applies to products of that category only).
+- A **dismissed** product is excluded for `dismiss_days` after the customer dismissed it.
+
+`excluded_products` is pure (events in, product ids and the rule that excluded each out);
+`ContactFilter` reads a customer's recent feedback from the store (`events_of_types`, one indexed
+query on customer and time) and turns the answer into the `exclude` rows of the one top-k kernel,
+so every path fills its list from the products still allowed. Until the policy rules file exists,
+the rules come from settings (`FINVERSE_CONTACT_LIMITS`, `FINVERSE_DISMISS_DAYS`); see
+docs/FEEDBACK.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from finverse_reco.events import EventType, InteractionEvent
+from finverse_reco.store import InteractionStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
+CONTACT_TYPES = frozenset(
+    {EventType.IMPRESSION.value, EventType.PRODUCT_CLICK.value, EventType.DISMISS.value}
+)
+CONTACT_LIMIT = "contact_limit"
+DISMISSED = "dismissed"
+# A customer with more feedback than this in the longest window is judged on the newest.
+MAX_EVENTS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLimit:
+    max_impressions: int = 3
+    days: float = 7.0
+    channel: str | None = None
+    category: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_impressions < 1 or self.days <= 0:
+            raise ValueError("a contact limit needs max_impressions >= 1 and days > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRules:
+    limits: tuple[ContactLimit, ...] = (ContactLimit(),)
+    dismiss_days: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.dismiss_days < 0:
+            raise ValueError("dismiss_days must be >= 0")
+
+    @property
+    def lookback(self) -> timedelta:
+        return timedelta(days=max([self.dismiss_days, *(limit.days for limit in self.limits)]))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.limits) or self.dismiss_days > 0
+
+
+def excluded_products(
+    events: Iterable[InteractionEvent],
+    now: datetime,
+    rules: ContactRules,
+    *,
+    channel: str | None = None,
+    category_of: Callable[[str], str | None] = lambda product: None,
+) -> dict[str, str]:
+    """Product id → the rule that excludes it (`contact_limit` or `dismissed`), for one customer's
+    feedback events and a list requested for `channel` (None: no channel named)."""
+    impressions: dict[str, list[tuple[float, str | None]]] = defaultdict(list)
+    last_click: dict[str, float] = {}
+    excluded: dict[str, str] = {}
+    now_ts = now.timestamp()
+    dismiss_since = now_ts - rules.dismiss_days * 86_400
+    for event in events:
+        at = event.timestamp.timestamp()
+        if event.type is EventType.IMPRESSION:
+            for product in event.product_ids():
+                impressions[product].append((at, event.data.channel))
+        elif event.data.productId is None:
+            continue
+        elif event.type is EventType.PRODUCT_CLICK:
+            product = event.data.productId
+            last_click[product] = max(last_click.get(product, at), at)
+        elif event.type is EventType.DISMISS and at >= dismiss_since and rules.dismiss_days > 0:
+            excluded[event.data.productId] = DISMISSED
+    for limit in rules.limits:
+        if limit.channel is not None and limit.channel != channel:
+            continue
+        since = now_ts - limit.days * 86_400
+        for product, shown in impressions.items():
+            if product in excluded:
+                continue
+            if limit.category is not None and category_of(product) != limit.category:
+                continue
+            after = max(since, last_click.get(product, -np.inf))
+            count = sum(
+                1
+                for at, on in shown
+                if at > after and at <= now_ts and (limit.channel is None or on == limit.channel)
+            )
+            if count >= limit.max_impressions:
+                excluded[product] = CONTACT_LIMIT
+    return excluded
+
+
+@dataclass(slots=True)
+class Exclusions:
+    """What the contact rules take out of one list: item rows for the kernel's `exclude`, and how
+    many products each rule excluded (for `explain`)."""
+
+    rows: np.ndarray | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    degraded: bool = False  # the store could not say: nothing was excluded
+
+
+class ContactFilter:
+    def __init__(self, store: InteractionStore, rules: ContactRules, timeout_seconds: float):
+        self._store = store
+        self.rules = rules
+        self._timeout = timeout_seconds
+
+    async def exclusions(
+        self,
+        customer_id: str,
+        now: datetime,
+        item_row: Callable[[str], int | None],
+        category_of: Callable[[str], str | None],
+        *,
+        channel: str | None = None,
+    ) -> Exclusions:
+        if not self.rules.active:
+            return Exclusions()
+        try:
+            async with asyncio.timeout(self._timeout):
+                events = await self._store.events_of_types(
+                    CONTACT_TYPES,
+                    now - self.rules.lookback,
+                    user_id=customer_id,
+                    limit=MAX_EVENTS,
+                )
+        except (StoreUnavailable, TimeoutError) as exc:
+            # Contact limits protect the customer from repetition, not from harm: a list without
+            # them beats no list. The answer says it is degraded.
+            log.warning("contact limits not applied, the store did not answer: %s", exc)
+            return Exclusions(degraded=True)
+        excluded = excluded_products(
+            events, now, self.rules, channel=channel, category_of=category_of
+        )
+        return Exclusions(_rows(excluded, item_row), _counts(excluded.values()))
+
+
+def _rows(excluded: Mapping[str, str], item_row: Callable[[str], int | None]) -> np.ndarray | None:
+    rows = [row for product in excluded if (row := item_row(product)) is not None]
+    return np.unique(np.asarray(rows, dtype=np.int64)) if rows else None
+
+
+def _counts(rules: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rule in rules:
+        counts[rule] = counts.get(rule, 0) + 1
+    return counts
+
+
+def merge_exclude(*filters: np.ndarray | Sequence[int] | None) -> np.ndarray | None:
+    """Union of exclude row arrays (unique, ascending, as the kernel wants), None if all empty."""
+    present = [np.asarray(f, dtype=np.int64) for f in filters if f is not None and len(f)]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else np.unique(np.concatenate(present))
