@@ -306,6 +306,50 @@ class InteractionColumns:
         return replace(columns, skipped=len(docs) - len(readable))
 
 
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """What online metrics and contact limits read of a stored impression or reaction, without
+    validating the whole event again (a customer's feedback is read on every request)."""
+
+    event_id: str | None
+    user_id: str
+    type: str
+    timestamp: float  # seconds since the epoch
+    product_ids: tuple[str, ...]  # every product it touches (`touched_products`)
+    recommendation_id: str | None = None
+    channel: str | None = None
+    arm: str | None = None
+    model_version: str | None = None
+    strategy: str | None = None
+    age_group: str | None = None
+    income_range: str | None = None
+
+    @classmethod
+    def from_document(cls, document: Any, timestamp: float | None = None) -> FeedbackEvent:
+        """From a stored document (`InteractionEvent.to_document()` shape); `timestamp` when the
+        store keeps it apart. Raises one of `_UNREADABLE` for a document it cannot read."""
+        data = document.get("data") or {}
+        demographics = data.get("userDemographics") or {}
+        return cls(
+            event_id=document.get("event_id"),
+            user_id=document["user_id"],
+            type=str(document["type"]),
+            timestamp=_epoch(document["timestamp"]) if timestamp is None else timestamp,
+            product_ids=tuple(touched_products(data.get("productId"), data.get("productIDs"))),
+            recommendation_id=document.get("recommendation_id"),
+            channel=data.get("channel"),
+            arm=data.get("arm"),
+            model_version=data.get("modelVersion"),
+            strategy=data.get("strategy"),
+            age_group=demographics.get("age_group"),
+            income_range=demographics.get("income_range"),
+        )
+
+    @classmethod
+    def from_event(cls, event: InteractionEvent) -> FeedbackEvent:
+        return cls.from_document(event.to_document())
+
+
 _UNREADABLE = (KeyError, AttributeError, TypeError, ValueError)
 _NO_DATA: dict[str, Any] = {}
 

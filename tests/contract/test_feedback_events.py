@@ -82,6 +82,9 @@ async def test_events_of_types_filters_type_window_and_customer(store: Interacti
     assert [e.event_id for e in latest] == ["d1", "c1"]
 
     assert await store.events_of_types({"impression"}, since=minutes(5)) == []
+    [shown] = await store.events_of_types({"impression"}, since=T0, user_id="u2")
+    assert (shown.user_id, shown.product_ids, shown.channel) == ("u2", ("p1", "p2"), "app_home")
+    assert shown.recommendation_id == "rec-i2" and shown.timestamp == minutes(4).timestamp()
     assert await store.events_of_types(set(), since=T0) == []
 
 

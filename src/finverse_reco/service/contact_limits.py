@@ -26,13 +26,16 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from finverse_reco.events import EventType, InteractionEvent
+from finverse_reco.events import EventType, FeedbackEvent
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
-CONTACT_TYPES = frozenset(
-    {EventType.IMPRESSION.value, EventType.PRODUCT_CLICK.value, EventType.DISMISS.value}
+IMPRESSION, CLICK, DISMISS = (
+    EventType.IMPRESSION.value,
+    EventType.PRODUCT_CLICK.value,
+    EventType.DISMISS.value,
 )
+CONTACT_TYPES = frozenset({IMPRESSION, CLICK, DISMISS})
 CONTACT_LIMIT = "contact_limit"
 DISMISSED = "dismissed"
 # A customer with more feedback than this in the longest window is judged on the newest.
@@ -70,7 +73,7 @@ class ContactRules:
 
 
 def excluded_products(
-    events: Iterable[InteractionEvent],
+    events: Iterable[FeedbackEvent],
     now: datetime,
     rules: ContactRules,
     *,
@@ -85,17 +88,17 @@ def excluded_products(
     now_ts = now.timestamp()
     dismiss_since = now_ts - rules.dismiss_days * 86_400
     for event in events:
-        at = event.timestamp.timestamp()
-        if event.type is EventType.IMPRESSION:
-            for product in event.product_ids():
-                impressions[product].append((at, event.data.channel))
-        elif event.data.productId is None:
+        at = event.timestamp
+        if event.type == IMPRESSION:
+            for product in event.product_ids:
+                impressions[product].append((at, event.channel))
+        elif not event.product_ids:
             continue
-        elif event.type is EventType.PRODUCT_CLICK:
-            product = event.data.productId
+        elif event.type == CLICK:
+            product = event.product_ids[0]
             last_click[product] = max(last_click.get(product, at), at)
-        elif event.type is EventType.DISMISS and at >= dismiss_since and rules.dismiss_days > 0:
-            excluded[event.data.productId] = DISMISSED
+        elif event.type == DISMISS and at >= dismiss_since and rules.dismiss_days > 0:
+            excluded[event.product_ids[0]] = DISMISSED
     for limit in rules.limits:
         if limit.channel is not None and limit.channel != channel:
             continue

@@ -27,16 +27,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from finverse_reco.events import EventType, InteractionEvent
+from finverse_reco.events import EventType, FeedbackEvent
 from finverse_reco.store import InteractionStore
 
 UNKNOWN = "unknown"
+IMPRESSION = EventType.IMPRESSION.value
 REACTIONS = {
-    EventType.PRODUCT_CLICK: "clicks",
-    EventType.APPLICATION_SUBMIT: "applications",
-    EventType.DISMISS: "dismissals",
+    EventType.PRODUCT_CLICK.value: "clicks",
+    EventType.APPLICATION_SUBMIT.value: "applications",
+    EventType.DISMISS.value: "dismissals",
 }
-FEEDBACK_TYPES = frozenset({EventType.IMPRESSION.value, *(t.value for t in REACTIONS)})
+FEEDBACK_TYPES = frozenset({IMPRESSION, *REACTIONS})
 DIMENSIONS = ("model_version", "strategy", "arm", "channel", "age_group", "income_range")
 COUNTS = ("impressions", *REACTIONS.values())
 
@@ -80,7 +81,7 @@ class OnlineStats:
         self._latest = (now.timestamp(), reports)
         return reports
 
-    async def _events(self, since: datetime, until: datetime) -> list[InteractionEvent]:
+    async def _events(self, since: datetime, until: datetime) -> list[FeedbackEvent]:
         # Reactions are read up to a window past the period: they may answer its last impressions.
         return await self._store.events_of_types(FEEDBACK_TYPES, since, until + self.window)
 
@@ -95,21 +96,12 @@ class _Impressed:
     reactions: set[str] = field(default_factory=set)
 
 
-def group_values(event: InteractionEvent) -> dict[str, str]:
-    data = event.data
-    demographics = data.userDemographics
-    return {
-        "model_version": data.modelVersion or UNKNOWN,
-        "strategy": data.strategy or UNKNOWN,
-        "arm": data.arm or UNKNOWN,
-        "channel": data.channel or UNKNOWN,
-        "age_group": (demographics and demographics.age_group) or UNKNOWN,
-        "income_range": (demographics and demographics.income_range) or UNKNOWN,
-    }
+def group_values(event: FeedbackEvent) -> dict[str, str]:
+    return {name: getattr(event, name) or UNKNOWN for name in DIMENSIONS}
 
 
 def online_stats(
-    events: Iterable[InteractionEvent],
+    events: Iterable[FeedbackEvent],
     *,
     since: datetime,
     until: datetime,
@@ -172,7 +164,7 @@ def _total(rows: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def _sort(
-    events: Iterable[InteractionEvent], since: float, until: float
+    events: Iterable[FeedbackEvent], since: float, until: float
 ) -> tuple[
     dict[tuple[str, str], list[_Impressed]],
     dict[tuple[str, str], list[tuple[str, float, str | None]]],
@@ -182,16 +174,16 @@ def _sort(
     impressed: dict[tuple[str, str], list[_Impressed]] = defaultdict(list)
     reactions: dict[tuple[str, str], list[tuple[str, float, str | None]]] = defaultdict(list)
     for event in events:
-        at = event.timestamp.timestamp()
-        if event.type is EventType.IMPRESSION:
+        at = event.timestamp
+        if event.type == IMPRESSION:
             if since <= at < until:
                 groups = group_values(event)
-                for product in event.product_ids():
+                for product in event.product_ids:
                     impressed[(event.user_id, product)].append(
                         _Impressed(at, event.recommendation_id, groups)
                     )
-        elif event.type in REACTIONS and event.data.productId:
-            key = (event.user_id, event.data.productId)
+        elif event.type in REACTIONS and event.product_ids:
+            key = (event.user_id, event.product_ids[0])
             reactions[key].append((REACTIONS[event.type], at, event.recommendation_id))
     for shown in impressed.values():
         shown.sort(key=lambda item: item.at)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 
 # The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
 # training scan reads and sends less).
@@ -101,7 +101,9 @@ class InteractionStore(Protocol):
         *,
         user_id: str | None = None,
         limit: int | None = None,
-    ) -> list[InteractionEvent]:
+    ) -> list[FeedbackEvent]:
         """The events of these types with since <= timestamp < until, of one customer when
-        `user_id` is given, newest first (at most `limit`): online metrics read a window of
-        impressions and reactions, a customer's contact limits the last days of theirs."""
+        `user_id` is given, newest first (at most `limit`), as the fields feedback is judged by:
+        online metrics read a window of impressions and reactions, a customer's contact limits
+        the last days of theirs (on every request: no second validation of each event). A stored
+        document that cannot be read is left out."""

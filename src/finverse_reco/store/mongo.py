@@ -28,7 +28,7 @@ from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     SCAN_FIELDS,
     EventsRefused,
@@ -77,6 +77,11 @@ WITHOUT_ID = {"_id": 0}
 # Only what training reads: top-level fields, so a secondary sends less and no nested projection
 # is needed.
 SCAN_PROJECTION = {"_id": 0, **dict.fromkeys(SCAN_FIELDS, 1)}
+# What `FeedbackEvent` reads: no nested projection (the whole `data`, a few hundred bytes).
+FEEDBACK_PROJECTION = {
+    "_id": 0,
+    **dict.fromkeys(("event_id", "user_id", "type", "timestamp", "recommendation_id", "data"), 1),
+}
 # Per-document write errors that describe the server's state, not the document (MongoDB's error
 # categories NotPrimaryError, RetriableError, ShutdownError, InterruptionError,
 # ExceededTimeLimitError, StaleShardVersionError; write conflicts; lock timeouts): the batch is
@@ -257,7 +262,7 @@ class MongoInteractionStore:
         *,
         user_id: str | None = None,
         limit: int | None = None,
-    ) -> list[InteractionEvent]:
+    ) -> list[FeedbackEvent]:
         if limit is not None:
             require_positive_limit(limit)
         kinds = sorted(set(types))
@@ -267,11 +272,17 @@ class MongoInteractionStore:
         if user_id is not None:
             query["user_id"] = user_id
         with self._driver_errors():
-            cursor = self._ready().find(query, WITHOUT_ID).sort(NEWEST_FIRST)
+            cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
             if limit is not None:
                 cursor = cursor.limit(limit).batch_size(limit)
             documents = await cursor.to_list()
-        return [InteractionEvent.model_validate(document) for document in documents]
+        events = []
+        for document in documents:
+            try:
+                events.append(FeedbackEvent.from_document(document))
+            except (KeyError, AttributeError, TypeError, ValueError):
+                continue  # a seeded document this service did not write
+        return events
 
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():

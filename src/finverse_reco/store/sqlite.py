@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     EventsRefused,
     InsertResult,
@@ -209,7 +209,7 @@ class SQLiteInteractionStore:
         *,
         user_id: str | None = None,
         limit: int | None = None,
-    ) -> list[InteractionEvent]:
+    ) -> list[FeedbackEvent]:
         if limit is not None:
             require_positive_limit(limit)
         kinds = sorted(set(types))
@@ -223,12 +223,13 @@ class SQLiteInteractionStore:
         if user_id is not None:
             conditions.append("user_id = ?")
             parameters.append(user_id)
-        query = f"{SELECT_DOCUMENT} WHERE {' AND '.join(conditions)} ORDER BY ts_us DESC, id DESC"
+        where = " AND ".join(conditions)
+        query = f"SELECT ts_us, body FROM interactions WHERE {where} ORDER BY ts_us DESC, id DESC"
         if limit is not None:
             query += " LIMIT ?"
             parameters.append(limit)
         rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
-        return [InteractionEvent.model_validate(row_document(row)) for row in rows]
+        return feedback_events(rows)
 
     async def count(self, since: datetime | None = None) -> int:
         if since is None:
@@ -441,6 +442,17 @@ def row_document(row: tuple[int, int | None, str]) -> dict[str, Any]:
     if received_us is not None:
         document["received_at"] = EPOCH + timedelta(microseconds=received_us)
     return document
+
+
+def feedback_events(rows: Sequence[tuple[int, str]]) -> list[FeedbackEvent]:
+    """(ts_us, body) rows as feedback; a body that cannot be read is left out."""
+    events = []
+    for ts_us, body in rows:
+        try:
+            events.append(FeedbackEvent.from_document(orjson.loads(body), ts_us / 1e6))
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
+            continue
+    return events
 
 
 def require_positive_limit(limit: int) -> None:

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from finverse_reco.events import parse_event
+from finverse_reco.events import FeedbackEvent, parse_event
 from finverse_reco.service.online_stats import online_stats
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)
@@ -16,7 +16,7 @@ def at(minutes: float) -> str:
 
 
 def shown(user, products, minute, rec, arm="control", version="v1", age="25-34"):
-    return parse_event(
+    return feedback(
         {
             "user_id": user,
             "type": "impression",
@@ -38,7 +38,11 @@ def reaction(user, kind, product, minute, rec=None):
     raw = {"user_id": user, "type": kind, "timestamp": at(minute), "data": {"productId": product}}
     if rec:
         raw["recommendation_id"] = rec
-    return parse_event(raw)
+    return feedback(raw)
+
+
+def feedback(raw):
+    return FeedbackEvent.from_event(parse_event(raw))
 
 
 def stats(events, by=("arm",), window=HOUR, until=120):
