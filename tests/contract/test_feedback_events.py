@@ -75,19 +75,35 @@ async def test_events_of_types_filters_type_window_and_customer(store: Interacti
     window = await store.events_of_types(wanted, since=minutes(1), until=minutes(10))
     assert [e.event_id for e in window] == ["i2", "d1", "c1"]  # since inclusive, until exclusive
 
-    mine = await store.events_of_types(wanted, since=T0, user_id="u1")
-    assert [e.event_id for e in mine] == ["d1", "c1", "i1"]
-
-    latest = await store.events_of_types(wanted, since=T0, user_id="u1", limit=2)
-    assert [e.event_id for e in latest] == ["d1", "c1"]
-
     assert await store.events_of_types({"impression"}, since=minutes(5)) == []
-    [shown] = await store.events_of_types({"impression"}, since=T0, user_id="u2")
+    [shown, _] = await store.events_of_types({"impression"}, since=T0)
     assert (shown.user_id, shown.product_ids, shown.channel) == ("u2", ("p1", "p2"), "app_home")
     assert shown.recommendation_id == "rec-i2" and shown.timestamp == minutes(4).timestamp()
     assert await store.events_of_types(set(), since=T0) == []
 
 
-async def test_events_of_types_limit_must_be_positive(store: InteractionStore) -> None:
+async def test_customers_events_per_customer_newest_first_with_a_cap(
+    store: InteractionStore,
+) -> None:
+    await store.insert_many(
+        [
+            impression("i1", at=minutes(0)),
+            event("c1", kind="product_click", at=minutes(1)),
+            event("v1", kind="product_view", at=minutes(2)),  # not asked for
+            event("d1", kind="dismiss", at=minutes(3), productId="p2"),
+            impression("i2", user="u2", at=minutes(4)),
+            impression("i3", user="u3", at=minutes(-5)),  # before `since`
+        ]
+    )
+    wanted = {"impression", "product_click", "dismiss"}
+
+    found = await store.customers_events_of_types(["u1", "u2", "u3", "u4"], wanted, T0, 10)
+    assert {user: [e.event_id for e in events] for user, events in found.items()} == {
+        "u1": ["d1", "c1", "i1"],
+        "u2": ["i2"],
+    }
+    capped = await store.customers_events_of_types(["u1"], wanted, T0, 2)
+    assert [e.event_id for e in capped["u1"]] == ["d1", "c1"]
+    assert await store.customers_events_of_types([], wanted, T0, 2) == {}
     with pytest.raises(ValueError):
-        await store.events_of_types({"impression"}, since=T0 - timedelta(days=1), limit=0)
+        await store.customers_events_of_types(["u1"], wanted, T0, 0)

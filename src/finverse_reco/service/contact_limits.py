@@ -8,8 +8,9 @@
 - A **dismissed** product is excluded for `dismiss_days` after the customer dismissed it.
 
 `excluded_products` is pure (events in, product ids and the rule that excluded each out);
-`ContactFilter` reads a customer's recent feedback from the store (`events_of_types`, one indexed
-query on customer and time) and turns the answer into the `exclude` rows of the one top-k kernel,
+`ContactFilter` reads a customer's recent feedback from the store (`customers_events_of_types`,
+indexed on customer and time, one read for the requests that arrive together) and turns the
+answer into the `exclude` rows of the one top-k kernel,
 so every path fills its list from the products still allowed. Until the policy rules file exists,
 the rules come from settings (`FINVERSE_CONTACT_LIMITS`, `FINVERSE_DISMISS_DAYS`); see
 docs/FEEDBACK.md.
@@ -130,10 +131,18 @@ class Exclusions:
 
 
 class ContactFilter:
+    """Each request's exclusions from its customer's recent feedback. The requests that arrive
+    together share one store read (`customers_events_of_types`: one trip to SQLite's reader thread
+    or one MongoDB find), as ranking shares one matrix product (`batching.py`): a read per request
+    cost a fifth of the user endpoint's throughput (bench/serving.py --feedback)."""
+
     def __init__(self, store: InteractionStore, rules: ContactRules, timeout_seconds: float):
         self._store = store
         self.rules = rules
         self._timeout = timeout_seconds
+        self._waiting: dict[str, list[asyncio.Future[list[FeedbackEvent]]]] = {}
+        self._since: datetime | None = None
+        self._reads: set[asyncio.Task[None]] = set()  # running reads, kept from the collector
 
     async def exclusions(
         self,
@@ -148,12 +157,7 @@ class ContactFilter:
             return Exclusions()
         try:
             async with asyncio.timeout(self._timeout):
-                events = await self._store.events_of_types(
-                    CONTACT_TYPES,
-                    now - self.rules.lookback,
-                    user_id=customer_id,
-                    limit=MAX_EVENTS,
-                )
+                events = await self._history(customer_id, now - self.rules.lookback)
         except (StoreUnavailable, TimeoutError) as exc:
             # Contact limits protect the customer from repetition, not from harm: a list without
             # them beats no list. The answer says it is degraded.
@@ -163,6 +167,43 @@ class ContactFilter:
             events, now, self.rules, channel=channel, category_of=category_of
         )
         return Exclusions(_rows(excluded, item_row), _counts(excluded.values()))
+
+    def _history(self, customer_id: str, since: datetime) -> asyncio.Future[list[FeedbackEvent]]:
+        """The customer's feedback since `since`, read with every other request's of this loop
+        iteration (the batch reads from the earliest `since`: the rules count by their own days)."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[FeedbackEvent]] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._read_batch)
+        self._waiting.setdefault(customer_id, []).append(answer)
+        self._since = since if self._since is None else min(self._since, since)
+        return answer
+
+    def _read_batch(self) -> None:
+        batch, since = self._waiting, self._since
+        self._waiting, self._since = {}, None
+        if batch and since is not None:
+            read = asyncio.create_task(self._answer(batch, since))
+            self._reads.add(read)
+            read.add_done_callback(self._reads.discard)
+
+    async def _answer(
+        self, batch: dict[str, list[asyncio.Future[list[FeedbackEvent]]]], since: datetime
+    ) -> None:
+        try:
+            found = await self._store.customers_events_of_types(
+                batch.keys(), CONTACT_TYPES, since, MAX_EVENTS
+            )
+        except Exception as exc:  # every waiting request learns it, none hangs
+            for answers in batch.values():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(exc)
+            return
+        for customer_id, answers in batch.items():
+            for answer in answers:
+                if not answer.done():  # a request that timed out no longer waits
+                    answer.set_result(found.get(customer_id, []))
 
 
 def _rows(excluded: Mapping[str, str], item_row: Callable[[str], int | None]) -> np.ndarray | None:

@@ -94,16 +94,19 @@ class InteractionStore(Protocol):
         a secondary (docs/STORES.md)."""
 
     async def events_of_types(
+        self, types: Collection[str], since: datetime, until: datetime | None = None
+    ) -> list[FeedbackEvent]:
+        """The events of these types with since <= timestamp < until, newest first, as the fields
+        feedback is judged by (online metrics read a period of impressions and reactions). A
+        stored document that cannot be read is left out."""
+
+    async def customers_events_of_types(
         self,
+        user_ids: Collection[str],
         types: Collection[str],
         since: datetime,
-        until: datetime | None = None,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
-    ) -> list[FeedbackEvent]:
-        """The events of these types with since <= timestamp < until, of one customer when
-        `user_id` is given, newest first (at most `limit`), as the fields feedback is judged by:
-        online metrics read a window of impressions and reactions, a customer's contact limits
-        the last days of theirs (on every request: no second validation of each event). A stored
-        document that cannot be read is left out."""
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        """Per customer, their events of these types since `since`, newest first, at most `limit`
+        each (customers with none are absent). Contact limits read this on every request, for all
+        the requests that arrived together at once: one round trip, no second validation."""

@@ -255,34 +255,44 @@ class MongoInteractionStore:
         return [InteractionEvent.model_validate(document) for document in reversed(documents)]
 
     async def events_of_types(
-        self,
-        types: Collection[str],
-        since: datetime,
-        until: datetime | None = None,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
+        self, types: Collection[str], since: datetime, until: datetime | None = None
     ) -> list[FeedbackEvent]:
-        if limit is not None:
-            require_positive_limit(limit)
         kinds = sorted(set(types))
         if not kinds:
             return []
-        query: dict[str, Any] = {"type": {"$in": kinds}, **time_window(since, until)}
-        if user_id is not None:
-            query["user_id"] = user_id
+        query = {"type": {"$in": kinds}, **time_window(since, until)}
         with self._driver_errors():
             cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
-            if limit is not None:
-                cursor = cursor.limit(limit).batch_size(limit)
-            documents = await cursor.to_list()
-        events = []
-        for document in documents:
-            try:
-                events.append(FeedbackEvent.from_document(document))
-            except (KeyError, AttributeError, TypeError, ValueError):
-                continue  # a seeded document this service did not write
-        return events
+            return feedback_events(await cursor.to_list())
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        require_positive_limit(limit)
+        kinds = sorted(set(types))
+        customers = sorted(set(user_ids))
+        if not kinds or not customers:
+            return {}
+        # One find for every customer of the batch (the user_id, timestamp index answers each);
+        # the per-customer cap is applied here, as no standard find can cap per group.
+        query = {
+            "user_id": {"$in": customers},
+            "type": {"$in": kinds},
+            **time_window(since, None),
+        }
+        with self._driver_errors():
+            cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
+            events = feedback_events(await cursor.to_list())
+        found: dict[str, list[FeedbackEvent]] = {}
+        for event in events:
+            mine = found.setdefault(event.user_id, [])
+            if len(mine) < limit:
+                mine.append(event)
+        return found
 
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():
@@ -349,6 +359,17 @@ def describe(write_error: dict[str, Any]) -> str:
     name = TRANSIENT_WRITE_ERRORS.get(code) or KNOWN_REFUSALS.get(code)
     label = f"{code} {name}" if name else str(code)
     return f"MongoDB error {label}: {write_error.get('errmsg', '')}"[:MAX_REASON_CHARS]
+
+
+def feedback_events(documents: list[dict[str, Any]]) -> list[FeedbackEvent]:
+    """Documents as feedback; one this service did not write and cannot be read is left out."""
+    events = []
+    for document in documents:
+        try:
+            events.append(FeedbackEvent.from_document(document))
+        except (KeyError, AttributeError, TypeError, ValueError):
+            continue
+    return events
 
 
 def time_window(since: datetime | None, until: datetime | None) -> dict[str, Any]:

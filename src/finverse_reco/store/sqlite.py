@@ -202,16 +202,8 @@ class SQLiteInteractionStore:
         return [InteractionEvent.model_validate(row_document(row)) for row in reversed(rows)]
 
     async def events_of_types(
-        self,
-        types: Collection[str],
-        since: datetime,
-        until: datetime | None = None,
-        *,
-        user_id: str | None = None,
-        limit: int | None = None,
+        self, types: Collection[str], since: datetime, until: datetime | None = None
     ) -> list[FeedbackEvent]:
-        if limit is not None:
-            require_positive_limit(limit)
         kinds = sorted(set(types))
         if not kinds:
             return []
@@ -220,16 +212,40 @@ class SQLiteInteractionStore:
         if until is not None:
             conditions.append("ts_us < ?")
             parameters.append(to_microseconds(until))
-        if user_id is not None:
-            conditions.append("user_id = ?")
-            parameters.append(user_id)
         where = " AND ".join(conditions)
         query = f"SELECT ts_us, body FROM interactions WHERE {where} ORDER BY ts_us DESC, id DESC"
-        if limit is not None:
-            query += " LIMIT ?"
-            parameters.append(limit)
         rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
         return feedback_events(rows)
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        require_positive_limit(limit)
+        kinds = sorted(set(types))
+        customers = sorted(set(user_ids))
+        if not kinds or not customers:
+            return {}
+        # One query per customer, all in one trip to a reader thread: each walks the
+        # (user_id, ts_us) index for its own newest `limit`.
+        query = (
+            "SELECT ts_us, body FROM interactions WHERE user_id = ? AND ts_us >= ?"
+            f" AND type IN ({', '.join('?' * len(kinds))}) ORDER BY ts_us DESC, id DESC LIMIT ?"
+        )
+        start = to_microseconds(since)
+
+        def read(db: sqlite3.Connection) -> dict[str, list[tuple[int, str]]]:
+            found = {}
+            for user_id in customers:
+                rows = db.execute(query, (user_id, start, *kinds, limit)).fetchall()
+                if rows:
+                    found[user_id] = rows
+            return found
+
+        return {user: feedback_events(rows) for user, rows in (await self._read(read)).items()}
 
     async def count(self, since: datetime | None = None) -> int:
         if since is None:
