@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -109,12 +109,11 @@ def excluded_products(
                 continue
             if limit.category is not None and category_of(product) != limit.category:
                 continue
-            after = max(since, last_click.get(product, -np.inf))
-            count = sum(
-                1
-                for at, on in shown
-                if at > after and at <= now_ts and (limit.channel is None or on == limit.channel)
-            )
+            after = max(since, last_click.get(product, since))
+            count = 0
+            for at, on in shown:
+                if after < at <= now_ts and (limit.channel is None or on == limit.channel):
+                    count += 1
             if count >= limit.max_impressions:
                 excluded[product] = CONTACT_LIMIT
     return excluded
@@ -166,7 +165,7 @@ class ContactFilter:
         excluded = excluded_products(
             events, now, self.rules, channel=channel, category_of=category_of
         )
-        return Exclusions(_rows(excluded, item_row), _counts(excluded.values()))
+        return Exclusions(_rows(excluded, item_row), dict(Counter(excluded.values())))
 
     def _history(self, customer_id: str, since: datetime) -> asyncio.Future[list[FeedbackEvent]]:
         """The customer's feedback since `since`, read with every other request's of this loop
@@ -207,20 +206,17 @@ class ContactFilter:
 
 
 def _rows(excluded: Mapping[str, str], item_row: Callable[[str], int | None]) -> np.ndarray | None:
-    rows = [row for product in excluded if (row := item_row(product)) is not None]
-    return np.unique(np.asarray(rows, dtype=np.int64)) if rows else None
+    rows = {row for product in excluded if (row := item_row(product)) is not None}
+    return np.array(sorted(rows), dtype=np.int64) if rows else None
 
 
-def _counts(rules: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for rule in rules:
-        counts[rule] = counts.get(rule, 0) + 1
-    return counts
-
-
-def merge_exclude(*filters: np.ndarray | Sequence[int] | None) -> np.ndarray | None:
-    """Union of exclude row arrays (unique, ascending, as the kernel wants), None if all empty."""
-    present = [np.asarray(f, dtype=np.int64) for f in filters if f is not None and len(f)]
-    if not present:
-        return None
-    return present[0] if len(present) == 1 else np.unique(np.concatenate(present))
+def merge_exclude(*filters: np.ndarray | None) -> np.ndarray | None:
+    """Union of exclude row arrays (unique, ascending, as the kernel wants), None if all empty.
+    The lists are a few dozen rows: a set beats numpy's sort-based union by several times."""
+    present = [f for f in filters if f is not None and len(f)]
+    if len(present) < 2:
+        return present[0] if present else None
+    rows = set(present[0].tolist())
+    for more in present[1:]:
+        rows.update(more.tolist())
+    return np.array(sorted(rows), dtype=np.int64)

@@ -19,14 +19,22 @@ import asyncio
 import hashlib
 import logging
 import os
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from finverse_reco.events import ID_PATTERN
 from finverse_reco.service.models import ModelWatcher
@@ -79,13 +87,7 @@ class Experiment(BaseModel):
 
     def arm_of(self, subject_id: str) -> Arm:
         """The arm of a customer (or session, or product: whatever the request is about)."""
-        point = bucket(self.salt, subject_id)
-        cumulative = 0.0
-        for arm in self.arms:
-            cumulative += arm.share
-            if point < cumulative:
-                return arm
-        return self.arms[-1]  # shares add up to 1 within rounding: the last arm takes the rest
+        return _Split(self).arm_of(subject_id)
 
 
 class _ExperimentsFile(BaseModel):
@@ -109,6 +111,24 @@ def bucket(salt: str, subject_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+class _Split:
+    """A running experiment's split in plain attributes (a pydantic model's are slower to read,
+    and this is read on every request)."""
+
+    __slots__ = ("arms", "bounds", "experiment", "salt")
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.experiment = experiment.id
+        self.salt = experiment.salt
+        self.arms = experiment.arms
+        bounds = list(accumulate(arm.share for arm in experiment.arms))
+        bounds[-1] = 1.0  # shares add up to 1 within rounding: the last arm takes the rest
+        self.bounds = tuple(bounds)
+
+    def arm_of(self, subject_id: str) -> Arm:
+        return self.arms[bisect_right(self.bounds, bucket(self.salt, subject_id))]
+
+
 @dataclass(frozen=True, slots=True)
 class Assignment:
     """Which experiment and arm a response was served under."""
@@ -124,6 +144,7 @@ class ExperimentRegistry:
         self.path = Path(path)
         self._experiments: tuple[Experiment, ...] = ()
         self._running: Experiment | None = None
+        self._split: _Split | None = None
         self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
 
     @property
@@ -135,10 +156,10 @@ class ExperimentRegistry:
         return self._running
 
     def assign(self, subject_id: str) -> Assignment | None:
-        running = self._running
-        if running is None:
+        split = self._split
+        if split is None:
             return None
-        return Assignment(running.id, running.arm_of(subject_id))
+        return Assignment(split.experiment, split.arm_of(subject_id))
 
     def model_versions(self) -> set[str]:
         """The model versions the running experiment's arms serve (the model holder keeps them)."""
@@ -201,6 +222,7 @@ class ExperimentRegistry:
     def _set(self, experiments: tuple[Experiment, ...], seen: tuple[int, int] | None) -> None:
         self._experiments = experiments
         self._running = next((e for e in experiments if e.status == "running"), None)
+        self._split = _Split(self._running) if self._running is not None else None
         self._seen = seen
 
 
