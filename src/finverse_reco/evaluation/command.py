@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also report exposure share per product category and precision per customer "
         "group (each user attribute), with the best/worst ratio (docs/FAIRNESS.md)",
     )
+    parser.add_argument(
+        "--dismissals",
+        action="store_true",
+        help="demo only: the hybrid with dismissals ignored and as negatives, on the demo world "
+        "plus rule-made dismissals (docs/FEEDBACK.md)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -107,7 +113,23 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
     if args.plot and not _importable("matplotlib"):
         return _fail("--plot needs matplotlib: pip install -e '.[bench]'")
     protocol = args.protocol or ("holdout" if args.dataset == "demo" else "ms-recommenders")
-    if protocol == "session":
+    if args.dismissals:
+        if args.dataset != "demo":
+            return _fail("--dismissals needs the demo world (--dataset demo)")
+        from finverse_reco.evaluation.dismissals import evaluate_dismissals
+
+        result = evaluate_dismissals(args.seed, world_seed=args.world_seed, k=args.k, params=params)
+        print(
+            f"demo + {result['dismissals']} dismissals by {result['customers_with_dismissals']} "
+            f"customers / holdout / seed {args.seed}"
+        )
+        for row in result["results"]:
+            print(
+                f"{row['model']:<26} precision@{args.k} {row[f'precision@{args.k}']:.4f}   "
+                f"ndcg@{args.k} {row[f'ndcg@{args.k}']:.4f}   dismissed-category share "
+                f"{row['dismissed_category_share']:.4f}"
+            )
+    elif protocol == "session":
         if args.dataset != "demo":
             return _fail("the session protocol needs the demo world (--dataset demo)")
         from finverse_reco.evaluation.sessions import evaluate_sessions
@@ -144,7 +166,7 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot and protocol != "session":
+    if args.plot and protocol != "session" and not args.dismissals:
         write_plot(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

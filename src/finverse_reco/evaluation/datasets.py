@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,9 @@ from finverse_reco.pipeline import (
 )
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.pipeline.idmap import IdMap
+
+if TYPE_CHECKING:
+    from finverse_reco.demo.world import DemoWorld
 
 # u.user age bands (lower bounds), as in the MovieLens-1M documentation.
 MOVIELENS_AGE_EDGES = (18, 25, 35, 45, 50, 56)
@@ -297,16 +300,19 @@ def demo_dataset(
     n_products: int = 240,
     n_events: int = 100_000,
     weighting: WeightingConfig | None = None,
+    world: DemoWorld | None = None,
 ) -> Dataset:
     """The synthetic FinVerse world. A pair is (user, product touched by any weighted event); a
     view trains the pipeline on the events of training pairs only, so behavioural features
     (categories engaged with, activity, searches) never see a test pair. Searches name no
     product: they stay with their user unless the whole user is held out. With every pair in
     training, a view's data is what `finverse-reco train` builds from the same events. A user's
-    labels are the demographics their events carry."""
+    labels are the demographics their events carry. `world`: an already generated world (the
+    seed and sizes are then its own)."""
     from finverse_reco.demo import generate_world
 
-    world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
+    if world is None:
+        world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
     catalog = {product.id: product for product in world.products}
     weighting = weighting or WeightingConfig()
     weighted_types = {t for t, w in weighting.type_weights.items() if w > 0}

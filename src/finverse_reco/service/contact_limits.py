@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ CONTACT_LIMIT = "contact_limit"
 DISMISSED = "dismissed"
 # A customer with more feedback than this in the longest window is judged on the newest.
 MAX_EVENTS = 1000
+RETRY_AFTER_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,9 @@ class ContactFilter:
         self._store = store
         self.rules = rules
         self._timeout = timeout_seconds
+        # After a failed read, requests do not wait out the timeout again until this (monotonic)
+        # time: during a store outage every list would otherwise take the full timeout.
+        self._retry_at = 0.0
         self._waiting: dict[str, list[asyncio.Future[list[FeedbackEvent]]]] = {}
         self._since: datetime | None = None
         self._reads: set[asyncio.Task[None]] = set()  # running reads, kept from the collector
@@ -154,6 +159,8 @@ class ContactFilter:
     ) -> Exclusions:
         if not self.rules.active:
             return Exclusions()
+        if time.monotonic() < self._retry_at:
+            return Exclusions(degraded=True)
         try:
             async with asyncio.timeout(self._timeout):
                 events = await self._history(customer_id, now - self.rules.lookback)
@@ -161,6 +168,7 @@ class ContactFilter:
             # Contact limits protect the customer from repetition, not from harm: a list without
             # them beats no list. The answer says it is degraded.
             log.warning("contact limits not applied, the store did not answer: %s", exc)
+            self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
             return Exclusions(degraded=True)
         excluded = excluded_products(
             events, now, self.rules, channel=channel, category_of=category_of

@@ -61,6 +61,11 @@ async def test_a_failing_or_slow_store_degrades_the_list_instead_of_failing_it(t
     answer = await exclusions(failing, "u1")
     assert answer.degraded and answer.rows is None
 
-    slow = ContactFilter(CountingStore(store, delay=1.0), ContactRules(), timeout_seconds=0.05)
+    slow_store = CountingStore(store, delay=1.0)
+    slow = ContactFilter(slow_store, ContactRules(), timeout_seconds=0.05)
     answer = await exclusions(slow, "u1")
     assert answer.degraded and answer.rows is None
+    # Right after a failure the next requests do not wait out the timeout again.
+    started = asyncio.get_running_loop().time()
+    assert (await exclusions(slow, "u2")).degraded
+    assert asyncio.get_running_loop().time() - started < 0.05 and len(slow_store.reads) == 1
