@@ -21,7 +21,14 @@ from finverse_reco.api.middleware import (
     FailedAuthRateLimitMiddleware,
     RequestTelemetryMiddleware,
 )
-from finverse_reco.api.routers import admin, console, health, interactions, recommendations
+from finverse_reco.api.routers import (
+    admin,
+    console,
+    customers,
+    health,
+    interactions,
+    recommendations,
+)
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
@@ -148,6 +155,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(interactions.router)
+    app.include_router(customers.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(console.router)
