@@ -18,17 +18,25 @@ import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
 from finverse_reco.events import InteractionColumns, InteractionEvent
-from finverse_reco.index import (
-    EmbeddingIndex,
-    fold_in,
-    item_row_from_features,
-    user_query_from_features,
-)
+from finverse_reco.index import EmbeddingIndex, item_row_from_features
+from finverse_reco.index.explain import QueryParts, feature_parts
+from finverse_reco.index.foldin import fold_in_parts, item_feature_rows
 from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.reasons import (
+    Basis,
+    Contribution,
+    Demographics,
+    FoldIn,
+    Neighbours,
+    Popular,
+    Reason,
+    TrainedUser,
+    explain,
+)
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -50,19 +58,44 @@ class ModelNotReady(RuntimeError):
     """No model is loaded yet (HTTP 503)."""
 
 
+class UnknownDemographic(ValueError):
+    """A demographic value the model has no feature for (HTTP 422): ignoring it would answer as
+    if it had not been given."""
+
+    def __init__(self, field_name: str, value: str, allowed: Sequence[str]) -> None:
+        super().__init__(
+            f"{field_name}={value!r} is not a value the model knows; allowed: {', '.join(allowed)}"
+        )
+        self.field_name = field_name
+        self.value = value
+        self.allowed = list(allowed)
+
+
+def check_demographics(index: EmbeddingIndex, demographics: Mapping[str, str] | None) -> None:
+    """Raise UnknownDemographic for a value the serving model has no feature for."""
+    for field_name, value in (demographics or {}).items():
+        allowed = index.demographic_values.get(field_name, ())
+        if value not in allowed:
+            raise UnknownDemographic(field_name, value, allowed)
+
+
 @dataclass(frozen=True, slots=True)
 class RecommendationResult:
     """The ranked products, best first, as parallel columns: the ids the model ranked, each one's
-    details (the catalog's own objects, or model metadata where the catalog lacks the product) and
-    score. A response builds its items in one pass, with no object per recommendation in between."""
+    details (the catalog's own objects, or model metadata where the catalog lacks the product),
+    raw score, relevance in [0, 1] (`index/relevance.py`) and reason (`reasons.py`). A response
+    builds its items in one pass, with no object per recommendation in between.
+    `contributions`: each item's split of its raw score, when asked for (`explain`)."""
 
     product_ids: list[str]
     products: list[Product]
     scores: list[float]
-    reason: str
+    relevance: list[float]
+    reasons: list[Reason]
     strategy: Strategy
     model_version: str
     degraded: bool
+    contributions: list[list[Contribution]] | None = None
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -82,7 +115,7 @@ class _Ranked:
     rows: np.ndarray
     scores: np.ndarray
     strategy: Strategy
-    reason: str
+    basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
 
 
@@ -112,8 +145,11 @@ class RecommendationService:
         category: str | None = None,
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
+        """`explain`: each item also carries the split of its score (`contributions`)."""
         index = self._index()
+        check_demographics(index, demographics)
         allowed = self._allowed(index, category)
         row = index.users.row(user_id)
         if row is not None:
@@ -121,41 +157,42 @@ class RecommendationService:
             rows, scores = await self._batcher.recommend_for_user(
                 index, row, limit, exclude=exclude, allowed=allowed
             )
-            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
+            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, TrainedUser(row))
         else:
             ranked = await self._for_new_user(
                 index, user_id, limit, allowed, exclude_seen, demographics
             )
-        return await self._present(index, ranked)
+        return await self._present(index, ranked, explain)
 
     async def for_session(
-        self, session_id: str, limit: int, *, category: str | None = None
+        self, session_id: str, limit: int, *, category: str | None = None, explain: bool = False
     ) -> RecommendationResult:
         index = self._index()
         allowed = self._allowed(index, category)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
-        weights = self._item_weights(index, events)
-        query = fold_in(index, weights) if weights else None
-        if query is not None:
-            exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+        touched = await self._touched(index, events)
+        parts = touched.parts(index)
+        if parts is not None:
             rows, scores = await self._batcher.recommend(
-                index, query, limit, exclude=exclude, allowed=allowed
+                index, parts.query, limit, exclude=touched.exclude(), allowed=allowed
             )
-            ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
+            basis = FoldIn(parts, True, touched.event_types, touched.unseen_ids)
+            ranked = _Ranked(rows, scores, Strategy.SESSION, basis)
         else:
             segment = _latest_demographics(events)
             rows, scores = await self._popular(index, limit, None, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
-        ranked.degraded = degraded
-        return await self._present(index, ranked)
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, Popular(segment))
+        ranked.degraded = degraded or touched.degraded
+        return await self._present(index, ranked, explain)
 
     async def similar_products(
-        self, product_id: str, limit: int, *, category: str | None = None
+        self, product_id: str, limit: int, *, category: str | None = None, explain: bool = False
     ) -> RecommendationResult:
         index = self._index()
         allowed = self._allowed(index, category)
         row = index.items.row(product_id)
         if row is not None:
+            basis = Neighbours(product_id, index.item_matrix[row], index.item_feature_row(row)[0])
 
             def similar() -> tuple[np.ndarray, np.ndarray]:
                 return index.similar_items(np.array([row]), limit, allowed=allowed).of(0)
@@ -166,13 +203,13 @@ class RecommendationService:
             if product is None:
                 raise NotFound(f"product {product_id!r} is not in the catalog")
             vector = item_row_from_features(index, product)
+            basis = Neighbours(product_id, vector, item_feature_rows(index, product))
 
             def similar() -> tuple[np.ndarray, np.ndarray]:
                 return index.similar(vector[None, :], limit, allowed=allowed).of(0)
 
         rows, scores = await self._batcher.run(index, similar)
-        ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
-        return await self._present(index, ranked)
+        return await self._present(index, _Ranked(rows, scores, Strategy.SIMILAR, basis), explain)
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -201,25 +238,27 @@ class RecommendationService:
         events, degraded = await self._recent(self._store.user_interactions(user_id))
         demographics = demographics or _latest_demographics(events)
         features = demographic_features(demographics) if demographics else {}
-        weights = self._item_weights(index, events)
-        exclude = (
-            np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
-            if exclude_seen and weights
-            else None
-        )
-        if weights:
-            query = fold_in(index, weights, features or None)
-            strategy, reason = Strategy.PERSONALIZED, "matches your recent activity"
+        touched = await self._touched(index, events)
+        degraded = degraded or touched.degraded
+        exclude = touched.exclude() if exclude_seen else None
+        folded = touched.parts(index, features)
+        if folded is not None:
+            basis: Basis = FoldIn(folded, False, touched.event_types, touched.unseen_ids)
+            strategy, parts = Strategy.PERSONALIZED, folded
         else:
-            query = user_query_from_features(index, features) if features else None
-            strategy, reason = Strategy.FEATURES_COLD_START, "popular with people like you"
-        if query is None:
-            rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
-            return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
+            from_features = feature_parts(index, features) if features else None
+            if from_features is None:
+                rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
+                return _Ranked(rows, scores, Strategy.POPULAR, Popular(demographics), degraded)
+            basis, strategy, parts = (
+                Demographics(from_features),
+                Strategy.FEATURES_COLD_START,
+                from_features,
+            )
         rows, scores = await self._batcher.recommend(
-            index, query, limit, exclude=exclude, allowed=allowed
+            index, parts.query, limit, exclude=exclude, allowed=allowed
         )
-        return _Ranked(rows, scores, strategy, reason, degraded)
+        return _Ranked(rows, scores, strategy, basis, degraded)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -261,21 +300,40 @@ class RecommendationService:
             log.warning("store read failed, answering from the model alone: %s", exc)
             return [], True
 
-    def _item_weights(
-        self, index: EmbeddingIndex, events: Sequence[InteractionEvent]
-    ) -> dict[int, float]:
-        """Interaction weight per known item row, weighed exactly as training does (decayed from
-        the newest of these events)."""
+    async def _touched(self, index: EmbeddingIndex, events: Sequence[InteractionEvent]) -> _Touched:
+        """What these events touched, weighed exactly as training does (decayed from the newest
+        of them): products the model knows by row; products it never saw placed by their
+        catalog features (`item_row_from_features`), so that a session on new products still
+        has neighbours. Degraded when the catalog cannot describe the unseen ones."""
         if not events:
-            return {}
+            return _Touched()
         now = max(e.timestamp for e in events)
         columns = InteractionColumns.from_events(events)
-        weights: dict[int, float] = {}
+        known: dict[int, float] = {}
+        unseen: dict[str, float] = {}
         for product_id, weight in interaction_weights(columns, self._config.weighting, now):
+            if weight <= 0:
+                continue
             row = index.items.row(product_id)
-            if row is not None and weight > 0:
-                weights[row] = weights.get(row, 0.0) + weight
-        return weights
+            if row is not None:
+                known[row] = known.get(row, 0.0) + weight
+            else:
+                unseen[product_id] = unseen.get(product_id, 0.0) + weight
+        event_types = _strongest_types(events, self._config.weighting.type_weights)
+        if not unseen:
+            return _Touched(known, event_types=event_types)
+        try:
+            details = await self._details(list(unseen))
+        except (CatalogUnavailable, TimeoutError) as exc:
+            log.warning("catalog unavailable, unseen products left out of the fold-in: %s", exc)
+            return _Touched(known, event_types=event_types, degraded=True)
+        placed = [product_id for product_id in unseen if product_id in details]
+        vectors = np.array(
+            [item_row_from_features(index, details[product_id]) for product_id in placed],
+            dtype=np.float32,
+        ).reshape(len(placed), index.dim + 1)
+        weights = np.array([unseen[product_id] for product_id in placed], dtype=np.float32)
+        return _Touched(known, tuple(placed), vectors, weights, event_types)
 
     async def _details(self, product_ids: list[str]) -> dict[str, Product]:
         at_hand = self._catalog.at_hand(product_ids)
@@ -287,15 +345,23 @@ class RecommendationService:
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
-    async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
+    async def _present(
+        self, index: EmbeddingIndex, ranked: _Ranked, with_contributions: bool = False
+    ) -> RecommendationResult:
         rows = ranked.rows.tolist()
         ids = index.items.ids_of(rows)
         degraded = ranked.degraded
+        # Only the k items returned are explained, in one vectorised pass (reasons.py).
+        explanation = explain(
+            index, ranked.basis, ranked.rows, ranked.scores, with_contributions=with_contributions
+        )
+        evidence = [p for p in explanation.evidence_products() if p not in set(ids)]
+        wanted = ids + evidence
         # In memory (the usual case) the details need no coroutine and no timeout.
-        details = self._catalog.at_hand(ids)
+        details = self._catalog.at_hand(wanted)
         if details is None:
             try:
-                details = await self._fetch_details(ids)
+                details = await self._fetch_details(wanted)
             except CatalogUnavailable as exc:
                 log.warning("catalog unavailable, answering with model metadata: %s", exc)
                 details, degraded = dict(exc.known), True
@@ -308,14 +374,17 @@ class RecommendationService:
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
+        names = {product_id: product.name for product_id, product in details.items()}
         return RecommendationResult(
             ids,
             products,
             _rounded(ranked.scores),
-            ranked.reason,
+            _rounded(np.asarray(explanation.relevance)),
+            explanation.reasons(names),
             ranked.strategy,
             index.version,
             degraded,
+            explanation.contributions,
         )
 
 
@@ -343,3 +412,45 @@ def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] |
             if values:
                 return values
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    """The products a session's or customer's events touched, with their interaction weights."""
+
+    known: Mapping[int, float] = field(default_factory=dict)  # item row → weight
+    unseen_ids: tuple[str, ...] = ()  # products the model never saw, placed by features
+    unseen_vectors: np.ndarray | None = None  # (len(unseen_ids), d + 1)
+    unseen_weights: np.ndarray | None = None
+    event_types: Mapping[str, str] = field(default_factory=dict)  # product id → strongest type
+    degraded: bool = False
+
+    def parts(
+        self, index: EmbeddingIndex, features: Mapping[str, float] | None = None
+    ) -> QueryParts | None:
+        """The fold-in of what was touched, mixed with `features`; None when nothing was."""
+        if not self.known and not self.unseen_ids:
+            return None
+        unseen = None
+        if self.unseen_ids:
+            unseen = (self.unseen_vectors, self.unseen_weights)
+        return fold_in_parts(index, self.known, features or None, unseen_items=unseen)
+
+    def exclude(self) -> np.ndarray | None:
+        if not self.known:
+            return None
+        return np.fromiter(self.known.keys(), dtype=np.int64, count=len(self.known))
+
+
+def _strongest_types(
+    events: Sequence[InteractionEvent], type_weights: Mapping[str, float]
+) -> dict[str, str]:
+    """Per product, the type of its weightiest event (an application over a view)."""
+    strongest: dict[str, str] = {}
+    for event in events:
+        kind = str(event.type)
+        for product_id in event.product_ids():
+            current = strongest.get(product_id)
+            if current is None or type_weights.get(kind, 0.0) > type_weights.get(current, 0.0):
+                strongest[product_id] = kind
+    return strongest
