@@ -15,6 +15,7 @@ with everyone, which no user feature explains.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -51,9 +52,9 @@ class QueryParts:
     def query(self) -> np.ndarray:
         return self.vectors.sum(axis=0, dtype=np.float32)
 
-    def of_kind(self, kind: PartKind) -> np.ndarray:
-        """The positions of the parts of one kind."""
-        return np.flatnonzero(np.fromiter((k is kind for k in self.kinds), bool, len(self.kinds)))
+    def of_kind(self, *kinds: PartKind) -> np.ndarray:
+        """The positions of the parts of these kinds."""
+        return np.array([i for i, k in enumerate(self.kinds) if k in kinds], dtype=np.int64)
 
 
 def contributions(parts: QueryParts, item_rows: np.ndarray) -> np.ndarray:
@@ -107,10 +108,7 @@ def cosine_split(index: EmbeddingIndex, anchor: np.ndarray, item_rows: np.ndarra
     the items' vectors, split over each item's feature row: `cos = Σ_g x_ig (â · e_g) / |v_i|`
     plus the rest of `v_i`. The similar-products ranking is exactly these cosines."""
     dim = index.dim
-    unit_anchor = anchor[:dim].astype(np.float32)
-    length = float(np.linalg.norm(unit_anchor))
-    if length > 0:
-        unit_anchor = unit_anchor / np.float32(length)
+    unit_anchor = _unit(anchor[:dim])
     inverse_norms = index.inverse_item_norms[item_rows]
     starts = index.item_feature_indptr[item_rows]
     counts = index.item_feature_indptr[item_rows + 1] - starts
@@ -129,6 +127,36 @@ def cosine_split(index: EmbeddingIndex, anchor: np.ndarray, item_rows: np.ndarra
     return ItemSplit(indptr, features, values.astype(np.float32), rest.astype(np.float32))
 
 
+def shared_feature_split(
+    index: EmbeddingIndex, anchor: np.ndarray, anchor_features: np.ndarray, item_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The terms of `cosine_split` for the features each item shares with the anchor (its
+    `anchor_features` rows), without the rest: (position of the item in `item_rows`, feature
+    row, contribution to the cosine), item by item. What a similar product's reason needs."""
+    unit_anchor = _unit(anchor[: index.dim])
+    shared = np.sort(anchor_features)  # a feature row names each feature once
+    if not len(shared) or not len(item_rows):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    toward_anchor = index.item_feature_embeddings[shared] @ unit_anchor  # (â · e_g) per feature
+    starts = index.item_feature_indptr[item_rows]
+    counts = index.item_feature_indptr[item_rows + 1] - starts
+    ends = np.cumsum(counts)
+    positions = np.repeat(starts - (ends - counts), counts) + np.arange(
+        ends[-1] if len(ends) else 0
+    )
+    features = index.item_feature_indices[positions]
+    at = np.minimum(np.searchsorted(shared, features), len(shared) - 1)
+    both = shared[at] == features
+    owner = np.repeat(np.arange(len(item_rows)), counts)[both]
+    values = (
+        index.item_feature_weights[positions[both]]
+        * toward_anchor[at[both]]
+        * index.inverse_item_norms[item_rows[owner]]
+    )
+    return owner, features[both].astype(np.int64), values.astype(np.float32)
+
+
 def known_rows(names, features: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, weights) of the named features an IdMap knows, with positive weights."""
     rows, weights = [], []
@@ -138,6 +166,12 @@ def known_rows(names, features: Mapping[str, float]) -> tuple[np.ndarray, np.nda
             rows.append(row)
             weights.append(weight)
     return np.asarray(rows, np.int64), np.asarray(weights, np.float32)
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    vector = vector.astype(np.float32)
+    length = math.sqrt(float(vector @ vector))
+    return vector / np.float32(length) if length > 0 else vector
 
 
 def query_parts(

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
+from typing import TypedDict
 
 import numpy as np
 
@@ -32,10 +34,10 @@ from finverse_reco.index.explain import (
     QueryParts,
     contributions,
     cosine_split,
+    shared_feature_split,
     trained_user_parts,
 )
 from finverse_reco.index.relevance import cosine_relevance, dot_relevance, share_relevance
-from finverse_reco.pipeline.features import ITEM_IDENTITY_PREFIX
 from finverse_reco.service import reason_texts as texts
 
 
@@ -50,42 +52,25 @@ class ReasonCode(StrEnum):
     SIMILAR_INTEREST = "similar_interest"
 
 
-class EvidenceType(StrEnum):
-    PRODUCT = "product"
-    FEATURE = "feature"
-    FALLBACK = "fallback"
-
-
 POPULARITY_FALLBACK = "popularity"
 
 
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """What a reason rests on: a product (id, its name), a feature (`age_group:25-34`, in words)
-    or the popularity fallback. `value`: its contribution to the score (for a trained customer's
-    interacted product, the cosine between the two products)."""
+class Evidence(TypedDict):
+    """What a reason rests on: a product (`type` "product": its id, its name), a feature
+    (`age_group:25-34`, in words) or the popularity fallback. `value`: its contribution to the
+    score (for a trained customer's interacted product, the cosine between the two products).
+    Plain dicts, as the response carries them: a list of ten costs no conversion."""
 
-    type: EvidenceType
+    type: str
     id: str
     label: str
-    value: float | None = None
-
-    def to_dict(self) -> dict:
-        return {"type": self.type.value, "id": self.id, "label": self.label, "value": self.value}
+    value: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Reason:
-    code: ReasonCode
+class Reason(TypedDict):
+    code: str
     text: str
-    evidence: tuple[Evidence, ...]
-
-    def to_dict(self) -> dict:
-        return {
-            "code": self.code.value,
-            "text": self.text,
-            "evidence": [evidence.to_dict() for evidence in self.evidence],
-        }
+    evidence: list[Evidence]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +134,13 @@ Basis = TrainedUser | FoldIn | Demographics | Popular | Neighbours
 
 @dataclass(frozen=True, slots=True)
 class _Pick:
-    """An item's reason before product names are known: evidence products are ids until then."""
+    """An item's reason before product names are known: the product it rests on (if any, with
+    its value), the features (name, value) and, for a touched product, what was done with it."""
 
     code: ReasonCode
-    evidence: tuple[Evidence, ...]
+    product: str | None = None
+    product_value: float | None = None
+    features: tuple[tuple[str, float], ...] = ()
     verb: str = texts.VERB_UNKNOWN
 
 
@@ -167,14 +155,7 @@ class Explanation:
 
     def evidence_products(self) -> list[str]:
         """The product ids the reasons name (to fetch their names with the list's)."""
-        return list(
-            dict.fromkeys(
-                evidence.id
-                for pick in self.picks
-                for evidence in pick.evidence
-                if evidence.type is EvidenceType.PRODUCT
-            )
-        )
+        return list(dict.fromkeys(pick.product for pick in self.picks if pick.product))
 
     def reasons(self, product_names: Mapping[str, str]) -> list[Reason]:
         return [_rendered(pick, product_names) for pick in self.picks]
@@ -193,142 +174,140 @@ def explain(
     if isinstance(basis, TrainedUser):
         return _trained_user(index, basis, rows, scores, with_contributions)
     if isinstance(basis, FoldIn | Demographics):
-        return _from_parts(index, basis, rows, with_contributions)
+        return _from_parts(index, basis, rows, scores, with_contributions)
     if isinstance(basis, Popular):
         return _popular(index, basis, rows, scores, with_contributions)
     return _neighbours(index, basis, rows, scores, with_contributions)
 
 
 def _trained_user(index, basis: TrainedUser, rows, scores, with_contributions) -> Explanation:
-    parts = trained_user_parts(index, basis.row) if with_contributions else None
-    query = index.user_queries([basis.row])[0]
     seen = index.seen_rows(basis.row)
-    picks = []
     if len(rows) and len(seen):
         similarity = index.cosines(rows, seen)
-        itself = rows[:, None] == seen[None, :]
-        similarity[itself] = -np.inf  # an item is not its own evidence
+        similarity[rows[:, None] == seen[None, :]] = -np.inf  # an item is not its own evidence
         closest = similarity.argmax(axis=1)
-        for position, row in enumerate(rows.tolist()):
-            best = float(similarity[position, closest[position]])
-            if np.isfinite(best):
-                product = index.items.id(int(seen[closest[position]]))
-                picks.append(_Pick(ReasonCode.SIMILAR_TO_INTERACTED, (_product(product, best),)))
-            else:  # it is the one product they touched (exclude_seen=false)
-                picks.append(_Pick(ReasonCode.INTERACTED, (_product(index.items.id(row)),)))
+        best = similarity[np.arange(len(rows)), closest].tolist()
+        closest_ids = index.items.ids_of(seen[closest].tolist())
+        picks = [
+            _Pick(ReasonCode.SIMILAR_TO_INTERACTED, product_id, value)
+            if value != -np.inf
+            else _Pick(ReasonCode.INTERACTED, item_id)  # exclude_seen=false
+            for product_id, value, item_id in zip(
+                closest_ids, best, index.items.ids_of(rows.tolist()), strict=True
+            )
+        ]
     else:
-        picks = [_popular_pick() for _ in rows]
+        picks = [_POPULAR_PICK] * len(rows)
+    query = np.ones(index.dim + 1, np.float32)
+    query[: index.dim] = index.user_vectors[basis.row]
     relevance = dot_relevance(query, scores, index.score_moments)
-    split = _query_split(index, parts, rows) if parts is not None else None
-    return Explanation(relevance.tolist(), picks, split)
+    split = None
+    if with_contributions:
+        parts = trained_user_parts(index, basis.row)
+        split = _named_split(index, parts, contributions(parts, index.item_matrix[rows]), ())
+    return Explanation(relevance, picks, split)
 
 
-def _from_parts(index, basis: FoldIn | Demographics, rows, with_contributions) -> Explanation:
+def _from_parts(
+    index, basis: FoldIn | Demographics, rows, scores, with_contributions
+) -> Explanation:
     parts = basis.parts
     values = contributions(parts, index.item_matrix[rows])
-    scores = values.sum(axis=1)
+    unseen_ids = basis.unseen_ids if isinstance(basis, FoldIn) else ()
     picks = []
-    if isinstance(basis, FoldIn):
-        items = np.concatenate([parts.of_kind(PartKind.ITEM), parts.of_kind(PartKind.UNSEEN_ITEM)])
+    items = parts.of_kind(PartKind.ITEM, PartKind.UNSEEN_ITEM)
+    if isinstance(basis, FoldIn) and len(items):
         code = ReasonCode.SESSION_PRODUCT if basis.session else ReasonCode.SIMILAR_TO_INTERACTED
-        if len(items):
-            best = items[values[:, items].argmax(axis=1)]
-            for position, part in enumerate(best.tolist()):
-                product = _part_name(index, parts, part, basis.unseen_ids)
-                picks.append(
-                    _Pick(
-                        code,
-                        (_product(product, float(values[position, part])),),
-                        _verb(basis.event_types.get(product)),
-                    )
-                )
-    if not picks:  # demographics alone (or a fold-in from them alone)
+        best = items[values[:, items].argmax(axis=1)]
+        best_values = values[np.arange(len(rows)), best].tolist()
+        for part, value in zip(best.tolist(), best_values, strict=True):
+            product = _part_name(index, parts, part, unseen_ids)
+            verb = texts.VERBS.get(basis.event_types.get(product, ""), texts.VERB_UNKNOWN)
+            picks.append(_Pick(code, product, value, verb=verb))
+    else:  # demographics alone (or a fold-in from them alone)
         features = parts.of_kind(PartKind.USER_FEATURE)
-        best = features[values[:, features].argmax(axis=1)] if len(features) else None
-        for position in range(len(rows)):
-            part = None if best is None else int(best[position])
-            if part is None or values[position, part] <= 0:
-                picks.append(_popular_pick())  # no feature speaks for it: the item's own appeal
+        if len(features):
+            best = features[values[:, features].argmax(axis=1)]
+            best_values = values[np.arange(len(rows)), best].tolist()
+        else:
+            best, best_values = np.zeros(len(rows), np.int64), [0.0] * len(rows)
+        for part, value in zip(best.tolist(), best_values, strict=True):
+            if value <= 0:  # no feature speaks for it: the item's own appeal
+                picks.append(_POPULAR_PICK)
                 continue
             name = index.user_feature_names.id(int(parts.rows[part]))
-            picks.append(
-                _Pick(ReasonCode.DEMOGRAPHIC, (_feature(name, float(values[position, part])),))
-            )
+            picks.append(_Pick(ReasonCode.DEMOGRAPHIC, features=((name, value),)))
     relevance = dot_relevance(parts.query, scores, index.score_moments)
-    split = _named_split(index, parts, values, basis) if with_contributions else None
-    return Explanation(relevance.tolist(), picks, split)
+    split = _named_split(index, parts, values, unseen_ids) if with_contributions else None
+    return Explanation(relevance, picks, split)
 
 
 def _popular(index, basis: Popular, rows, scores, with_contributions) -> Explanation:
     keys, values = index.popular_items.split(basis.segment, rows)
-    picks = []
-    for position in range(len(rows)):
-        segment_values = values[position, : len(keys)]
-        if len(keys) and segment_values.max() > 0:
-            column = int(segment_values.argmax())
-            field_name, _, value = keys[column].partition("=")
-            name = f"{field_name}:{value}"
-            evidence = (_feature(name, float(segment_values[column])),)
-            picks.append(_Pick(ReasonCode.POPULAR_IN_SEGMENT, evidence))
-        else:
-            picks.append(_popular_pick())
+    picks = [_POPULAR_PICK] * len(rows)
+    if keys:
+        segments = values[:, : len(keys)]
+        best = segments.argmax(axis=1).tolist()
+        for position, (column, value) in enumerate(
+            zip(best, segments[np.arange(len(rows)), best].tolist(), strict=True)
+        ):
+            if value > 0:
+                name = keys[column].replace("=", ":", 1)  # the segment's feature
+                picks[position] = _Pick(ReasonCode.POPULAR_IN_SEGMENT, features=((name, value),))
     relevance = share_relevance(scores, index.popular_items.largest(basis.segment))
     split = None
     if with_contributions:
         names = [f"segment:{key}" for key in keys] + ["popularity"]
         split = [
-            [Contribution("popularity", name, float(v)) for name, v in zip(names, row, strict=True)]
+            [Contribution("popularity", name, v) for name, v in zip(names, row, strict=True)]
             for row in values.tolist()
         ]
-    return Explanation(relevance.tolist(), picks, split)
+    return Explanation(relevance, picks, split)
 
 
 def _neighbours(index, basis: Neighbours, rows, scores, with_contributions) -> Explanation:
-    split = cosine_split(index, basis.vector, rows)
-    anchor_features = set(basis.feature_rows.tolist())
+    owner, features, values = shared_feature_split(index, basis.vector, basis.feature_rows, rows)
+    shared: list[list[tuple[float, str]]] = [[] for _ in range(len(rows))]
     names = index.item_feature_names
+    for position, feature, value in zip(
+        owner.tolist(), features.tolist(), values.tolist(), strict=True
+    ):
+        if value > 0:
+            shared[position].append((value, names.id(feature)))
     picks = []
-    for position in range(len(rows)):
-        features, values = split.of(position)
-        shared = [
-            (float(value), names.id(feature))
-            for feature, value in zip(features.tolist(), values.tolist(), strict=True)
-            if feature in anchor_features and value > 0
-        ]
-        shared = [pair for pair in shared if not pair[1].startswith(ITEM_IDENTITY_PREFIX)]
-        anchor = _product(basis.product_id)
-        if shared:
-            shared.sort(reverse=True)
-            evidence = tuple(_feature(name, value) for value, name in shared[:3])
-            picks.append(_Pick(ReasonCode.SHARED_FEATURES, (anchor, *evidence)))
+    for found in shared:
+        if found:
+            found.sort(reverse=True)
+            features = tuple((name, value) for value, name in found[:3])
+            picks.append(_Pick(ReasonCode.SHARED_FEATURES, basis.product_id, features=features))
         else:  # alike in who chooses them, not in what they are
-            picks.append(_Pick(ReasonCode.SIMILAR_INTEREST, (anchor,)))
-    contributions_per_item = None
-    if with_contributions:
-        contributions_per_item = []
-        for position in range(len(rows)):
-            features, values = split.of(position)
-            parts = [
-                Contribution(PartKind.ITEM_FEATURE.value, names.id(f), float(v))
-                for f, v in zip(features.tolist(), values.tolist(), strict=True)
-            ]
-            parts.append(Contribution(PartKind.OTHER.value, "other", float(split.rest[position])))
-            contributions_per_item.append(_by_size(parts))
-    return Explanation(cosine_relevance(scores).tolist(), picks, contributions_per_item)
+            picks.append(_Pick(ReasonCode.SIMILAR_INTEREST, basis.product_id))
+    split = _cosine_contributions(index, basis, rows) if with_contributions else None
+    return Explanation(cosine_relevance(scores), picks, split)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _query_split(index: EmbeddingIndex, parts: QueryParts, rows: np.ndarray):
-    return _named_split(index, parts, contributions(parts, index.item_matrix[rows]), None)
+def _cosine_contributions(index, basis: Neighbours, rows) -> list[list[Contribution]]:
+    split = cosine_split(index, basis.vector, rows)
+    names = index.item_feature_names
+    out = []
+    for position in range(len(rows)):
+        features, values = split.of(position)
+        parts = [
+            Contribution(PartKind.ITEM_FEATURE.value, names.id(f), v)
+            for f, v in zip(features.tolist(), values.tolist(), strict=True)
+        ]
+        parts.append(Contribution(PartKind.OTHER.value, "other", float(split.rest[position])))
+        out.append(_by_size(parts))
+    return out
 
 
 def _named_split(
-    index: EmbeddingIndex, parts: QueryParts, values: np.ndarray, basis: Basis | None
+    index: EmbeddingIndex, parts: QueryParts, values: np.ndarray, unseen_ids: Sequence[str]
 ) -> list[list[Contribution]]:
-    unseen = basis.unseen_ids if isinstance(basis, FoldIn) else ()
-    names = [_part_name(index, parts, part, unseen) for part in range(len(parts.kinds))]
+    names = [_part_name(index, parts, part, unseen_ids) for part in range(len(parts.kinds))]
     kinds = [kind.value for kind in parts.kinds]
     return [
         _by_size(
@@ -355,23 +334,16 @@ def _by_size(parts: list[Contribution]) -> list[Contribution]:
     return sorted(parts, key=lambda part: abs(part.value), reverse=True)
 
 
-def _product(product_id: str, value: float | None = None) -> Evidence:
-    return Evidence(EvidenceType.PRODUCT, product_id, product_id, value)
+_POPULAR_PICK = _Pick(ReasonCode.POPULAR)
+_POPULAR_EVIDENCE: Evidence = {
+    "type": "fallback",
+    "id": POPULARITY_FALLBACK,
+    "label": "popular with customers",
+    "value": None,
+}
 
 
-def _feature(name: str, value: float) -> Evidence:
-    return Evidence(EvidenceType.FEATURE, name, _feature_words(name), value)
-
-
-def _popular_pick() -> _Pick:
-    fallback = Evidence(EvidenceType.FALLBACK, POPULARITY_FALLBACK, "popular with customers")
-    return _Pick(ReasonCode.POPULAR, (fallback,))
-
-
-def _verb(event_type: str | None) -> str:
-    return texts.VERBS.get(event_type or "", texts.VERB_UNKNOWN)
-
-
+@lru_cache(maxsize=4096)
 def _feature_words(name: str) -> str:
     group, _, value = name.partition(":")
     template = texts.AUDIENCES.get(group) or texts.PRODUCT_FEATURES.get(group)
@@ -379,24 +351,40 @@ def _feature_words(name: str) -> str:
 
 
 def _rendered(pick: _Pick, product_names: Mapping[str, str]) -> Reason:
-    evidence = tuple(
-        Evidence(e.type, e.id, product_names.get(e.id, e.id), e.value)
-        if e.type is EvidenceType.PRODUCT
-        else e
-        for e in pick.evidence
-    )
-    products = [e.label for e in evidence if e.type is EvidenceType.PRODUCT]
-    features = [e.label for e in evidence if e.type is EvidenceType.FEATURE]
-    text = texts.TEMPLATES[pick.code.value].format(
-        product=products[0] if products else "",
-        verb=pick.verb,
-        audience=features[0] if features else "",
-        features=_listed(features),
-    )
-    return Reason(pick.code, text, evidence)
+    evidence: list[Evidence] = []
+    product_name = ""
+    if pick.product is not None:
+        product_name = product_names.get(pick.product, pick.product)
+        evidence.append(
+            {
+                "type": "product",
+                "id": pick.product,
+                "label": product_name,
+                "value": pick.product_value,
+            }
+        )
+    words = []
+    for name, value in pick.features:
+        words.append(_feature_words(name))
+        evidence.append({"type": "feature", "id": name, "label": words[-1], "value": value})
+    if not evidence:
+        evidence.append(_POPULAR_EVIDENCE)
+    return {
+        "code": pick.code.value,
+        "text": _text(pick.code, product_name, pick.verb, tuple(words)),
+        "evidence": evidence,
+    }
 
 
-def _listed(words: list[str]) -> str:
+@lru_cache(maxsize=4096)
+def _text(code: ReasonCode, product: str, verb: str, features: tuple[str, ...]) -> str:
+    audience = features[0] if features else ""
+    return texts.TEMPLATES[code.value].format(
+        product=product, verb=verb, audience=audience, features=_listed(features)
+    )
+
+
+def _listed(words: Sequence[str]) -> str:
     if len(words) < 2:
         return "".join(words)
     return texts.FEATURE_JOINER.join(words[:-1]) + texts.FEATURE_LAST_JOINER + words[-1]

@@ -379,7 +379,7 @@ class RecommendationService:
             ids,
             products,
             _rounded(ranked.scores),
-            _rounded(np.asarray(explanation.relevance)),
+            [round(value, 6) for value in explanation.relevance],
             explanation.reasons(names),
             ranked.strategy,
             index.version,

@@ -59,7 +59,7 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
             "relevanceScore": relevance,
             "score": score,
             "rank": rank,
-            "reason": reason.to_dict(),
+            "reason": reason,
         }
         for rank, (product_id, product, score, relevance, reason) in enumerate(
             zip(
