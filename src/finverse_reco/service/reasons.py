@@ -184,16 +184,18 @@ def _trained_user(index, basis: TrainedUser, rows, scores, with_contributions) -
     seen = index.seen_rows(basis.row)
     if len(rows) and len(seen):
         similarity = index.cosines(rows, seen)
-        similarity[rows[:, None] == seen[None, :]] = -np.inf  # an item is not its own evidence
-        closest = similarity.argmax(axis=1)
-        best = similarity[np.arange(len(rows)), closest].tolist()
-        closest_ids = index.items.ids_of(seen[closest].tolist())
+        closest = seen[similarity.argmax(axis=1)].tolist()
         picks = [
-            _Pick(ReasonCode.SIMILAR_TO_INTERACTED, product_id, value)
-            if value != -np.inf
-            else _Pick(ReasonCode.INTERACTED, item_id)  # exclude_seen=false
-            for product_id, value, item_id in zip(
-                closest_ids, best, index.items.ids_of(rows.tolist()), strict=True
+            # Most like itself: a product they touched, listed again (exclude_seen=false).
+            _Pick(ReasonCode.INTERACTED, product_id)
+            if row == closest_row
+            else _Pick(ReasonCode.SIMILAR_TO_INTERACTED, product_id, value)
+            for row, closest_row, product_id, value in zip(
+                rows.tolist(),
+                closest,
+                index.items.ids_of(closest),
+                similarity.max(axis=1).tolist(),
+                strict=True,
             )
         ]
     else:
