@@ -11,7 +11,7 @@ from __future__ import annotations
 # By reason code (`ReasonCode`).
 TEMPLATES: dict[str, str] = {
     "similar_to_interacted": "Similar to {product}, which you {verb}",
-    "interacted": "You {verb} this product before",
+    "interacted": "You {verb} {product} before",
     "session_product": "Goes with {product}, which you {verb} in this session",
     "demographic": "Popular with {audience}",
     "popular_in_segment": "Popular with {audience}",
