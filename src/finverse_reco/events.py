@@ -236,6 +236,27 @@ class InteractionColumns:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def take(self, rows: Sequence[int]) -> InteractionColumns:
+        """These rows only, in this order."""
+        pick = list(rows)
+
+        def of(values: list[Any]) -> list[Any]:
+            return [values[row] for row in pick]
+
+        index = np.asarray(pick, dtype=np.int64)
+        return InteractionColumns(
+            user_ids=of(self.user_ids),
+            types=of(self.types),
+            timestamps=self.timestamps[index],
+            product_ids=of(self.product_ids),
+            compared_ids=of(self.compared_ids),
+            view_durations=self.view_durations[index],
+            categories=of(self.categories),
+            institutions=of(self.institutions),
+            queries=of(self.queries),
+            demographics=of(self.demographics),
+        )
+
     def touched(self, row: int) -> list[str]:
         """Every product row `row` touches (`touched_products`)."""
         return touched_products(self.product_ids[row], self.compared_ids[row])

@@ -54,7 +54,9 @@ def create_app(
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)
-    service = RecommendationService(models, store, catalog, compose.service_config(settings))
+    service = RecommendationService(
+        models, store, catalog, compose.service_config(settings), compose.policy(settings)
+    )
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.

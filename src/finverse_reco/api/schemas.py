@@ -27,6 +27,10 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: Literal["personalized", "features_cold_start", "popular", "session", "similar"]
     degraded: bool
+    policy_version: str = Field(description="The rules file's version the list passed")
+    explain: dict[str, Any] | None = Field(
+        None, description="With explain=true (admin): what the policy filtered, by which rule"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -60,6 +64,7 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     ready: bool
     model_version: str | None
+    policy_version: str | None = None  # the rules file every recommendation passes
     checks: dict[str, str]
     model_refusal: str | None = None  # why the model directory's CURRENT version is not served
 

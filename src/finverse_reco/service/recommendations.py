@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,8 +27,18 @@ from finverse_reco.index import (
 )
 from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
+from finverse_reco.policy import (
+    NO_CALLER_FILTERS,
+    BoundPolicy,
+    CallerFilters,
+    Customer,
+    ItemFacts,
+    Policy,
+    RulesFile,
+)
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
+from finverse_reco.service.customers import CustomerReader
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -63,6 +74,8 @@ class RecommendationResult:
     strategy: Strategy
     model_version: str
     degraded: bool
+    policy_version: str
+    explanation: dict | None = None  # with `explain`: what the policy filtered, and why
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -75,12 +88,22 @@ class ServiceConfig:
     # items, GIL released) then overlaps the event loop's HTTP work; smaller catalogs rank faster
     # than the thread hop costs.
     off_loop_items: int = 50_000
+    # How long the policy's view of the catalog (eligibility facts, withdrawn products) is used
+    # before it is read again; a failed read is retried after `catalog_retry_seconds`.
+    catalog_refresh_seconds: float = 300.0
+    catalog_retry_seconds: float = 5.0
+
+
+# What ranks a list: k, exclusions, allow-list → rows and scores.
+Ranker = Callable[
+    [int, np.ndarray | None, np.ndarray | None], Awaitable[tuple[np.ndarray, np.ndarray]]
+]
+POLICY_OFF = Policy(RulesFile(version="off"), enabled=False)
 
 
 @dataclass(slots=True)
 class _Ranked:
-    rows: np.ndarray
-    scores: np.ndarray
+    rank: Ranker
     strategy: Strategy
     reason: str
     degraded: bool = False
@@ -93,11 +116,17 @@ class RecommendationService:
         store: InteractionStore,
         catalog: ProductCatalog,
         config: ServiceConfig,
+        policy: Policy = POLICY_OFF,
     ) -> None:
         self._models = models
         self._store = store
         self._catalog = catalog
         self._config = config
+        self.policy = policy
+        self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
+        # The policy bound to the serving model's items: (index, when read, catalog read ok).
+        self._bound: tuple[EmbeddingIndex, BoundPolicy, float, bool] | None = None
+        self._binding: asyncio.Task[None] | None = None
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -109,56 +138,90 @@ class RecommendationService:
         user_id: str,
         limit: int,
         *,
-        category: str | None = None,
+        caller: CallerFilters = NO_CALLER_FILTERS,
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
         index = self._index()
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
         row = index.users.row(user_id)
         if row is not None:
+            policy, (customer, degraded) = await asyncio.gather(
+                self._policy(index), self._customers.customer(user_id, demographics)
+            )
             exclude = index.seen_rows(row) if exclude_seen else None
-            rows, scores = await self._batcher.recommend_for_user(
-                index, row, limit, exclude=exclude, allowed=allowed
+
+            def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                return self._batcher.recommend_for_user(
+                    index, row, k, exclude=exclude, allowed=allowed
+                )
+
+            ranked = _Ranked(rank, Strategy.PERSONALIZED, "matches your activity", degraded)
+            return await self._serve(
+                index, policy, customer, ranked, limit, caller, exclude, explain
             )
-            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
-        else:
-            ranked = await self._for_new_user(
-                index, user_id, limit, allowed, exclude_seen, demographics
-            )
-        return await self._present(index, ranked)
+        return await self._for_new_user(
+            index, user_id, limit, caller, exclude_seen, demographics, explain
+        )
 
     async def for_session(
-        self, session_id: str, limit: int, *, category: str | None = None
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        caller: CallerFilters = NO_CALLER_FILTERS,
+        explain: bool = False,
     ) -> RecommendationResult:
         index = self._index()
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
+        # The session's customer, when its events name one: their profile decides eligibility.
+        users = {event.user_id for event in events}
+        segment = _latest_demographics(events)
+        policy, (customer, store_failed) = await asyncio.gather(
+            self._policy(index), self._customer(users.pop() if len(users) == 1 else None, segment)
+        )
         weights = self._item_weights(index, events)
         query = fold_in(index, weights) if weights else None
         if query is not None:
-            exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
-            rows, scores = await self._batcher.recommend(
-                index, query, limit, exclude=exclude, allowed=allowed
+            seen = np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
+            ranked = _Ranked(
+                self._query_ranker(index, query), Strategy.SESSION, "fits this browsing session"
             )
-            ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
         else:
-            segment = _latest_demographics(events)
-            rows, scores = await self._popular(index, limit, None, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
-        ranked.degraded = degraded
-        return await self._present(index, ranked)
+            seen = None
+            ranked = _Ranked(
+                self._popular_ranker(index, segment), Strategy.POPULAR, "popular right now"
+            )
+        ranked.degraded = degraded or store_failed
+        return await self._serve(index, policy, customer, ranked, limit, caller, seen, explain)
 
     async def similar_products(
-        self, product_id: str, limit: int, *, category: str | None = None
+        self,
+        product_id: str,
+        limit: int,
+        *,
+        caller: CallerFilters = NO_CALLER_FILTERS,
+        user_id: str | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
+        """Products like `product_id`, for `user_id` when the caller names the customer (else an
+        anonymous customer: rules on unknown attributes fail closed where configured)."""
         index = self._index()
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
+        policy, (customer, degraded) = await asyncio.gather(
+            self._policy(index), self._customer(user_id, None)
+        )
         row = index.items.row(product_id)
         if row is not None:
+            itself = np.array([row], dtype=np.int64)
 
-            def similar() -> tuple[np.ndarray, np.ndarray]:
-                return index.similar_items(np.array([row]), limit, allowed=allowed).of(0)
+            def similar(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                def run() -> tuple[np.ndarray, np.ndarray]:
+                    return index.similar_items(itself, k, exclude=exclude, allowed=allowed).of(0)
+
+                return self._batcher.run(index, run)
 
         else:
             # A product the catalog knows but the model has never seen: place it by its features.
@@ -167,12 +230,14 @@ class RecommendationService:
                 raise NotFound(f"product {product_id!r} is not in the catalog")
             vector = item_row_from_features(index, product)
 
-            def similar() -> tuple[np.ndarray, np.ndarray]:
-                return index.similar(vector[None, :], limit, allowed=allowed).of(0)
+            def similar(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                def run() -> tuple[np.ndarray, np.ndarray]:
+                    return index.similar(vector[None, :], k, exclude=exclude, allowed=allowed).of(0)
 
-        rows, scores = await self._batcher.run(index, similar)
-        ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
-        return await self._present(index, ranked)
+                return self._batcher.run(index, run)
+
+        ranked = _Ranked(similar, Strategy.SIMILAR, f"similar to {product_id}", degraded)
+        return await self._serve(index, policy, customer, ranked, limit, caller, None, explain)
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -192,18 +257,22 @@ class RecommendationService:
         index: EmbeddingIndex,
         user_id: str,
         limit: int,
-        allowed: np.ndarray | None,
+        caller: CallerFilters,
         exclude_seen: bool,
         demographics: Mapping[str, str] | None,
-    ) -> _Ranked:
+        explain: bool,
+    ) -> RecommendationResult:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
-        events, degraded = await self._recent(self._store.user_interactions(user_id))
+        policy, (events, degraded) = await asyncio.gather(
+            self._policy(index), self._recent(self._store.user_interactions(user_id))
+        )
         demographics = demographics or _latest_demographics(events)
+        customer, store_failed = await self._customers.customer(user_id, demographics)
         features = demographic_features(demographics) if demographics else {}
         weights = self._item_weights(index, events)
         exclude = (
-            np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+            np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
             if exclude_seen and weights
             else None
         )
@@ -214,12 +283,96 @@ class RecommendationService:
             query = user_query_from_features(index, features) if features else None
             strategy, reason = Strategy.FEATURES_COLD_START, "popular with people like you"
         if query is None:
-            rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
-            return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
-        rows, scores = await self._batcher.recommend(
-            index, query, limit, exclude=exclude, allowed=allowed
+            ranked = _Ranked(
+                self._popular_ranker(index, demographics), Strategy.POPULAR, "popular right now"
+            )
+        else:
+            ranked = _Ranked(self._query_ranker(index, query), strategy, reason)
+        ranked.degraded = degraded or store_failed
+        return await self._serve(index, policy, customer, ranked, limit, caller, exclude, explain)
+
+    def _query_ranker(self, index: EmbeddingIndex, query: np.ndarray) -> Ranker:
+        def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+            return self._batcher.recommend(index, query, k, exclude=exclude, allowed=allowed)
+
+        return rank
+
+    def _popular_ranker(self, index: EmbeddingIndex, segment: Mapping[str, str] | None) -> Ranker:
+        def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+            def popular() -> tuple[np.ndarray, np.ndarray]:
+                return index.popular(k, exclude=exclude, allowed=allowed, segment=segment).of(0)
+
+            return self._batcher.run(index, popular)
+
+        return rank
+
+    # --- the policy step ---------------------------------------------------------------------------
+
+    async def _serve(
+        self,
+        index: EmbeddingIndex,
+        policy: BoundPolicy,
+        customer: Customer,
+        ranked: _Ranked,
+        limit: int,
+        caller: CallerFilters,
+        exclude: np.ndarray | None,
+        explain: bool,
+    ) -> RecommendationResult:
+        """Rank within the policy's filters and select within its diversity caps: every list of
+        every strategy, fallbacks and degraded answers included, leaves through here."""
+        now = datetime.now(UTC)
+        filters = policy.filters(customer, now, caller, exclude)
+        k = policy.fetch(limit)
+        rows, scores = await ranked.rank(k, filters.exclude, filters.allowed)
+        chosen_rows, chosen_scores, short = policy.select(rows, scores, limit)
+        if short and len(rows) == k < index.n_items:  # the caps skipped many: rank them all
+            rows, scores = await ranked.rank(index.n_items, filters.exclude, filters.allowed)
+            chosen_rows, chosen_scores, _ = policy.select(rows, scores, limit)
+        explanation = None
+        if explain:
+            unfiltered = await ranked.rank(k, exclude, None)
+            explanation = policy.explain(customer, now, caller, exclude, unfiltered[0], chosen_rows)
+        return await self._present(index, policy, chosen_rows, chosen_scores, ranked, explanation)
+
+    async def _policy(self, index: EmbeddingIndex) -> BoundPolicy:
+        """The policy bound to the serving model's items and the catalog's facts about them: read
+        once per model, again every `catalog_refresh_seconds` in the background (requests keep the
+        previous facts meanwhile). A catalog that cannot be read lists nothing: fail closed."""
+        bound = self._bound
+        now = time.monotonic()
+        if bound is None or bound[0] is not index:
+            await self._bind(index)
+        elif now - bound[2] > (
+            self._config.catalog_refresh_seconds if bound[3] else self._config.catalog_retry_seconds
+        ) and (self._binding is None or self._binding.done()):
+            self._binding = asyncio.get_running_loop().create_task(self._bind(index))
+        assert self._bound is not None
+        return self._bound[1]
+
+    async def _bind(self, index: EmbeddingIndex) -> None:
+        products: dict[str, Product] | None
+        try:
+            products = {p.id: p for p in await self._catalog.all_products()}
+        except (CatalogUnavailable, TimeoutError) as exc:
+            log.warning("catalog unavailable, the policy lists no product until it is: %s", exc)
+            products = None
+        facts = ItemFacts.build(
+            index.items.ids,
+            index.item_categories,
+            index.category_names,
+            index.item_institutions,
+            index.institution_names,
+            products,
         )
-        return _Ranked(rows, scores, strategy, reason, degraded)
+        self._bound = (index, self.policy.bind(facts), time.monotonic(), products is not None)
+
+    async def _customer(
+        self, user_id: str | None, demographics: Mapping[str, str] | None
+    ) -> tuple[Customer, bool]:
+        if user_id is None:
+            return Customer.anonymous(), False
+        return await self._customers.customer(user_id, demographics)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -229,27 +382,11 @@ class RecommendationService:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
 
-    async def _popular(
-        self,
-        index: EmbeddingIndex,
-        limit: int,
-        exclude: np.ndarray | None,
-        allowed: np.ndarray | None,
-        segment: Mapping[str, str] | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        def popular() -> tuple[np.ndarray, np.ndarray]:
-            return index.popular(limit, exclude=exclude, allowed=allowed, segment=segment).of(0)
-
-        return await self._batcher.run(index, popular)
-
     @staticmethod
-    def _allowed(index: EmbeddingIndex, category: str | None) -> np.ndarray | None:
-        if category is None:
-            return None
-        rows = index.category_rows(category)
-        if rows is None:
-            raise NotFound(f"no products in category {category!r}")
-        return rows
+    def _check_categories(index: EmbeddingIndex, caller: CallerFilters) -> None:
+        unknown = [name for name in caller.categories if index.category_rows(name) is None]
+        if unknown and len(unknown) == len(caller.categories):
+            raise NotFound(f"no products in category {', '.join(map(repr, unknown))}")
 
     async def _recent(self, query) -> tuple[list[InteractionEvent], bool]:
         """Run a store read within its timeout; on failure answer from the model alone (degraded)."""
@@ -287,10 +424,18 @@ class RecommendationService:
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
-    async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
-        rows = ranked.rows.tolist()
+    async def _present(
+        self,
+        index: EmbeddingIndex,
+        policy: BoundPolicy,
+        rows_array: np.ndarray,
+        scores: np.ndarray,
+        ranked: _Ranked,
+        explanation: dict | None,
+    ) -> RecommendationResult:
+        rows = rows_array.tolist()
         ids = index.items.ids_of(rows)
-        degraded = ranked.degraded
+        degraded = ranked.degraded or not policy.items_known
         # In memory (the usual case) the details need no coroutine and no timeout.
         details = self._catalog.at_hand(ids)
         if details is None:
@@ -303,7 +448,9 @@ class RecommendationService:
                 log.warning("catalog over its budget, answering with model metadata")
                 details, degraded = {}, True
         products = [details.get(product_id) for product_id in ids]
-        if not all(products):  # the catalog lacks some: their details come from the model
+        if not all(products):
+            # The catalog lists them (the policy served no withdrawn product) but could not
+            # describe them now: their details come from the model.
             products = [
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
@@ -311,11 +458,13 @@ class RecommendationService:
         return RecommendationResult(
             ids,
             products,
-            _rounded(ranked.scores),
+            _rounded(scores),
             ranked.reason,
             ranked.strategy,
             index.version,
             degraded,
+            policy.version,
+            explanation,
         )
 
 

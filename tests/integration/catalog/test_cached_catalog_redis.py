@@ -91,9 +91,7 @@ async def test_keys_are_versioned_and_a_new_version_does_not_read_old_entries(
 ):
     v1 = make_cached(redis_url=redis_url, key_prefix=key_prefix, namespace_version=1)
     await v1.get_many([products[0].id])
-    raw = redis.Redis.from_url(redis_url).get(
-        f"{key_prefix}:v1:{products[0].id}"
-    )
+    raw = redis.Redis.from_url(redis_url).get(f"{key_prefix}:v1:{products[0].id}")
     assert orjson.loads(raw) == products[0].to_dict()
 
     v2 = make_cached(redis_url=redis_url, key_prefix=key_prefix, namespace_version=2)
