@@ -40,7 +40,10 @@ def load_rules(path: Path | None = None) -> RulesFile:
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in error["loc"]) or "file"
-        line = line_of(text.splitlines(), error["loc"])
+        loc = error["loc"]
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = (*loc, "kind")  # the rule's kind is what is wrong: point at its line
+        line = line_of(text.splitlines(), loc)
         raise PolicyFileError(path, line, f"{where}: {error['msg']}") from None
 
 
@@ -48,7 +51,7 @@ def line_of(lines: Sequence[str], loc: Sequence[str | int]) -> int:
     """The 1-based line a validation error's location points at: the key's own line where it is
     written, else the table it belongs to. Follows `[table]`, `[[array]]` headers and keys."""
     start, end = 0, len(lines)
-    found = 0
+    found = 1  # a key the file lacks: the file as a whole, from its first line
     parts = list(loc)
     i = 0
     while i < len(parts):
