@@ -61,6 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here (needs matplotlib)")
+    parser.add_argument(
+        "--no-policy",
+        action="store_true",
+        help="skip the policy on/off measure (the rules of FINVERSE_POLICY_FILE, demo world only)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +90,16 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighting: Any) -> int:
+def run(
+    args: argparse.Namespace,
+    params: Any,
+    tuned_on: dict[str, Any],
+    weighting: Any,
+    policy: Any = None,
+) -> int:
     """`evaluate`. `params`: what the hybrid fits (one LightFM thread: reproducible);
-    `tuned_on`: the params file's provenance ({} without a file)."""
+    `tuned_on`: the params file's provenance ({} without a file); `policy`: the rules to measure
+    quality with on and off (datasets that know their customers)."""
     from finverse_reco.evaluation.datasets import DatasetError
     from finverse_reco.evaluation.harness import evaluate, table_lines, write_json, write_plot
 
@@ -125,6 +137,7 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
                     k=args.k,
                     models=models,
                     progress=advance,
+                    policy=policy,
                 )
         except (DatasetError, ValueError) as exc:
             return _fail(str(exc))

@@ -24,10 +24,12 @@ import scipy.sparse as sp
 from finverse_reco.evaluation import MODEL_NAMES
 from finverse_reco.evaluation.datasets import Dataset, DatasetError
 from finverse_reco.evaluation.metrics import ranking_metrics, top_k_excluding, user_auc
+from finverse_reco.evaluation.policy import PolicyMeasure
 from finverse_reco.evaluation.protocols import Split, split_pairs, validation_split
 from finverse_reco.evaluation.recommenders import ScoreFunction, Validation, build_recommender
 from finverse_reco.model import TrainingParams
 from finverse_reco.pipeline import FeatureConfig
+from finverse_reco.policy import Policy
 
 _CHUNK_USERS = 512
 METRIC_COLUMNS = ("precision", "recall", "ndcg", "map")
@@ -91,10 +93,12 @@ def evaluate(
     k: int = 10,
     models: Sequence[str] = MODEL_NAMES,
     progress: Callable[[int, int], None] | None = None,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """Every model on one split; the result in the documented JSON form. `params`: what the
     `hybrid` row fits (as `finverse-reco train` would). `progress(done, total)` is called as each
-    model finishes."""
+    model finishes. With `policy` and a dataset that knows its customers, each row also reports
+    its quality with the policy on and off (`evaluation/policy.py`)."""
     params = params or TrainingParams()
     split = split_pairs(protocol, dataset.users, dataset.items, dataset.timestamps, seed)
     if not split.train.any() or not split.test.any():
@@ -105,6 +109,11 @@ def evaluate(
         )
     view = dataset.train_view(split.train, params.features)
     task = RankingTask.from_split(dataset, split, k)
+    with_policy = (
+        PolicyMeasure(dataset, dataset.customers, policy)
+        if policy is not None and dataset.customers is not None
+        else None
+    )
     validation = None
     results = []
     for done, name in enumerate(models):
@@ -131,6 +140,8 @@ def evaluate(
         }
         if model.choices:
             row["chosen"] = model.choices
+        if with_policy is not None:
+            row["policy"] = with_policy.measure(task, model.scores)
         results.append(row)
     if progress is not None:
         progress(len(models), len(models))
@@ -186,6 +197,25 @@ def table_lines(result: dict[str, Any]) -> list[str]:
             f"{row[c]:>16.2f}" if c.startswith("fit_") else f"{row[c]:>16.4f}" for c in columns
         )
         lines.append(f"{row['model']:<20}" + cells)
+    policy_rows = [row for row in result["results"] if "policy" in row]
+    if policy_rows:
+        version = policy_rows[0]["policy"]["policy_version"]
+        lines += [
+            "",
+            f"with the policy (rules {version}); truth: held-out products the policy allows",
+            f"{'model':<20}{'precision off':>16}{'precision on':>16}{'on / off':>12}"
+            f"{'ndcg off':>12}{'ndcg on':>12}{'violations off':>16}{'violations on':>16}",
+        ]
+        for row in policy_rows:
+            measured = row["policy"]
+            ratio = measured["on_over_off"]
+            lines.append(
+                f"{row['model']:<20}{measured[f'precision@{k}_off']:>16.4f}"
+                f"{measured[f'precision@{k}_on']:>16.4f}"
+                f"{'-' if ratio is None else f'{ratio:.3f}':>12}"
+                f"{measured[f'ndcg@{k}_off']:>12.4f}{measured[f'ndcg@{k}_on']:>12.4f}"
+                f"{measured['violations_off']:>16}{measured['violations_on']:>16}"
+            )
     return lines
 
 
