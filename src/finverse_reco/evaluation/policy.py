@@ -100,7 +100,7 @@ class PolicyMeasure:
             for row in range(len(chunk)):
                 ranked = wide[row][wide[row] >= 0]
                 kept = ranked[masked[row, ranked] > -np.inf]
-                chosen, _, _ = self.bound.select(candidates[kept], masked[row, kept], k)
+                chosen, _ = self.bound.select(candidates[kept], masked[row, kept], k)
                 on = position[chosen]  # `select` works on item rows; metrics on positions
                 on_rows.append(np.concatenate([on, np.full(k - len(on), -1)]).astype(np.int64))
                 off_rows.append(off[row])

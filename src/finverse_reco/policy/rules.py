@@ -15,7 +15,8 @@ reads them once per request for all rules (`Customer.activity`).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Literal, Protocol
@@ -62,12 +63,11 @@ class _Rule(BaseModel):
         return None
 
 
-def _rows_of(items: ItemFacts, product_ids: object, repeatable: frozenset[str]) -> np.ndarray:
-    rows = {items.row(product_id) for product_id in product_ids}  # type: ignore[attr-defined]
-    rows.discard(None)
-    if repeatable:
-        rows = {r for r in rows if items.category_name(r).casefold() not in repeatable}
-    return np.array(sorted(rows), dtype=np.int64)
+def _rows_of(items: ItemFacts, product_ids: Iterable[str], repeatable: np.ndarray) -> np.ndarray:
+    """The rows of these products, ascending and once each, leaving out repeatable ones."""
+    rows = items.rows_by_id
+    found = {row for p in product_ids if (row := rows.get(p)) is not None and not repeatable[row]}
+    return np.array(sorted(found), dtype=np.int64)
 
 
 class HoldingsRule(_Rule):
@@ -77,7 +77,8 @@ class HoldingsRule(_Rule):
     repeatable_categories: tuple[CategoryName, ...] = ()
 
     def compile(self, items: ItemFacts) -> PersonalRule:
-        return _Personal("holdings", items, _casefolded(self.repeatable_categories), _holdings)
+        repeatable = items.category_mask(self.repeatable_categories)
+        return _Personal("holdings", items, repeatable, _holdings)
 
 
 class AppliedRule(_Rule):
@@ -103,7 +104,8 @@ class AppliedRule(_Rule):
                 if product_id is not None and str(kind) in kinds
             ]
 
-        return _Personal("applied", items, _casefolded(self.repeatable_categories), applied)
+        repeatable = items.category_mask(self.repeatable_categories)
+        return _Personal("applied", items, repeatable, applied)
 
 
 class Requirements(BaseModel):
@@ -158,13 +160,15 @@ RuleSpec = Annotated[
 
 
 class Diversity(BaseModel):
-    """At most this many per category and per institution, filled from further down; 0: no cap.
-    A soft rule: when the eligible products cannot fill a list within the caps, the best of the
-    rest fill it."""
+    """At most this many per category and per institution (0: no cap), filled from further down:
+    the caps are applied walking the best `window` × limit eligible products, best first. A soft
+    rule: when those cannot fill the list within the caps, the best of the ones the caps skipped
+    fill it (a catalog of one category still gets full lists)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_per_category: int = Field(0, ge=0, le=100)
     max_per_institution: int = Field(0, ge=0, le=100)
+    window: int = Field(3, ge=1, le=20)
 
 
 class RulesFile(BaseModel):
@@ -179,10 +183,6 @@ class RulesFile(BaseModel):
 # --- compiled rules ---------------------------------------------------------------------------
 
 
-def _casefolded(names: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(name.casefold() for name in names)
-
-
 def _holdings(customer: Customer) -> tuple[str, ...]:
     return customer.holdings
 
@@ -191,11 +191,11 @@ def _holdings(customer: Customer) -> tuple[str, ...]:
 class _Personal:
     name: str
     items: ItemFacts
-    repeatable: frozenset[str]
-    products: object  # Callable[[Customer], Iterable[str]]
+    repeatable: np.ndarray  # (n,) bool: items of the repeatable categories
+    products: Callable[[Customer], Iterable[str]]
 
     def rows(self, customer: Customer) -> np.ndarray:
-        return _rows_of(self.items, self.products(customer), self.repeatable)  # type: ignore[operator]
+        return _rows_of(self.items, self.products(customer), self.repeatable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +208,8 @@ class _Eligibility:
     fail_closed: np.ndarray  # (n,) bool: the item's category fails closed
     category_residencies: np.ndarray  # (n,) int code into items.residency_sets, -1: none
     residency_sets: tuple[frozenset[str], ...]
-    ages: np.ndarray  # the distinct age requirements, ascending (for the cache key)
-    incomes: np.ndarray
+    ages: list[float]  # the distinct age requirements, ascending (for the cache key)
+    incomes: list[float]
 
     @classmethod
     def of(cls, rule: EligibilityRule, items: ItemFacts) -> _Eligibility:
@@ -237,21 +237,15 @@ class _Eligibility:
             fail_closed=items.category_mask(rule.fail_closed_categories),
             category_residencies=category_sets,
             residency_sets=tuple(sets),
-            ages=np.unique(np.nan_to_num(min_age)),
-            incomes=np.unique(np.nan_to_num(min_income)),
+            ages=np.unique(np.nan_to_num(min_age)).tolist(),
+            incomes=np.unique(np.nan_to_num(min_income)).tolist(),
         )
 
     def key(self, customer: Customer) -> Hashable:
         """Customers whose attributes pass the same requirements share a key: an age or income
         counts only by how many of the distinct requirements it meets."""
-        age = (
-            None if customer.age is None else int(np.searchsorted(self.ages, customer.age, "right"))
-        )
-        income = (
-            None
-            if customer.income is None
-            else int(np.searchsorted(self.incomes, customer.income, "right"))
-        )
+        age = None if customer.age is None else bisect_right(self.ages, customer.age)
+        income = None if customer.income is None else bisect_right(self.incomes, customer.income)
         return (age, income, customer.kyc_status, customer.residency, customer.region)
 
     def blocked(self, customer: Customer) -> np.ndarray:

@@ -22,8 +22,10 @@ from finverse_reco.policy.customer import Customer
 from finverse_reco.policy.items import ItemFacts
 from finverse_reco.policy.rules import PersonalRule, RulesFile, SegmentRule
 
-MASKS_KEPT = 64  # distinct customer segments whose allow-lists are kept (one item-sized array each)
-OVERFETCH = 3  # with diversity caps, rank this many times the limit to fill the list from below
+# Allow-lists kept, one per distinct combination of the attributes the rules read: as many as fit
+# in this many int32 rows in all (128 MB), between 16 and 4,096 lists.
+MASK_BUDGET_ROWS = 1 << 25
+MASKS_KEPT_RANGE = (16, 4_096)
 WITHDRAWN = "withdrawn"  # the built-in rules every list passes, named as `explain` names them
 UNAVAILABLE = "unavailable"
 
@@ -81,6 +83,7 @@ class BoundPolicy:
     segment_rules: list[SegmentRule] = field(init=False)
     personal_rules: list[PersonalRule] = field(init=False)
     _masks: OrderedDict[Hashable, np.ndarray | None] = field(init=False)
+    _masks_kept: int = field(init=False)
     _dated: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +91,8 @@ class BoundPolicy:
         self.segment_rules = [r for r in compiled if hasattr(r, "blocked")]
         self.personal_rules = [r for r in compiled if hasattr(r, "rows")]
         self._masks = OrderedDict()
+        low, high = MASKS_KEPT_RANGE
+        self._masks_kept = max(low, min(high, MASK_BUDGET_ROWS // max(self.items.n, 1)))
         items = self.items
         self._dated = ~(np.isnan(items.available_from) & np.isnan(items.available_until))
 
@@ -134,9 +139,9 @@ class BoundPolicy:
         allowed = None
         if blocked:
             any_blocked = np.logical_or.reduce([mask for mask in blocked.values()])
-            allowed = np.flatnonzero(~any_blocked)
+            allowed = np.flatnonzero(~any_blocked).astype(np.int32)
         masks[key] = allowed
-        if len(masks) > MASKS_KEPT:
+        if len(masks) > self._masks_kept:
             masks.popitem(last=False)
         return allowed
 
@@ -185,49 +190,54 @@ class BoundPolicy:
     # --- after ranking ------------------------------------------------------------------------
 
     def fetch(self, limit: int) -> int:
-        """How many to rank for a list of `limit`: more when diversity may skip some."""
+        """How many to rank for a list of `limit`: the diversity window when caps are set."""
         diversity = self.policy.rules.diversity
         capped = self.policy.enabled and (
             diversity.max_per_category or diversity.max_per_institution
         )
-        return limit * OVERFETCH if capped else limit
+        return limit * diversity.window if capped else limit
 
     def select(
         self, rows: np.ndarray, scores: np.ndarray, limit: int
-    ) -> tuple[np.ndarray, np.ndarray, bool]:
-        """The best `limit` of a ranked list within the diversity caps, then (when the caps
-        leave it short) the best of the rest. Returns rows, scores and whether the caps left the
-        list short of `limit` with only `rows` to fill it from (rank more and call again)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best `limit` of a ranked list (`fetch(limit)` long) within the diversity caps,
+        walking it best first; when the caps leave the list short, the best of the products they
+        skipped fill it."""
         diversity = self.policy.rules.diversity
-        if not self.fetch(limit) > limit or len(rows) == 0:
-            return rows[:limit], scores[:limit], False
+        if not self.fetch(limit) > limit or len(rows) <= 1:
+            return rows[:limit], scores[:limit]
         per_category = diversity.max_per_category or limit
         per_institution = diversity.max_per_institution or limit
-        categories = self.items.category[rows].tolist()
-        institutions = self.items.institution[rows].tolist()
+        all_categories = self.items.category[rows]
+        all_institutions = self.items.institution[rows]
+        if (
+            np.bincount(all_categories[:limit] + 1).max() <= per_category
+            and np.bincount(all_institutions[:limit] + 1).max() <= per_institution
+        ):  # the best `limit` are within the caps already (code -1, unknown, counts as one)
+            return rows[:limit], scores[:limit]
         taken: list[int] = []
         skipped: list[int] = []
-        in_category: dict[int, int] = {}
-        in_institution: dict[int, int] = {}
+        # Counts by code + 1 (code -1, unknown, at 0): list indexing is the cheapest lookup.
+        in_category = [0] * (len(self.items.category_names) + 1)
+        in_institution = [0] * (len(self.items.institution_names) + 1)
         for position, (category, institution) in enumerate(
-            zip(categories, institutions, strict=True)
+            zip((all_categories + 1).tolist(), (all_institutions + 1).tolist(), strict=True)
         ):
-            if len(taken) == limit:
-                break
             if (
-                in_category.get(category, 0) < per_category
-                and in_institution.get(institution, 0) < per_institution
+                in_category[category] < per_category
+                and in_institution[institution] < per_institution
             ):
                 taken.append(position)
-                in_category[category] = in_category.get(category, 0) + 1
-                in_institution[institution] = in_institution.get(institution, 0) + 1
+                if len(taken) == limit:
+                    break
+                in_category[category] += 1
+                in_institution[institution] += 1
             else:
                 skipped.append(position)
-        short = len(taken) < limit
-        if short:
+        if len(taken) < limit:
             taken = sorted(taken + skipped[: limit - len(taken)])
         chosen = np.asarray(taken, dtype=np.int64)
-        return rows[chosen], scores[chosen], short
+        return rows[chosen], scores[chosen]
 
     # --- explain=true -------------------------------------------------------------------------
 

@@ -147,9 +147,8 @@ class RecommendationService:
         self._check_categories(index, caller)
         row = index.users.row(user_id)
         if row is not None:
-            policy, (customer, degraded) = await asyncio.gather(
-                self._policy(index), self._customers.customer(user_id, demographics)
-            )
+            policy = await self._policy(index)
+            customer, degraded = await self._customers.customer(user_id, demographics)
             exclude = index.seen_rows(row) if exclude_seen else None
 
             def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
@@ -179,8 +178,9 @@ class RecommendationService:
         # The session's customer, when its events name one: their profile decides eligibility.
         users = {event.user_id for event in events}
         segment = _latest_demographics(events)
-        policy, (customer, store_failed) = await asyncio.gather(
-            self._policy(index), self._customer(users.pop() if len(users) == 1 else None, segment)
+        policy = await self._policy(index)
+        customer, store_failed = await self._customer(
+            users.pop() if len(users) == 1 else None, segment
         )
         weights = self._item_weights(index, events)
         query = fold_in(index, weights) if weights else None
@@ -210,9 +210,8 @@ class RecommendationService:
         anonymous customer: rules on unknown attributes fail closed where configured)."""
         index = self._index()
         self._check_categories(index, caller)
-        policy, (customer, degraded) = await asyncio.gather(
-            self._policy(index), self._customer(user_id, None)
-        )
+        policy = await self._policy(index)
+        customer, degraded = await self._customer(user_id, None)
         row = index.items.row(product_id)
         if row is not None:
             itself = np.array([row], dtype=np.int64)
@@ -325,10 +324,7 @@ class RecommendationService:
         filters = policy.filters(customer, now, caller, exclude)
         k = policy.fetch(limit)
         rows, scores = await ranked.rank(k, filters.exclude, filters.allowed)
-        chosen_rows, chosen_scores, short = policy.select(rows, scores, limit)
-        if short and len(rows) == k < index.n_items:  # the caps skipped many: rank them all
-            rows, scores = await ranked.rank(index.n_items, filters.exclude, filters.allowed)
-            chosen_rows, chosen_scores, _ = policy.select(rows, scores, limit)
+        chosen_rows, chosen_scores = policy.select(rows, scores, limit)
         explanation = None
         if explain:
             unfiltered = await ranked.rank(k, exclude, None)

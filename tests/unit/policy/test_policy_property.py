@@ -236,25 +236,36 @@ def check(
         p for p in candidates if not violations(p, catalog, world.rules, known, datetime.now(UTC))
     }
     assert len(served) == min(world.limit, len(eligible)), (len(served), len(eligible))
-    diversity = world.rules["diversity"]
+    return eligible
+
+
+def diversified(ranked: list[str], world: World) -> list[str]:
+    """docs/POLICY.md's diversity, plainly: walk the best `window` × limit eligible products,
+    take each unless its category or institution has its cap; fill up with the skipped ones."""
+    diversity, limit = world.rules["diversity"], world.limit
+    category_cap = diversity["max_per_category"] or limit
+    institution_cap = diversity["max_per_institution"] or limit
+    if not (diversity["max_per_category"] or diversity["max_per_institution"]):
+        return ranked[:limit]
     by_id = {p.id: p for p in world.catalog}
-    for cap, attribute in (
-        (diversity["max_per_category"], "category"),
-        (diversity["max_per_institution"], "institution"),
-    ):
-        counts = Counter(getattr(by_id[p], attribute) for p in served)
-        if cap and max(counts.values(), default=0) > cap:
-            # Over a cap only when nothing left could have been served within both caps.
-            categories = Counter(by_id[p].category for p in served)
-            institutions = Counter(by_id[p].institution for p in served)
-            cat_cap = diversity["max_per_category"] or world.limit
-            inst_cap = diversity["max_per_institution"] or world.limit
-            for other in eligible - set(served):
-                product = by_id[other]
-                assert not (
-                    categories[product.category] < cat_cap
-                    and institutions[product.institution] < inst_cap
-                ), (other, "fits within the caps but was left out")
+    taken, skipped = [], []
+    categories, institutions = Counter(), Counter()
+    for product_id in ranked[: limit * 3]:
+        product = by_id[product_id]
+        if len(taken) == limit:
+            break
+        if categories[product.category] < category_cap and (
+            institutions[product.institution] < institution_cap
+        ):
+            taken.append(product_id)
+            categories[product.category] += 1
+            institutions[product.institution] += 1
+        else:
+            skipped.append(product_id)
+    if len(taken) < limit:
+        keep = set(taken + skipped[: limit - len(taken)])
+        taken = [p for p in ranked if p in keep]
+    return taken
 
 
 def allowed_by_caller(world: World) -> set[str]:
@@ -299,7 +310,12 @@ async def scenario(world: World, directory: Path) -> None:
     for user in KNOWN_USERS:
         seen = set(world.seen[user]) if world.exclude_seen else set()
         result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
-        check(result, world, known(user), base - seen, catalog)
+        eligible = check(result, world, known(user), base - seen, catalog)
+        # The list itself: the model's ranking of what the rules allow, then the caps.
+        allowed = np.array(sorted(index.items.row(p) for p in eligible), dtype=np.int64)
+        query = index.user_queries([index.users.row(user)])
+        rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
+        assert result.product_ids == diversified(index.items.ids_of(rows), world)
     # A new user: folded in from their stored applications, else popular.
     for user in NEW_USERS:
         touched = set(world.applied[user]) if world.exclude_seen else set()
