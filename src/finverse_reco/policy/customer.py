@@ -18,7 +18,7 @@ _LOWER_BOUND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)")
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per request, and a frozen init costs twice as much
 class Customer:
     """Every attribute may be unknown (None): each rule says what unknown means for it."""
 

@@ -84,6 +84,8 @@ class BoundPolicy:
     personal_rules: list[PersonalRule] = field(init=False)
     _masks: OrderedDict[Hashable, np.ndarray | None] = field(init=False)
     _masks_kept: int = field(init=False)
+    _category_codes: list[int] = field(init=False)  # per item row: category code + 1
+    _institution_codes: list[int] = field(init=False)
     _dated: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +97,8 @@ class BoundPolicy:
         self._masks_kept = max(low, min(high, MASK_BUDGET_ROWS // max(self.items.n, 1)))
         items = self.items
         self._dated = ~(np.isnan(items.available_from) & np.isnan(items.available_until))
+        self._category_codes = (items.category + 1).tolist()
+        self._institution_codes = (items.institution + 1).tolist()
 
     @property
     def version(self) -> str:
@@ -124,8 +128,11 @@ class BoundPolicy:
             allowed, extra = self._caller(caller, allowed)
             personal += [extra] if len(extra) else []
         merged = None
-        if personal:
-            merged = personal[0] if len(personal) == 1 else np.unique(np.concatenate(personal))
+        if len(personal) == 1:
+            merged = personal[0]
+        elif personal:  # a few short arrays: merged in Python, cheaper than numpy's unique
+            union = set().union(*(part.tolist() for part in personal))
+            merged = np.array(sorted(union), dtype=np.int64)
         return Filters(allowed, merged)
 
     def _allowed(self, customer: Customer, now: datetime) -> np.ndarray | None:
@@ -208,36 +215,28 @@ class BoundPolicy:
             return rows[:limit], scores[:limit]
         per_category = diversity.max_per_category or limit
         per_institution = diversity.max_per_institution or limit
-        all_categories = self.items.category[rows]
-        all_institutions = self.items.institution[rows]
-        if (
-            np.bincount(all_categories[:limit] + 1).max() <= per_category
-            and np.bincount(all_institutions[:limit] + 1).max() <= per_institution
-        ):  # the best `limit` are within the caps already (code -1, unknown, counts as one)
-            return rows[:limit], scores[:limit]
+        # Plain lists from here: a window is a few dozen rows, and each numpy call on so few
+        # costs more than the Python that replaces it.
+        category, institution = self._category_codes, self._institution_codes
+        in_category = [0] * (len(self.items.category_names) + 1)  # by code + 1 (-1: unknown)
+        in_institution = [0] * (len(self.items.institution_names) + 1)
         taken: list[int] = []
         skipped: list[int] = []
-        # Counts by code + 1 (code -1, unknown, at 0): list indexing is the cheapest lookup.
-        in_category = [0] * (len(self.items.category_names) + 1)
-        in_institution = [0] * (len(self.items.institution_names) + 1)
-        for position, (category, institution) in enumerate(
-            zip((all_categories + 1).tolist(), (all_institutions + 1).tolist(), strict=True)
-        ):
-            if (
-                in_category[category] < per_category
-                and in_institution[institution] < per_institution
-            ):
+        for position, row in enumerate(rows.tolist()):
+            c, i = category[row], institution[row]
+            if in_category[c] < per_category and in_institution[i] < per_institution:
                 taken.append(position)
                 if len(taken) == limit:
                     break
-                in_category[category] += 1
-                in_institution[institution] += 1
+                in_category[c] += 1
+                in_institution[i] += 1
             else:
                 skipped.append(position)
         if len(taken) < limit:
             taken = sorted(taken + skipped[: limit - len(taken)])
-        chosen = np.asarray(taken, dtype=np.int64)
-        return rows[chosen], scores[chosen]
+        elif taken[-1] == limit - 1:  # nothing skipped: the best `limit` as they were
+            return rows[:limit], scores[:limit]
+        return rows[taken], scores[taken]
 
     # --- explain=true -------------------------------------------------------------------------
 
