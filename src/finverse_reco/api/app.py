@@ -25,9 +25,11 @@ from finverse_reco.api.routers import (
     admin,
     console,
     customers,
+    experiments,
     health,
     interactions,
     recommendations,
+    stats,
 )
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
@@ -54,8 +56,15 @@ def create_app(
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)
+    running_experiments = compose.experiments(settings, watcher)
     service = RecommendationService(
-        models, store, catalog, compose.service_config(settings), compose.policy(settings)
+        models,
+        store,
+        catalog,
+        compose.service_config(settings),
+        compose.policy(settings),
+        experiments=running_experiments.registry,
+        contact=compose.contact_filter(settings, store),
     )
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
@@ -82,6 +91,8 @@ def create_app(
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
         evaluation_dir=settings.evaluation_dir,
+        experiments=running_experiments,
+        online=compose.online_stats(settings, store),
         consumer=consumer,
     )
 
@@ -104,11 +115,15 @@ def create_app(
             log.error("interaction store unavailable at start: %s", exc)
         await watcher.check_once()
         watcher.start()
+        await running_experiments.sync()
+        polling = asyncio.create_task(running_experiments.run(settings.model_poll_seconds))
         scheduler.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
         finally:
+            polling.cancel()
+            await asyncio.gather(polling, return_exceptions=True)
             if consuming is not None:
                 consuming.cancel()
                 await asyncio.gather(consuming, return_exceptions=True)
@@ -136,7 +151,7 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/console/login"),
+        path_prefixes=("/api/v1/admin", "/api/v1/stats", "/console/login"),
         rate=settings.admin_rate_limit,
     )
     app.add_middleware(
@@ -160,6 +175,8 @@ def create_app(
     app.include_router(customers.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(experiments.router)
+    app.include_router(stats.router)
     app.include_router(console.router)
     app.mount(
         console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"

@@ -18,7 +18,7 @@ import numpy as np
 
 from finverse_reco.customers import CustomerProfile
 from finverse_reco.evaluation.metrics import ranking_metrics, top_k_excluding
-from finverse_reco.events import EventType, InteractionColumns
+from finverse_reco.events import EventType, FeedbackEvent
 from finverse_reco.policy import BoundPolicy, Customer, ItemFacts, Policy
 from finverse_reco.products import Product
 
@@ -60,16 +60,12 @@ class PolicyMeasure:
         self.policy = policy
         self.bound: BoundPolicy = policy.bind(facts)
         self.allowed = np.zeros((dataset.n_users, dataset.n_items), dtype=bool)
-        today = data.reference.date()
+        today, reference = data.reference.date(), data.reference.timestamp()
         for row, user_id in enumerate(dataset.user_ids.ids):
-            applied = data.applications.get(user_id, ())
-            activity = InteractionColumns.from_documents(
-                [
-                    {"user_id": user_id, "type": _APPLIED, "timestamp": data.reference,
-                     "data": {"productId": product_id}}
-                    for product_id in applied
-                ]
-            )  # fmt: skip
+            activity = [
+                FeedbackEvent(None, user_id, _APPLIED, reference, (product_id,))
+                for product_id in data.applications.get(user_id, ())
+            ]
             customer = Customer.of(
                 user_id, data.profiles.get(user_id), dataset.user_labels[row], activity, today
             )

@@ -5,14 +5,13 @@ rules asked for. Gathered once per request (service/customers.py) and read by ev
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from finverse_reco.customers import CustomerProfile, KycStatus
-from finverse_reco.events import InteractionColumns
+from finverse_reco.events import FeedbackEvent
 
-EMPTY_ACTIVITY = InteractionColumns.from_documents([])
 # "25-34", "65+", "50k-75k", "150k+", "0-25k": a band's lower bound is its first number.
 _LOWER_BOUND = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)")
 _SCALE = {"": 1.0, "k": 1e3, "m": 1e6}
@@ -30,7 +29,7 @@ class Customer:
     kyc_status: KycStatus | None = None
     risk_profile: int | None = None  # the questionnaire's; None: not answered
     holdings: tuple[str, ...] = ()
-    activity: InteractionColumns = EMPTY_ACTIVITY  # the rules' recent events, any order
+    activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
 
     @classmethod
@@ -43,7 +42,7 @@ class Customer:
         user_id: str,
         profile: CustomerProfile | None,
         demographics: Mapping[str, str] | None,
-        activity: InteractionColumns,
+        activity: Sequence[FeedbackEvent],
         today: date,
     ) -> Customer:
         """The profile's attributes; where it has none (or there is no profile), the lower bound

@@ -97,12 +97,7 @@ class AppliedRule(_Rule):
         kinds = frozenset(t.value for t in self.event_types)
 
         def applied(customer: Customer) -> list[str]:
-            activity = customer.activity
-            return [
-                product_id
-                for kind, product_id in zip(activity.types, activity.product_ids, strict=True)
-                if product_id is not None and str(kind) in kinds
-            ]
+            return [p for e in customer.activity if e.type in kinds for p in e.product_ids]
 
         repeatable = items.category_mask(self.repeatable_categories)
         return _Personal("applied", items, repeatable, applied)

@@ -1,24 +1,26 @@
 """Each request's customer, read once: the stored profile and the recent activity the policy's
 rules asked for (policy/rules.py `activity()`). The reads of every request waiting in the same
-event-loop iteration go to the store together, one `get_profiles` and one `user_activity` for the
-lot, so a busy server pays a store round trip per batch, not per request."""
+event-loop iteration go to the store together, one `get_profiles` and one
+`customers_events_of_types` (the read contact limits use too) for the lot, so a busy server pays a
+store round trip per batch, not per request."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from finverse_reco.customers import CustomerProfile
-from finverse_reco.events import InteractionColumns
+from finverse_reco.events import FeedbackEvent
 from finverse_reco.policy import Customer, Policy
-from finverse_reco.policy.customer import EMPTY_ACTIVITY
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
-Read = tuple[CustomerProfile | None, InteractionColumns, bool]  # profile, activity, degraded
+Read = tuple[CustomerProfile | None, Sequence[FeedbackEvent], bool]  # profile, activity, degraded
+# A customer with more of the rules' events than this in the look-back is judged on the newest.
+MAX_ACTIVITY = 1000
 
 
 class CustomerReader:
@@ -57,20 +59,23 @@ class CustomerReader:
     async def _read_batch(self, waiting: dict[str, list[asyncio.Future[Read]]]) -> None:
         users = list(waiting)
         policy = self._policy
+        activity: dict[str, list[FeedbackEvent]] = {}
         try:
             async with asyncio.timeout(self._timeout):
                 if policy.activity_types:
                     since = datetime.now(UTC) - policy.activity_lookback
                     profiles, activity = await asyncio.gather(
                         self._store.get_profiles(users),
-                        self._store.user_activity(users, policy.activity_types, since),
+                        self._store.customers_events_of_types(
+                            users, policy.activity_types, since, MAX_ACTIVITY
+                        ),
                     )
                 else:
-                    profiles, activity = await self._store.get_profiles(users), EMPTY_ACTIVITY
+                    profiles = await self._store.get_profiles(users)
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("store read failed, the policy treats the customers as unknown: %s", exc)
             for futures in waiting.values():
-                _answer(futures, (None, EMPTY_ACTIVITY, True))
+                _answer(futures, (None, (), True))
             return
         except BaseException as exc:
             for futures in waiting.values():
@@ -78,13 +83,8 @@ class CustomerReader:
                     if not future.done():
                         future.set_exception(exc)
             raise
-        rows_of: dict[str, list[int]] = {}
-        for row, user in enumerate(activity.user_ids):
-            rows_of.setdefault(user, []).append(row)
         for user, futures in waiting.items():
-            rows = rows_of.get(user)
-            mine = activity.take(rows) if rows else EMPTY_ACTIVITY
-            _answer(futures, (profiles.get(user), mine, False))
+            _answer(futures, (profiles.get(user), activity.get(user, ()), False))
 
 
 def _answer(futures: list[asyncio.Future[Read]], read: Read) -> None:

@@ -38,7 +38,9 @@ from finverse_reco.policy import (
 )
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
+from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
 from finverse_reco.service.customers import CustomerReader
+from finverse_reco.service.experiments import Assignment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -76,6 +78,9 @@ class RecommendationResult:
     degraded: bool
     policy_version: str
     explanation: dict | None = None  # with `explain`: what the policy filtered, and why
+    experiment: Assignment | None = None  # the experiment arm this answer was served under
+    # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
+    filtered: dict[str, int] = field(default_factory=dict)
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -107,6 +112,7 @@ class _Ranked:
     strategy: Strategy
     reason: str
     degraded: bool = False
+    filtered: dict[str, int] = field(default_factory=dict)
 
 
 class RecommendationService:
@@ -117,12 +123,16 @@ class RecommendationService:
         catalog: ProductCatalog,
         config: ServiceConfig,
         policy: Policy = POLICY_OFF,
+        experiments: ExperimentRegistry | None = None,
+        contact: ContactFilter | None = None,
     ) -> None:
         self._models = models
         self._store = store
         self._catalog = catalog
         self._config = config
         self.policy = policy
+        self._experiments = experiments
+        self._contact = contact
         self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
         # The policy bound to the serving model's items: (index, when read, catalog read ok).
         self._bound: tuple[EmbeddingIndex, BoundPolicy, float, bool] | None = None
@@ -142,27 +152,40 @@ class RecommendationService:
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
         explain: bool = False,
+        channel: str | None = None,
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(user_id)
+        index = self._index(assignment)
         self._check_categories(index, caller)
         row = index.users.row(user_id)
-        if row is not None:
-            policy = await self._policy(index)
-            customer, degraded = await self._customers.customer(user_id, demographics)
-            exclude = index.seen_rows(row) if exclude_seen else None
+        contact = await self._contact_exclusions(index, user_id, channel)
+        popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
+        if row is None and not popular_arm:
+            return await self._for_new_user(
+                index, user_id, limit, caller, exclude_seen, demographics, explain, contact,
+                assignment,
+            )  # fmt: skip
+        policy = await self._policy(index)
+        customer, degraded = await self._customers.customer(user_id, demographics)
+        seen = index.seen_rows(row) if exclude_seen and row is not None else None
+        if popular_arm:
+            segment = index.feature_config.allowed_demographics(demographics)
+            ranked = _Ranked(
+                self._popular_ranker(index, segment), Strategy.POPULAR, "popular right now"
+            )
+        else:
 
             def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
                 return self._batcher.recommend_for_user(
                     index, row, k, exclude=exclude, allowed=allowed
                 )
 
-            ranked = _Ranked(rank, Strategy.PERSONALIZED, "matches your activity", degraded)
-            return await self._serve(
-                index, policy, customer, ranked, limit, caller, exclude, explain
-            )
-        return await self._for_new_user(
-            index, user_id, limit, caller, exclude_seen, demographics, explain
-        )
+            ranked = _Ranked(rank, Strategy.PERSONALIZED, "matches your activity")
+        ranked.degraded = degraded
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(seen, contact.rows), explain, assignment,
+        )  # fmt: skip
 
     async def for_session(
         self,
@@ -171,31 +194,44 @@ class RecommendationService:
         *,
         caller: CallerFilters = NO_CALLER_FILTERS,
         explain: bool = False,
+        channel: str | None = None,
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(session_id)
+        index = self._index(assignment)
         self._check_categories(index, caller)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
-        # The session's customer, when its events name one: their profile decides eligibility.
+        # The session's customer, when its events name one: their profile decides eligibility,
+        # and their contact limits apply (the latest event says who).
         users = {event.user_id for event in events}
         segment = _latest_demographics(events)
         policy = await self._policy(index)
         customer, store_failed = await self._customer(
             users.pop() if len(users) == 1 else None, segment
         )
+        contact = (
+            await self._contact_exclusions(index, events[-1].user_id, channel)
+            if events
+            else Exclusions()
+        )
         weights = self._item_weights(index, events)
-        query = fold_in(index, weights) if weights else None
+        popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
+        query = fold_in(index, weights) if weights and not popular_arm else None
         if query is not None:
-            seen = np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
+            touched = np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
             ranked = _Ranked(
                 self._query_ranker(index, query), Strategy.SESSION, "fits this browsing session"
             )
         else:
-            seen = None
+            touched = None
+            allowed_segment = index.feature_config.allowed_demographics(segment)
             ranked = _Ranked(
-                self._popular_ranker(index, segment), Strategy.POPULAR, "popular right now"
+                self._popular_ranker(index, allowed_segment), Strategy.POPULAR, "popular right now"
             )
         ranked.degraded = degraded or store_failed
-        return await self._serve(index, policy, customer, ranked, limit, caller, seen, explain)
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(touched, contact.rows), explain, assignment,
+        )  # fmt: skip
 
     async def similar_products(
         self,
@@ -208,7 +244,8 @@ class RecommendationService:
     ) -> RecommendationResult:
         """Products like `product_id`, for `user_id` when the caller names the customer (else an
         anonymous customer: rules on unknown attributes fail closed where configured)."""
-        index = self._index()
+        assignment = self._assign(product_id)
+        index = self._index(assignment)
         self._check_categories(index, caller)
         policy = await self._policy(index)
         customer, degraded = await self._customer(user_id, None)
@@ -236,7 +273,9 @@ class RecommendationService:
                 return self._batcher.run(index, run)
 
         ranked = _Ranked(similar, Strategy.SIMILAR, f"similar to {product_id}", degraded)
-        return await self._serve(index, policy, customer, ranked, limit, caller, None, explain)
+        return await self._serve(
+            index, policy, customer, ranked, limit, caller, None, explain, assignment
+        )
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -260,17 +299,20 @@ class RecommendationService:
         exclude_seen: bool,
         demographics: Mapping[str, str] | None,
         explain: bool,
+        contact: Exclusions,
+        assignment: Assignment | None,
     ) -> RecommendationResult:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
-        policy, (events, degraded) = await asyncio.gather(
-            self._policy(index), self._recent(self._store.user_interactions(user_id))
-        )
-        demographics = demographics or _latest_demographics(events)
-        customer, store_failed = await self._customers.customer(user_id, demographics)
+        policy = await self._policy(index)
+        events, degraded = await self._recent(self._store.user_interactions(user_id))
+        given = demographics or _latest_demographics(events)
+        customer, store_failed = await self._customers.customer(user_id, given)
+        # Only the attributes the model was allowed to learn from (FINVERSE_MODEL_USER_ATTRIBUTES).
+        demographics = index.feature_config.allowed_demographics(given)
         features = demographic_features(demographics) if demographics else {}
         weights = self._item_weights(index, events)
-        exclude = (
+        seen = (
             np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
             if exclude_seen and weights
             else None
@@ -288,7 +330,10 @@ class RecommendationService:
         else:
             ranked = _Ranked(self._query_ranker(index, query), strategy, reason)
         ranked.degraded = degraded or store_failed
-        return await self._serve(index, policy, customer, ranked, limit, caller, exclude, explain)
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(seen, contact.rows), explain, assignment,
+        )  # fmt: skip
 
     def _query_ranker(self, index: EmbeddingIndex, query: np.ndarray) -> Ranker:
         def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
@@ -317,6 +362,7 @@ class RecommendationService:
         caller: CallerFilters,
         exclude: np.ndarray | None,
         explain: bool,
+        assignment: Assignment | None = None,
     ) -> RecommendationResult:
         """Rank within the policy's filters and select within its diversity caps: every list of
         every strategy, fallbacks and degraded answers included, leaves through here."""
@@ -329,7 +375,9 @@ class RecommendationService:
         if explain:
             unfiltered = await ranked.rank(k, exclude, None)
             explanation = policy.explain(customer, now, caller, exclude, unfiltered[0], chosen_rows)
-        return await self._present(index, policy, chosen_rows, chosen_scores, ranked, explanation)
+        return await self._present(
+            index, policy, chosen_rows, chosen_scores, ranked, explanation, assignment
+        )
 
     async def _policy(self, index: EmbeddingIndex) -> BoundPolicy:
         """The policy bound to the serving model's items and the catalog's facts about them: read
@@ -372,8 +420,28 @@ class RecommendationService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _index(self) -> EmbeddingIndex:
+    async def _contact_exclusions(
+        self, index: EmbeddingIndex, customer_id: str, channel: str | None
+    ) -> Exclusions:
+        if self._contact is None:
+            return Exclusions()
+        return await self._contact.exclusions(
+            customer_id,
+            datetime.now(UTC),
+            index.items.row,
+            lambda product: _category_of(index, product),
+            channel=channel,
+        )
+
+    def _assign(self, subject_id: str) -> Assignment | None:
+        return None if self._experiments is None else self._experiments.assign(subject_id)
+
+    def _index(self, assignment: Assignment | None = None) -> EmbeddingIndex:
+        """CURRENT, or the version the experiment arm serves when this process has it loaded (a
+        version that failed to load serves CURRENT; the response names the version it got)."""
         index = self._models.index
+        if assignment is not None and assignment.arm.model_version is not None:
+            index = self._models.index_of(assignment.arm.model_version) or index
         if index is None:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
@@ -428,6 +496,7 @@ class RecommendationService:
         scores: np.ndarray,
         ranked: _Ranked,
         explanation: dict | None,
+        assignment: Assignment | None = None,
     ) -> RecommendationResult:
         rows = rows_array.tolist()
         ids = index.items.ids_of(rows)
@@ -461,6 +530,8 @@ class RecommendationService:
             degraded,
             policy.version,
             explanation,
+            experiment=assignment,
+            filtered=ranked.filtered,
         )
 
 
@@ -488,3 +559,18 @@ def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] |
             if values:
                 return values
     return None
+
+
+def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
+    ranked.filtered = contact.counts
+    ranked.degraded = ranked.degraded or contact.degraded
+    return ranked
+
+
+def _category_of(index: EmbeddingIndex, product_id: str) -> str | None:
+    row = index.items.row(product_id)
+    return None if row is None else index.item_meta(row)[0] or None
+
+
+def _arm_strategy(assignment: Assignment | None) -> str | None:
+    return None if assignment is None else assignment.arm.strategy

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from finverse_reco.customers import CustomerProfile
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 
 # The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
 # training scan reads and sends less).
@@ -84,13 +84,6 @@ class InteractionStore(Protocol):
 
     async def count(self, since: datetime | None = None) -> int: ...
 
-    async def user_activity(
-        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
-    ) -> InteractionColumns:
-        """The interactions of these users, of these types, with timestamp >= since, as columns
-        in no particular order: what the policy step reads of each request's customer (products
-        applied for since the last training, recent contacts), several customers in one read."""
-
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """Store a customer's profile whole, unless the stored one has a newer `updated_at`
         (a redelivered older copy changes nothing). Returns whether it was stored."""
@@ -109,3 +102,21 @@ class InteractionStore(Protocol):
         """Stream every interaction with since <= timestamp < until in batches of columns
         (training input). MongoDB reads only `SCAN_FIELDS`, from the trainer's URL, which may name
         a secondary (docs/STORES.md)."""
+
+    async def events_of_types(
+        self, types: Collection[str], since: datetime, until: datetime | None = None
+    ) -> list[FeedbackEvent]:
+        """The events of these types with since <= timestamp < until, newest first, as the fields
+        feedback is judged by (online metrics read a period of impressions and reactions). A
+        stored document that cannot be read is left out."""
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        """Per customer, their events of these types since `since`, newest first, at most `limit`
+        each (customers with none are absent). Contact limits read this on every request, for all
+        the requests that arrived together at once: one round trip, no second validation."""

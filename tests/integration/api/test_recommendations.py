@@ -254,9 +254,10 @@ def test_the_schema_documents_every_parameter_the_endpoints_read(client):
     filters = {"limit", "category", "institution", "exclude", "only", "explain"}
     expected = {
         "/products/{user_id}": {
-            "user_id", *filters, "exclude_seen", "age_group", "income_range", "location"
+            "user_id", *filters, "channel", "exclude_seen", "age_group", "income_range",
+            "location",
         },
-        "/session/{session_id}": {"session_id", *filters},
+        "/session/{session_id}": {"session_id", *filters, "channel"},
         "/similar-products/{product_id}": {"product_id", *filters, "user_id"},
     }  # fmt: skip
     for path, names in expected.items():

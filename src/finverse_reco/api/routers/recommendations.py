@@ -70,7 +70,13 @@ class SimilarQuery(ListQuery):
     )
 
 
-class UserQuery(ListQuery):
+class ChannelQuery(ListQuery):
+    channel: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = Field(
+        None, description="Where the list will be shown (contact limits scoped to a channel)"
+    )
+
+
+class UserQuery(ChannelQuery):
     exclude_seen: bool = Field(True, description="Leave out products the user has interacted with")
     age_group: SegmentValue | None = Field(None, description="For a new user: their age group")
     income_range: SegmentValue | None = Field(None, description="For a new user: income range")
@@ -109,6 +115,11 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
         "strategy": result.strategy.value,
         "degraded": result.degraded,
         "policy_version": result.policy_version,
+        "experiment": (
+            None
+            if result.experiment is None
+            else {"id": result.experiment.experiment, "arm": result.experiment.arm.name}
+        ),
     }
     if result.explanation is not None:
         body["explain"] = result.explanation
@@ -149,6 +160,7 @@ async def for_user(request: Request) -> JSONBytesResponse:
         exclude_seen=options.exclude_seen,
         demographics=options.demographics(),
         explain=options.explain,
+        channel=options.channel,
     )
     return _body(result, "user_id", user_id)
 
@@ -158,13 +170,17 @@ async def for_user(request: Request) -> JSONBytesResponse:
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Recommendations for a browsing session, from its interactions so far",
-    openapi_extra=openapi_parameters(ListQuery, {"session_id": "The session id"}),
+    openapi_extra=openapi_parameters(ChannelQuery, {"session_id": "The session id"}),
 )
 async def for_session(request: Request) -> JSONBytesResponse:
     session_id = path_id(request, "session_id")
-    options = _checked(request, query(request, ListQuery))
+    options = _checked(request, query(request, ChannelQuery))
     result = await recommendation_service(request).for_session(
-        session_id, options.limit, caller=options.caller_filters(), explain=options.explain
+        session_id,
+        options.limit,
+        caller=options.caller_filters(),
+        explain=options.explain,
+        channel=options.channel,
     )
     return _body(result, "session_id", session_id)
 
