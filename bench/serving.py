@@ -27,6 +27,13 @@ first variant's, as a ratio; `--min-ratio R` makes `--check` require req/s ≥ R
 
     .venv/bin/python bench/serving.py http --variant before:tree=e2dadb6 --variant after
 
+The policy step (issue 15), off against on, side by side at 1,000 and 100,000 products, one
+worker; `--check --min-ratio 0.9` requires on ≥ 90% of off's req/s:
+
+    .venv/bin/python bench/serving.py http --sizes 1000 100000 --workers 1 \
+        --variant policy-off:FINVERSE_POLICY_ENABLED=false --variant policy-on \
+        --min-ratio 0.9 --check
+
 `--feedback` gives every world what experiments and contact limits work on (docs/FEEDBACK.md): a
 second model version and `experiments.json` splitting customers 50/50 between the two versions,
 and impressions, clicks and dismissals for `FEEDBACK_USERS` of the customers (some over their
@@ -77,6 +84,7 @@ import uvloop
 
 from _serve_with_ceiling import build as build_app  # bench/_serve_with_ceiling.py
 from finverse_reco.catalog.local import write_catalog_file
+from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import EventData, EventType, InteractionEvent
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.model.artifacts import activate, save_version
@@ -91,6 +99,7 @@ RUNNER = Path(__file__).resolve().parent / "_serve_with_ceiling.py"
 SECTION = "## Serving (bench/serving.py)"
 DIM = 50
 CATEGORIES = ("loans", "credit_cards", "savings", "mortgages", "insurance", "investments")
+CREDIT = frozenset({"loans", "credit_cards", "mortgages"})
 INSTITUTIONS = tuple(f"bank_{n}" for n in range(12))
 SEEN_PER_USER = 5
 RISK_LEVELS = (1, 2, 3, 4, 5)
@@ -234,9 +243,64 @@ def synthetic_products(index: EmbeddingIndex) -> list[Product]:
             annual_fee=float(row * 13 % 200),
             risk_level=RISK_LEVELS[row % len(RISK_LEVELS)],
             term_months=12 * (1 + row % 10),
+            # Eligibility facts, so the policy step has real work (docs/POLICY.md).
+            min_age=(18, 18, 21, 25)[row % 4],
+            min_income=(0.0, 0.0, 20e3, 50e3, 100e3)[row % 5],
+            required_kyc="verified"
+            if CATEGORIES[int(index.item_categories[row])] in CREDIT
+            else None,
+            residencies=("US",),
         )
         for row, pid in enumerate(index.items)
     ]
+
+
+async def seed_customers(store_url: str, n_users: int, n_items: int, seed: int = 2) -> None:
+    """A profile for every user (ages, incomes, KYC, risk profiles, a few holdings) and one
+    submitted application for one user in ten: what the policy step reads per request."""
+    rng = np.random.default_rng(seed)
+    updated = datetime.now(UTC) - timedelta(days=1)
+    ages = rng.integers(18, 85, n_users).tolist()
+    incomes = rng.lognormal(11, 0.7, n_users).round(-2).tolist()
+    risks = rng.integers(1, 6, n_users).tolist()
+    kyc = rng.choice(["verified", "verified", "verified", "pending"], n_users).tolist()
+    holdings = rng.integers(0, n_items, (n_users, 2)).tolist()
+    store = open_store(store_url, timeout_ms=60_000)
+    await store.open()
+    try:
+        for start in range(0, n_users, 1_000):
+            await asyncio.gather(
+                *(
+                    store.put_profile(
+                        CustomerProfile(
+                            user_id=user_id(row),
+                            birth_year=updated.year - ages[row] - 1,
+                            annual_income=incomes[row],
+                            residency="US",
+                            risk_profile=risks[row],
+                            kyc_status=kyc[row],
+                            holdings=tuple(item_id(i) for i in holdings[row]),
+                            updated_at=updated,
+                        )
+                    )
+                    for row in range(start, min(start + 1_000, n_users))
+                )
+            )
+        applied = rng.integers(0, n_items, n_users // 10).tolist()
+        await store.insert_many(
+            [
+                InteractionEvent(
+                    event_id=f"bench-apply-{n}",
+                    user_id=user_id(n * 10),
+                    type=EventType.APPLICATION_SUBMIT,
+                    timestamp=updated,
+                    data=EventData(productId=item_id(product)),
+                )
+                for n, product in enumerate(applied)
+            ]
+        )
+    finally:
+        await store.close()
 
 
 def session_id(n: int) -> str:
@@ -382,6 +446,7 @@ def generate_world(n_items: int, n_users: int, workdir: Path, feedback: bool = F
     activate(world.model_dir, control)
     write_catalog_file(world.catalog, synthetic_products(index))
     asyncio.run(seed_sessions(world.store_url, n_items))
+    asyncio.run(seed_customers(world.store_url, n_users, n_items))
     if feedback:
         time.sleep(1.0)  # version names carry the second they were made
         treatment = save_version(

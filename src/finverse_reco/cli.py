@@ -421,7 +421,9 @@ def offline(settings: Settings, args: argparse.Namespace) -> int:
     with threadpool_limits(limits=1):
         if args.command == "tune":
             return command.run_tune(args, params, compose.weighting(settings))
-        return command.run(args, params, tuned_on, compose.weighting(settings))
+        # The rules serving applies (FINVERSE_POLICY_FILE): quality is reported with them on and off.
+        policy = None if args.no_policy else compose.policy(settings)
+        return command.run(args, params, tuned_on, compose.weighting(settings), policy)
 
 
 def _check_params_file(settings: Settings) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from finverse_reco.ingest import IngestConfig
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
+    from finverse_reco.policy import Policy
     from finverse_reco.service.contact_limits import ContactFilter
     from finverse_reco.service.experiments import Experiments
     from finverse_reco.service.models import ModelHolder, ModelWatcher
@@ -170,7 +171,20 @@ def service_config(settings: Settings) -> ServiceConfig:
         # The catalog enforces its own budget; this outer bound only catches a catalog that
         # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
         catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
+        catalog_refresh_seconds=settings.policy_catalog_refresh_seconds,
     )
+
+
+def policy(settings: Settings) -> Policy:
+    """The policy step's rules: FINVERSE_POLICY_FILE, else the shipped default. A bad file stops
+    start-up with a SystemExit naming the file, the line and the reason."""
+    from finverse_reco.policy import Policy, PolicyFileError, load_rules
+
+    try:
+        rules = load_rules(settings.policy_file)
+    except PolicyFileError as exc:
+        raise SystemExit(f"FINVERSE_POLICY_FILE: {exc}") from None
+    return Policy(rules, enabled=settings.policy_enabled)
 
 
 def model_watcher(settings: Settings, models: ModelHolder) -> ModelWatcher:

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     store_trainer_url: str | None = None
     model_dir: Path = Path("data/models")
     catalog_path: Path = Path("data/catalog.json")
+    # The policy step (docs/POLICY.md): the rules file (unset: the shipped default), and an off
+    # switch for measurements only (refused in production).
+    policy_file: Path | None = None
+    policy_enabled: bool = True
+    policy_catalog_refresh_seconds: float = Field(300.0, gt=0)
     banking_url: str | None = None
     banking_timeout_ms: int = Field(300, ge=10)
     banking_budget_ms: int = Field(800, ge=10)
@@ -200,6 +205,8 @@ class Settings(BaseSettings):
             raise ValueError("FINVERSE_API_KEY must be set to a secret in production")
         if "*" in self.cors_origins and self.environment == "production":
             raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
+        if not self.policy_enabled and self.environment == "production":
+            raise ValueError("FINVERSE_POLICY_ENABLED may not be false in production")
         return self
 
 

@@ -1,5 +1,5 @@
 """The customer-profile part of the store contract (`put_profile`, `get_profile`, `get_profiles`)
-and `user_activity`, run against SQLite and the MongoDB stand-in alike."""
+run against SQLite and the MongoDB stand-in alike."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from finverse_reco.customers import CustomerProfile, KycStatus
-from finverse_reco.events import InteractionEvent, parse_event
 from finverse_reco.store import InteractionStore
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -15,13 +14,6 @@ T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
 def profile(user_id: str = "u1", *, at: datetime = T0, **fields: object) -> CustomerProfile:
     return CustomerProfile.model_validate({"user_id": user_id, "updated_at": at, **fields})
-
-
-def event(
-    event_id: str, *, user: str, kind: str, at: datetime = T0, **data: str
-) -> InteractionEvent:
-    raw = {"event_id": event_id, "user_id": user, "type": kind, "timestamp": at.isoformat()}
-    return parse_event({**raw, "data": {"productId": "p0", **data}})
 
 
 FULL = profile(
@@ -87,21 +79,3 @@ async def test_profiles_survive_reopening(new_store: Callable[[], InteractionSto
         assert await second.get_profile("u1") == FULL
     finally:
         await second.close()
-
-
-async def test_user_activity_filters_users_types_and_time(store: InteractionStore) -> None:
-    await store.insert_many(
-        [
-            event("a", user="u1", kind="application_submit", productId="p1"),
-            event("b", user="u1", kind="product_view", productId="p2"),
-            event("c", user="u2", kind="application_submit", productId="p3"),
-            event("d", user="u3", kind="application_submit", productId="p4"),
-            event("old", user="u1", kind="application_submit", at=T0 - timedelta(days=2)),
-        ]
-    )
-    columns = await store.user_activity(["u1", "u2"], ["application_submit"], T0 - timedelta(1))
-    found = sorted(zip(columns.user_ids, columns.product_ids, strict=True))
-    assert found == [("u1", "p1"), ("u2", "p3")]
-    assert set(columns.timestamps.tolist()) == {T0.timestamp()}
-    assert len(await store.user_activity([], ["application_submit"], T0)) == 0
-    assert len(await store.user_activity(["u1"], [], T0)) == 0

@@ -13,7 +13,7 @@ import pytest
 import finverse_reco
 
 PACKAGE = Path(finverse_reco.__file__).parent
-CORE = ("pipeline", "model", "index")
+CORE = ("pipeline", "model", "index", "policy")
 # What the pure core must not import: our adapters and composition, and the libraries behind them.
 FORBIDDEN = (
     "finverse_reco.api",

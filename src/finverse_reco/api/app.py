@@ -62,6 +62,7 @@ def create_app(
         store,
         catalog,
         compose.service_config(settings),
+        compose.policy(settings),
         experiments=running_experiments.registry,
         contact=compose.contact_filter(settings, store),
     )

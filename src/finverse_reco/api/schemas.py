@@ -71,6 +71,10 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: Literal["personalized", "features_cold_start", "popular", "session", "similar"]
     degraded: bool
+    policy_version: str = Field(description="The rules file's version the list passed")
+    explain: dict[str, Any] | None = Field(
+        None, description="With explain=true (admin): what the policy filtered, by which rule"
+    )
     experiment: ExperimentArmOut | None = Field(
         None, description="The experiment arm, while an experiment runs (null otherwise)"
     )
@@ -107,6 +111,7 @@ class HealthOut(BaseModel):
 class ReadyOut(BaseModel):
     ready: bool
     model_version: str | None
+    policy_version: str | None = None  # the rules file every recommendation passes
     checks: dict[str, str]
     model_refusal: str | None = None  # why the model directory's CURRENT version is not served
 

@@ -73,6 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="demo only: the hybrid with dismissals ignored and as negatives, on the demo world "
         "plus rule-made dismissals (docs/FEEDBACK.md)",
     )
+    parser.add_argument(
+        "--no-policy",
+        action="store_true",
+        help="skip the policy on/off measure (the rules of FINVERSE_POLICY_FILE, demo world only)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,9 +102,16 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighting: Any) -> int:
+def run(
+    args: argparse.Namespace,
+    params: Any,
+    tuned_on: dict[str, Any],
+    weighting: Any,
+    policy: Any = None,
+) -> int:
     """`evaluate`. `params`: what the hybrid fits (one LightFM thread: reproducible);
-    `tuned_on`: the params file's provenance ({} without a file)."""
+    `tuned_on`: the params file's provenance ({} without a file); `policy`: the rules to measure
+    quality with on and off (datasets that know their customers)."""
     from finverse_reco.evaluation.datasets import DatasetError
     from finverse_reco.evaluation.fairness import fairness_lines
     from finverse_reco.evaluation.harness import evaluate, table_lines, write_json, write_plot
@@ -154,6 +166,7 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
                     k=args.k,
                     models=models,
                     progress=advance,
+                    policy=policy,
                     fairness=args.fairness,
                 )
         except (DatasetError, ValueError) as exc:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from finverse_reco.events import touched_products
+from finverse_reco.evaluation.policy import CustomerData
+from finverse_reco.events import EventType, touched_products
 from finverse_reco.pipeline import (
     FeatureConfig,
     TrainingData,
@@ -94,6 +95,9 @@ class Dataset:
     # Per item row, the categories its exposure counts for (the fairness report): a product's
     # category, a film's genres; empty when unknown.
     item_categories: tuple[tuple[str, ...], ...] = ()
+    # What the service would know of the customers (profiles, applications) and the products'
+    # eligibility facts, for measuring with the policy on and off; None: the dataset has none.
+    customers: CustomerData | None = field(default=None, repr=False)
 
     @property
     def n_users(self) -> int:
@@ -379,7 +383,21 @@ def demo_dataset(
             (catalog[item].category,) if item in catalog and catalog[item].category else ()
             for item in item_ids
         ),
+        customers=CustomerData(
+            products={p.id: p for p in world.products},
+            profiles={profile.user_id: profile for profile in world.profiles},
+            applications=_applications(world.events),
+            reference=max(profile.updated_at for profile in world.profiles),
+        ),
     )
+
+
+def _applications(events: Sequence[Mapping[str, Any]]) -> dict[str, tuple[str, ...]]:
+    applied: dict[str, list[str]] = {}
+    for event in events:
+        if event["type"] == EventType.APPLICATION_SUBMIT.value:
+            applied.setdefault(event["user_id"], []).append(event["data"]["productId"])
+    return {user: tuple(products) for user, products in applied.items()}
 
 
 def _placement(ids: Sequence[str], all_ids: IdMap) -> sp.csr_matrix:

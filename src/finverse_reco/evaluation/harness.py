@@ -25,10 +25,12 @@ from finverse_reco.evaluation import MODEL_NAMES
 from finverse_reco.evaluation.datasets import Dataset, DatasetError
 from finverse_reco.evaluation.fairness import fairness_report
 from finverse_reco.evaluation.metrics import ranking_metrics, top_k_excluding, user_auc
+from finverse_reco.evaluation.policy import PolicyMeasure
 from finverse_reco.evaluation.protocols import Split, split_pairs, validation_split
 from finverse_reco.evaluation.recommenders import ScoreFunction, Validation, build_recommender
 from finverse_reco.model import TrainingParams
 from finverse_reco.pipeline import FeatureConfig
+from finverse_reco.policy import Policy
 
 _CHUNK_USERS = 512
 METRIC_COLUMNS = ("precision", "recall", "ndcg", "map")
@@ -107,10 +109,13 @@ def evaluate(
     models: Sequence[str] = MODEL_NAMES,
     progress: Callable[[int, int], None] | None = None,
     fairness: bool = False,
+    policy: Policy | None = None,
 ) -> dict[str, Any]:
     """Every model on one split; the result in the documented JSON form. `params`: what the
     `hybrid` row fits (as `finverse-reco train` would). `progress(done, total)` is called as each
-    model finishes. `fairness`: each row also carries its group report (`fairness.py`)."""
+    model finishes. `fairness`: each row also carries its group report (`fairness.py`). With
+    `policy` and a dataset that knows its customers, each row also reports its quality with the
+    policy on and off (`evaluation/policy.py`)."""
     params = params or TrainingParams()
     split = split_pairs(protocol, dataset.users, dataset.items, dataset.timestamps, seed)
     if not split.train.any() or not split.test.any():
@@ -121,6 +126,11 @@ def evaluate(
         )
     view = dataset.train_view(split.train, params.features)
     task = RankingTask.from_split(dataset, split, k)
+    with_policy = (
+        PolicyMeasure(dataset, dataset.customers, policy)
+        if policy is not None and dataset.customers is not None
+        else None
+    )
     validation = None
     results = []
     for done, name in enumerate(models):
@@ -160,6 +170,8 @@ def evaluate(
                 dataset.item_categories,
                 k,
             )
+        if with_policy is not None:
+            row["policy"] = with_policy.measure(task, model.scores)
         results.append(row)
     if progress is not None:
         progress(len(models), len(models))
@@ -218,6 +230,25 @@ def table_lines(result: dict[str, Any]) -> list[str]:
             f"{row[c]:>16.2f}" if c.startswith("fit_") else f"{row[c]:>16.4f}" for c in columns
         )
         lines.append(f"{row['model']:<20}" + cells)
+    policy_rows = [row for row in result["results"] if "policy" in row]
+    if policy_rows:
+        version = policy_rows[0]["policy"]["policy_version"]
+        lines += [
+            "",
+            f"with the policy (rules {version}); truth: held-out products the policy allows",
+            f"{'model':<20}{'precision off':>16}{'precision on':>16}{'on / off':>12}"
+            f"{'ndcg off':>12}{'ndcg on':>12}{'violations off':>16}{'violations on':>16}",
+        ]
+        for row in policy_rows:
+            measured = row["policy"]
+            ratio = measured["on_over_off"]
+            lines.append(
+                f"{row['model']:<20}{measured[f'precision@{k}_off']:>16.4f}"
+                f"{measured[f'precision@{k}_on']:>16.4f}"
+                f"{'-' if ratio is None else f'{ratio:.3f}':>12}"
+                f"{measured[f'ndcg@{k}_off']:>12.4f}{measured[f'ndcg@{k}_on']:>12.4f}"
+                f"{measured['violations_off']:>16}{measured['violations_on']:>16}"
+            )
     return lines
 
 

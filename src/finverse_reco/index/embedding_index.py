@@ -217,11 +217,22 @@ class EmbeddingIndex:
         """Each query's best `k` items by `query · item_matrix`: a (b, d + 1) block."""
         return topk(queries, self._item_matrix_t, k, exclude=exclude, allowed=allowed)
 
-    def similar_items(self, rows: np.ndarray, k: int, *, allowed: Filters = None) -> TopK:
-        """Each item's best `k` neighbours by cosine of item vectors, never the item itself:
-        one product of its unit vector with the unit item matrix."""
+    def similar_items(
+        self,
+        rows: np.ndarray,
+        k: int,
+        *,
+        exclude: np.ndarray | None = None,
+        allowed: Filters = None,
+    ) -> TopK:
+        """Each item's best `k` neighbours by cosine of item vectors, never the item itself nor
+        the `exclude` rows (one filter for every query): one product of its unit vector with the
+        unit item matrix."""
         queries = self._unit_items_t[:, rows].T
-        itself = rows if len(rows) == 1 else [row[None] for row in rows]
+        if exclude is not None and len(exclude):
+            itself = [np.union1d(exclude, row[None]) for row in rows]
+        else:
+            itself = rows if len(rows) == 1 else [row[None] for row in rows]
         return topk_of_scores(queries @ self._unit_items_t, k, exclude=itself, allowed=allowed)
 
     def cosines(self, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +24,19 @@ from finverse_reco.index.explain import QueryParts, feature_parts
 from finverse_reco.index.foldin import fold_in_parts, item_feature_rows
 from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
+from finverse_reco.policy import (
+    NO_CALLER_FILTERS,
+    BoundPolicy,
+    CallerFilters,
+    Customer,
+    ItemFacts,
+    Policy,
+    RulesFile,
+)
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
+from finverse_reco.service.customers import CustomerReader
 from finverse_reco.service.experiments import Assignment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.reasons import (
@@ -87,8 +98,7 @@ class RecommendationResult:
     """The ranked products, best first, as parallel columns: the ids the model ranked, each one's
     details (the catalog's own objects, or model metadata where the catalog lacks the product),
     raw score, relevance in [0, 1] (`index/relevance.py`) and reason (`reasons.py`). A response
-    builds its items in one pass, with no object per recommendation in between.
-    `contributions`: each item's split of its raw score, when asked for (`explain`)."""
+    builds its items in one pass, with no object per recommendation in between."""
 
     product_ids: list[str]
     products: list[Product]
@@ -98,11 +108,14 @@ class RecommendationResult:
     strategy: Strategy
     model_version: str
     degraded: bool
+    policy_version: str
+    explanation: dict | None = None  # with `explain`: what the policy filtered, and why
+    # With `explain`: each item's split of its raw score.
     contributions: list[list[Contribution]] | None = None
-    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     experiment: Assignment | None = None  # the experiment arm this answer was served under
     # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
     filtered: dict[str, int] = field(default_factory=dict)
+    timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +127,22 @@ class ServiceConfig:
     # items, GIL released) then overlaps the event loop's HTTP work; smaller catalogs rank faster
     # than the thread hop costs.
     off_loop_items: int = 50_000
+    # How long the policy's view of the catalog (eligibility facts, withdrawn products) is used
+    # before it is read again; a failed read is retried after `catalog_retry_seconds`.
+    catalog_refresh_seconds: float = 300.0
+    catalog_retry_seconds: float = 5.0
+
+
+# What ranks a list: k, exclusions, allow-list → rows and scores.
+Ranker = Callable[
+    [int, np.ndarray | None, np.ndarray | None], Awaitable[tuple[np.ndarray, np.ndarray]]
+]
+POLICY_OFF = Policy(RulesFile(version="off"), enabled=False)
 
 
 @dataclass(slots=True)
 class _Ranked:
-    rows: np.ndarray
-    scores: np.ndarray
+    rank: Ranker
     strategy: Strategy
     basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
@@ -133,6 +156,7 @@ class RecommendationService:
         store: InteractionStore,
         catalog: ProductCatalog,
         config: ServiceConfig,
+        policy: Policy = POLICY_OFF,
         experiments: ExperimentRegistry | None = None,
         contact: ContactFilter | None = None,
     ) -> None:
@@ -140,8 +164,13 @@ class RecommendationService:
         self._store = store
         self._catalog = catalog
         self._config = config
+        self.policy = policy
         self._experiments = experiments
         self._contact = contact
+        self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
+        # The policy bound to the serving model's items: (index, when read, catalog read ok).
+        self._bound: tuple[EmbeddingIndex, BoundPolicy, float, bool] | None = None
+        self._binding: asyncio.Task[None] | None = None
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -153,86 +182,119 @@ class RecommendationService:
         user_id: str,
         limit: int,
         *,
-        category: str | None = None,
+        caller: CallerFilters = NO_CALLER_FILTERS,
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
-        channel: str | None = None,
         explain: bool = False,
+        channel: str | None = None,
     ) -> RecommendationResult:
-        """`explain`: each item also carries the split of its score (`contributions`)."""
         assignment = self._assign(user_id)
         index = self._index(assignment)
         check_demographics(index, demographics)
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
         row = index.users.row(user_id)
         contact = await self._contact_exclusions(index, user_id, channel)
-        if _arm_strategy(assignment) == Strategy.POPULAR:
-            seen = index.seen_rows(row) if exclude_seen and row is not None else None
+        popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
+        if row is None and not popular_arm:
+            return await self._for_new_user(
+                index, user_id, limit, caller, exclude_seen, demographics, explain, contact,
+                assignment,
+            )  # fmt: skip
+        policy = await self._policy(index)
+        customer, degraded = await self._customers.customer(user_id, demographics)
+        seen = index.seen_rows(row) if exclude_seen and row is not None else None
+        if popular_arm:
             segment = index.feature_config.allowed_demographics(demographics)
-            exclude = merge_exclude(seen, contact.rows)
-            rows, scores = await self._popular(index, limit, exclude, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, Popular(segment))
-        elif row is not None:
-            seen = index.seen_rows(row) if exclude_seen else None
-            rows, scores = await self._batcher.recommend_for_user(
-                index, row, limit, exclude=merge_exclude(seen, contact.rows), allowed=allowed
+            ranked = _Ranked(
+                self._popular_ranker(index, segment), Strategy.POPULAR, Popular(segment)
             )
-            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, TrainedUser(row))
         else:
-            ranked = await self._for_new_user(
-                index, user_id, limit, allowed, exclude_seen, demographics, contact.rows
-            )
-        return await self._present(index, _with_contact(ranked, contact), assignment, explain)
+
+            def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                return self._batcher.recommend_for_user(
+                    index, row, k, exclude=exclude, allowed=allowed
+                )
+
+            ranked = _Ranked(rank, Strategy.PERSONALIZED, TrainedUser(row))
+        ranked.degraded = degraded
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(seen, contact.rows), explain, assignment,
+        )  # fmt: skip
 
     async def for_session(
         self,
         session_id: str,
         limit: int,
         *,
-        category: str | None = None,
-        channel: str | None = None,
+        caller: CallerFilters = NO_CALLER_FILTERS,
         explain: bool = False,
+        channel: str | None = None,
     ) -> RecommendationResult:
         assignment = self._assign(session_id)
         index = self._index(assignment)
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
-        # The session's customer (its latest event says who), for their contact limits.
-        customer = events[-1].user_id if events else None
+        # The session's customer, when its events name one: their profile decides eligibility,
+        # and their contact limits apply (the latest event says who).
+        users = {event.user_id for event in events}
+        segment = _latest_demographics(events)
+        policy = await self._policy(index)
+        customer, store_failed = await self._customer(
+            users.pop() if len(users) == 1 else None, segment
+        )
         contact = (
-            await self._contact_exclusions(index, customer, channel)
-            if customer is not None
+            await self._contact_exclusions(index, events[-1].user_id, channel)
+            if events
             else Exclusions()
         )
         touched = await self._touched(index, events)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
         parts = touched.parts(index) if not popular_arm else None
         if parts is not None:
-            exclude = merge_exclude(touched.exclude(), contact.rows)
-            rows, scores = await self._batcher.recommend(
-                index, parts.query, limit, exclude=exclude, allowed=allowed
-            )
             basis = FoldIn(parts, True, touched.event_types, touched.unseen_ids)
-            ranked = _Ranked(rows, scores, Strategy.SESSION, basis)
+            ranked = _Ranked(self._query_ranker(index, parts.query), Strategy.SESSION, basis)
+            seen = touched.exclude()
         else:
-            segment = index.feature_config.allowed_demographics(_latest_demographics(events))
-            rows, scores = await self._popular(index, limit, contact.rows, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, Popular(segment))
-        ranked.degraded = degraded or touched.degraded
-        return await self._present(index, _with_contact(ranked, contact), assignment, explain)
+            seen = None
+            allowed_segment = index.feature_config.allowed_demographics(segment)
+            ranked = _Ranked(
+                self._popular_ranker(index, allowed_segment),
+                Strategy.POPULAR,
+                Popular(allowed_segment),
+            )
+        ranked.degraded = degraded or store_failed or touched.degraded
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(seen, contact.rows), explain, assignment,
+        )  # fmt: skip
 
     async def similar_products(
-        self, product_id: str, limit: int, *, category: str | None = None, explain: bool = False
+        self,
+        product_id: str,
+        limit: int,
+        *,
+        caller: CallerFilters = NO_CALLER_FILTERS,
+        user_id: str | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
+        """Products like `product_id`, for `user_id` when the caller names the customer (else an
+        anonymous customer: rules on unknown attributes fail closed where configured)."""
         assignment = self._assign(product_id)
         index = self._index(assignment)
-        allowed = self._allowed(index, category)
+        self._check_categories(index, caller)
+        policy = await self._policy(index)
+        customer, degraded = await self._customer(user_id, None)
         row = index.items.row(product_id)
         if row is not None:
+            itself = np.array([row], dtype=np.int64)
             basis = Neighbours(product_id, index.item_matrix[row], index.item_feature_row(row)[0])
 
-            def similar() -> tuple[np.ndarray, np.ndarray]:
-                return index.similar_items(np.array([row]), limit, allowed=allowed).of(0)
+            def similar(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                def run() -> tuple[np.ndarray, np.ndarray]:
+                    return index.similar_items(itself, k, exclude=exclude, allowed=allowed).of(0)
+
+                return self._batcher.run(index, run)
 
         else:
             # A product the catalog knows but the model has never seen: place it by its features.
@@ -242,12 +304,16 @@ class RecommendationService:
             vector = item_row_from_features(index, product)
             basis = Neighbours(product_id, vector, item_feature_rows(index, product))
 
-            def similar() -> tuple[np.ndarray, np.ndarray]:
-                return index.similar(vector[None, :], limit, allowed=allowed).of(0)
+            def similar(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+                def run() -> tuple[np.ndarray, np.ndarray]:
+                    return index.similar(vector[None, :], k, exclude=exclude, allowed=allowed).of(0)
 
-        rows, scores = await self._batcher.run(index, similar)
-        ranked = _Ranked(rows, scores, Strategy.SIMILAR, basis)
-        return await self._present(index, ranked, assignment, explain)
+                return self._batcher.run(index, run)
+
+        ranked = _Ranked(similar, Strategy.SIMILAR, basis, degraded)
+        return await self._serve(
+            index, policy, customer, ranked, limit, caller, None, explain, assignment
+        )
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -267,40 +333,127 @@ class RecommendationService:
         index: EmbeddingIndex,
         user_id: str,
         limit: int,
-        allowed: np.ndarray | None,
+        caller: CallerFilters,
         exclude_seen: bool,
         demographics: Mapping[str, str] | None,
-        contact_rows: np.ndarray | None,
-    ) -> _Ranked:
+        explain: bool,
+        contact: Exclusions,
+        assignment: Assignment | None,
+    ) -> RecommendationResult:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
+        policy = await self._policy(index)
         events, degraded = await self._recent(self._store.user_interactions(user_id))
+        given = demographics or _latest_demographics(events)
+        customer, store_failed = await self._customers.customer(user_id, given)
         # Only the attributes the model was allowed to learn from (FINVERSE_MODEL_USER_ATTRIBUTES).
-        demographics = index.feature_config.allowed_demographics(
-            demographics or _latest_demographics(events)
-        )
+        demographics = index.feature_config.allowed_demographics(given)
         features = demographic_features(demographics) if demographics else {}
         touched = await self._touched(index, events)
-        degraded = degraded or touched.degraded
-        exclude = merge_exclude(touched.exclude() if exclude_seen else None, contact_rows)
-        folded = touched.parts(index, features)
-        if folded is not None:
-            basis: Basis = FoldIn(folded, False, touched.event_types, touched.unseen_ids)
-            strategy, parts = Strategy.PERSONALIZED, folded
-        else:
-            from_features = feature_parts(index, features) if features else None
-            if from_features is None:
-                rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
-                return _Ranked(rows, scores, Strategy.POPULAR, Popular(demographics), degraded)
-            basis, strategy, parts = (
-                Demographics(from_features),
+        seen = touched.exclude() if exclude_seen else None
+        parts = touched.parts(index, features)
+        from_features = feature_parts(index, features) if features and parts is None else None
+        if parts is not None:
+            basis = FoldIn(parts, False, touched.event_types, touched.unseen_ids)
+            ranked = _Ranked(self._query_ranker(index, parts.query), Strategy.PERSONALIZED, basis)
+        elif from_features is not None:
+            ranked = _Ranked(
+                self._query_ranker(index, from_features.query),
                 Strategy.FEATURES_COLD_START,
-                from_features,
+                Demographics(from_features),
             )
-        rows, scores = await self._batcher.recommend(
-            index, parts.query, limit, exclude=exclude, allowed=allowed
+        else:
+            ranked = _Ranked(
+                self._popular_ranker(index, demographics), Strategy.POPULAR, Popular(demographics)
+            )
+        ranked.degraded = degraded or store_failed or touched.degraded
+        return await self._serve(
+            index, policy, customer, _with_contact(ranked, contact), limit, caller,
+            merge_exclude(seen, contact.rows), explain, assignment,
+        )  # fmt: skip
+
+    def _query_ranker(self, index: EmbeddingIndex, query: np.ndarray) -> Ranker:
+        def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+            return self._batcher.recommend(index, query, k, exclude=exclude, allowed=allowed)
+
+        return rank
+
+    def _popular_ranker(self, index: EmbeddingIndex, segment: Mapping[str, str] | None) -> Ranker:
+        def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
+            def popular() -> tuple[np.ndarray, np.ndarray]:
+                return index.popular(k, exclude=exclude, allowed=allowed, segment=segment).of(0)
+
+            return self._batcher.run(index, popular)
+
+        return rank
+
+    # --- the policy step ---------------------------------------------------------------------------
+
+    async def _serve(
+        self,
+        index: EmbeddingIndex,
+        policy: BoundPolicy,
+        customer: Customer,
+        ranked: _Ranked,
+        limit: int,
+        caller: CallerFilters,
+        exclude: np.ndarray | None,
+        explain: bool,
+        assignment: Assignment | None = None,
+    ) -> RecommendationResult:
+        """Rank within the policy's filters and select within its diversity caps: every list of
+        every strategy, fallbacks and degraded answers included, leaves through here."""
+        now = datetime.now(UTC)
+        filters = policy.filters(customer, now, caller, exclude)
+        k = policy.fetch(limit)
+        rows, scores = await ranked.rank(k, filters.exclude, filters.allowed)
+        chosen_rows, chosen_scores = policy.select(rows, scores, limit)
+        explanation = None
+        if explain:
+            unfiltered = await ranked.rank(k, exclude, None)
+            explanation = policy.explain(customer, now, caller, exclude, unfiltered[0], chosen_rows)
+        return await self._present(
+            index, policy, chosen_rows, chosen_scores, ranked, explanation, assignment, explain
         )
-        return _Ranked(rows, scores, strategy, basis, degraded)
+
+    async def _policy(self, index: EmbeddingIndex) -> BoundPolicy:
+        """The policy bound to the serving model's items and the catalog's facts about them: read
+        once per model, again every `catalog_refresh_seconds` in the background (requests keep the
+        previous facts meanwhile). A catalog that cannot be read lists nothing: fail closed."""
+        bound = self._bound
+        now = time.monotonic()
+        if bound is None or bound[0] is not index:
+            await self._bind(index)
+        elif now - bound[2] > (
+            self._config.catalog_refresh_seconds if bound[3] else self._config.catalog_retry_seconds
+        ) and (self._binding is None or self._binding.done()):
+            self._binding = asyncio.get_running_loop().create_task(self._bind(index))
+        assert self._bound is not None
+        return self._bound[1]
+
+    async def _bind(self, index: EmbeddingIndex) -> None:
+        products: dict[str, Product] | None
+        try:
+            products = {p.id: p for p in await self._catalog.all_products()}
+        except (CatalogUnavailable, TimeoutError) as exc:
+            log.warning("catalog unavailable, the policy lists no product until it is: %s", exc)
+            products = None
+        facts = ItemFacts.build(
+            index.items.ids,
+            index.item_categories,
+            index.category_names,
+            index.item_institutions,
+            index.institution_names,
+            products,
+        )
+        self._bound = (index, self.policy.bind(facts), time.monotonic(), products is not None)
+
+    async def _customer(
+        self, user_id: str | None, demographics: Mapping[str, str] | None
+    ) -> tuple[Customer, bool]:
+        if user_id is None:
+            return Customer.anonymous(), False
+        return await self._customers.customer(user_id, demographics)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -330,27 +483,11 @@ class RecommendationService:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
 
-    async def _popular(
-        self,
-        index: EmbeddingIndex,
-        limit: int,
-        exclude: np.ndarray | None,
-        allowed: np.ndarray | None,
-        segment: Mapping[str, str] | None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        def popular() -> tuple[np.ndarray, np.ndarray]:
-            return index.popular(limit, exclude=exclude, allowed=allowed, segment=segment).of(0)
-
-        return await self._batcher.run(index, popular)
-
     @staticmethod
-    def _allowed(index: EmbeddingIndex, category: str | None) -> np.ndarray | None:
-        if category is None:
-            return None
-        rows = index.category_rows(category)
-        if rows is None:
-            raise NotFound(f"no products in category {category!r}")
-        return rows
+    def _check_categories(index: EmbeddingIndex, caller: CallerFilters) -> None:
+        unknown = [name for name in caller.categories if index.category_rows(name) is None]
+        if unknown and len(unknown) == len(caller.categories):
+            raise NotFound(f"no products in category {', '.join(map(repr, unknown))}")
 
     async def _recent(self, query) -> tuple[list[InteractionEvent], bool]:
         """Run a store read within its timeout; on failure answer from the model alone (degraded)."""
@@ -410,19 +547,23 @@ class RecommendationService:
     async def _present(
         self,
         index: EmbeddingIndex,
+        policy: BoundPolicy,
+        rows_array: np.ndarray,
+        scores: np.ndarray,
         ranked: _Ranked,
+        explanation: dict | None,
         assignment: Assignment | None = None,
         with_contributions: bool = False,
     ) -> RecommendationResult:
-        rows = ranked.rows.tolist()
+        rows = rows_array.tolist()
         ids = index.items.ids_of(rows)
-        degraded = ranked.degraded
+        degraded = ranked.degraded or not policy.items_known
         # Only the k items returned are explained, in one vectorised pass (reasons.py).
-        explanation = explain(
-            index, ranked.basis, ranked.rows, ranked.scores, with_contributions=with_contributions
+        reasons = explain(
+            index, ranked.basis, rows_array, scores, with_contributions=with_contributions
         )
-        evidence = [p for p in explanation.evidence_products() if p not in set(ids)]
-        wanted = ids + evidence
+        listed = set(ids)
+        wanted = ids + [p for p in reasons.evidence_products() if p not in listed]
         # In memory (the usual case) the details need no coroutine and no timeout.
         details = self._catalog.at_hand(wanted)
         if details is None:
@@ -435,40 +576,29 @@ class RecommendationService:
                 log.warning("catalog over its budget, answering with model metadata")
                 details, degraded = {}, True
         products = [details.get(product_id) for product_id in ids]
-        if not all(products):  # the catalog lacks some: their details come from the model
+        if not all(products):
+            # The catalog lists them (the policy served no withdrawn product) but could not
+            # describe them now: their details come from the model.
             products = [
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
         names = {product_id: product.name for product_id, product in details.items()}
         return RecommendationResult(
-            ids,
-            products,
-            _rounded(ranked.scores),
-            [round(value, 6) for value in explanation.relevance],
-            explanation.reasons(names),
-            ranked.strategy,
-            index.version,
-            degraded,
-            explanation.contributions,
+            product_ids=ids,
+            products=products,
+            scores=_rounded(scores),
+            relevance=[round(value, 6) for value in reasons.relevance],
+            reasons=reasons.reasons(names),
+            strategy=ranked.strategy,
+            model_version=index.version,
+            degraded=degraded,
+            policy_version=policy.version,
+            explanation=explanation,
+            contributions=reasons.contributions,
             experiment=assignment,
             filtered=ranked.filtered,
         )
-
-
-def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
-    ranked.filtered = contact.counts
-    ranked.degraded = ranked.degraded or contact.degraded
-    return ranked
-
-
-def _category_of(index: EmbeddingIndex, product_id: str) -> str | None:
-    row = index.items.row(product_id)
-    return None if row is None else index.item_meta(row)[0] or None
-
-
-def _arm_strategy(assignment: Assignment | None) -> str | None:
-    return None if assignment is None else assignment.arm.strategy
 
 
 def _rounded(scores: np.ndarray) -> list[float]:
@@ -495,6 +625,21 @@ def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] |
             if values:
                 return values
     return None
+
+
+def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
+    ranked.filtered = contact.counts
+    ranked.degraded = ranked.degraded or contact.degraded
+    return ranked
+
+
+def _category_of(index: EmbeddingIndex, product_id: str) -> str | None:
+    row = index.items.row(product_id)
+    return None if row is None else index.item_meta(row)[0] or None
+
+
+def _arm_strategy(assignment: Assignment | None) -> str | None:
+    return None if assignment is None else assignment.arm.strategy
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,13 +84,6 @@ class InteractionStore(Protocol):
 
     async def count(self, since: datetime | None = None) -> int: ...
 
-    async def user_activity(
-        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
-    ) -> InteractionColumns:
-        """The interactions of these users, of these types, with timestamp >= since, as columns
-        in no particular order: what the policy step reads of each request's customer (products
-        applied for since the last training, recent contacts), several customers in one read."""
-
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """Store a customer's profile whole, unless the stored one has a newer `updated_at`
         (a redelivered older copy changes nothing). Returns whether it was stored."""

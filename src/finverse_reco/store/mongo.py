@@ -328,17 +328,6 @@ class MongoInteractionStore:
             finally:
                 await cursor.close()
 
-    async def user_activity(
-        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
-    ) -> InteractionColumns:
-        users, kinds = list(dict.fromkeys(user_ids)), list(dict.fromkeys(types))
-        if not users or not kinds:
-            return InteractionColumns.from_documents([])
-        query = {"user_id": {"$in": users}, "type": {"$in": kinds}, "timestamp": {"$gte": since}}
-        with self._driver_errors():
-            documents = await self._ready().find(query, SCAN_PROJECTION).to_list()
-        return InteractionColumns.from_documents(documents)
-
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """An upsert of the whole document, filtered on an older `updated_at`: when the stored
         profile is newer the filter matches nothing, the upsert's insert hits the unique index,

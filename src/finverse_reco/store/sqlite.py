@@ -313,28 +313,6 @@ class SQLiteInteractionStore:
         finally:
             await asyncio.to_thread(db.close)
 
-    async def user_activity(
-        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
-    ) -> InteractionColumns:
-        users, kinds = list(dict.fromkeys(user_ids)), list(dict.fromkeys(types))
-        if not users or not kinds:
-            return InteractionColumns.from_documents([])
-        start = to_microseconds(since)
-
-        def read(db: sqlite3.Connection) -> list[tuple[int, str]]:
-            rows = []
-            for chunk in _chunks(users, MAX_IN_PARAMETERS - len(kinds)):
-                rows += db.execute(
-                    f"SELECT ts_us, body FROM interactions WHERE user_id IN ({_marks(chunk)})"
-                    f" AND ts_us >= ? AND type IN ({_marks(kinds)})",
-                    (*chunk, start, *kinds),
-                ).fetchall()
-            return rows
-
-        rows = await self._read(read)
-        times = np.array([row[0] for row in rows], dtype=np.float64) / 1e6
-        return InteractionColumns.from_documents([orjson.loads(row[1]) for row in rows], times)
-
     async def put_profile(self, profile: CustomerProfile) -> bool:
         row = (
             profile.user_id,

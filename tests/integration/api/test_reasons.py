@@ -123,7 +123,12 @@ def test_popular_lists_name_the_segment_or_the_fallback(client, world):
     assert_true_reasons(overall, world)
     assert_readable_relevance(overall)
     assert {item["reason"]["code"] for item in overall["recommendations"]} == {"popular"}
-    assert overall["recommendations"][0]["relevanceScore"] == 1.0  # the most popular product
+    # Relevance is the share of the best popularity of all items: 1.0 for the most popular
+    # product, which the policy may withhold from a customer it knows nothing of (fail closed).
+    index, _, _ = world
+    _, (best,) = index.popular(1).of(0)
+    for item in overall["recommendations"]:
+        assert item["relevanceScore"] == pytest.approx(item["score"] / float(best), abs=1e-6)
 
 
 def test_a_session_names_the_product_of_the_session_behind_each_item(client, world):
@@ -211,9 +216,14 @@ def with_a_new_product(trained, tmp_path_factory):
     products = read_catalog_file(trained.catalog_path)
     card = next(p for p in products if p.category == "credit_card")
     new = replace(card, id="prod_new_card", name="Brand New Rewards Card")
-    catalog_path = tmp_path_factory.mktemp("new-product") / "catalog.json"
+    folder = tmp_path_factory.mktemp("new-product")
+    catalog_path = folder / "catalog.json"
     write_catalog_file(catalog_path, [*products, new])
-    settings = trained.model_copy(update={"catalog_path": catalog_path})
+    # No rules and no diversity caps: what is checked here is the fold-in's own ranking (the
+    # policy's filters over it are tested in test_policy.py).
+    rules = folder / "rules.toml"
+    rules.write_text('version = "no-rules"\n')
+    settings = trained.model_copy(update={"catalog_path": catalog_path, "policy_file": rules})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client, new
 

@@ -256,13 +256,14 @@ def test_the_schema_documents_every_parameter_the_endpoints_read(client):
     schema must still list each one, typed, and a request that breaks it must get a 422."""
     paths = client.get("/openapi.json").json()["paths"]
     prefix = "/api/v1/recommendations"
+    filters = {"limit", "category", "institution", "exclude", "only", "explain"}
     expected = {
         "/products/{user_id}": {
-            "user_id", "limit", "category", "channel", "exclude_seen", "age_group",
-            "income_range", "location",
+            "user_id", *filters, "channel", "exclude_seen", "age_group", "income_range",
+            "location",
         },
-        "/session/{session_id}": {"session_id", "limit", "category", "channel"},
-        "/similar-products/{product_id}": {"product_id", "limit", "category"},
+        "/session/{session_id}": {"session_id", *filters, "channel"},
+        "/similar-products/{product_id}": {"product_id", *filters, "user_id"},
     }  # fmt: skip
     for path, names in expected.items():
         parameters = {p["name"]: p for p in paths[prefix + path]["get"]["parameters"]}

@@ -61,12 +61,15 @@ def test_serving_ignores_an_attribute_the_model_may_not_use(without_location, wi
     path = "/api/v1/recommendations/products/brand-new-customer"
     with TestClient(create_app(without_location)) as client:
         only_location = client.get(path, params={"location": "pacific"}).json()
-        nothing = client.get(path).json()
+        nothing = client.get(path, params={"limit": 100}).json()
         by_age = client.get(path, params={"location": "pacific", "age_group": "25-34"}).json()
     assert only_location["strategy"] == "popular"
-    assert [r["id"] for r in only_location["recommendations"]] == [
-        r["id"] for r in nothing["recommendations"]
-    ]
+    # The ranking ignores the location; the policy still uses it as the customer's region (a
+    # regional bank's products are for its region, and a known region lets credit products with
+    # a region requirement through), so the lists agree in order where they hold the same products.
+    ranking = [r["id"] for r in nothing["recommendations"]]
+    common = [r["id"] for r in only_location["recommendations"] if r["id"] in ranking]
+    assert len(common) >= 5 and common == sorted(common, key=ranking.index)
     assert by_age["strategy"] == "features_cold_start"
     with TestClient(create_app(with_everything)) as client:
         assert client.get(path, params={"location": "pacific"}).json()["strategy"] == (

@@ -27,6 +27,7 @@ async def ready(parts: Annotated[Components, Depends(components)]) -> JSONBytesR
     body = {
         "ready": state.ready,
         "model_version": state.model_version,
+        "policy_version": parts.service.policy.version,
         "checks": state.checks,
         "model_refusal": state.model_refusal,
     }

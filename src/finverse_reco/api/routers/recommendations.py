@@ -18,18 +18,55 @@ from finverse_reco.api.errors import APIError
 from finverse_reco.api.parameters import QueryParameters, openapi_parameters, path_id, query
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, RecommendationsOut, RefreshJobOut
+from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER
 from finverse_reco.events import ID_PATTERN
+from finverse_reco.policy import CallerFilters
 from finverse_reco.service.recommendations import RecommendationResult
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
-ERRORS = {404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}}
+ERRORS = {
+    401: {"model": ErrorOut, "description": "explain=true without the admin key"},
+    404: {"model": ErrorOut},
+    422: {"model": ErrorOut},
+    503: {"model": ErrorOut},
+}
 SegmentValue = Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_.:+ -]{1,64}$")]
+_ID = ID_PATTERN.strip("^$")
+IdList = Annotated[str, Field(max_length=4096, pattern=rf"^{_ID}(,{_ID}){{0,99}}$")]
+_NAME = r"[A-Za-z0-9_.:&' -]{1,128}"
+NameList = Annotated[str, Field(max_length=2048, pattern=rf"^{_NAME}(,{_NAME}){{0,19}}$")]
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",")) if value else ()
 
 
 class ListQuery(QueryParameters):
     limit: int = Field(10, ge=1, le=100, description="How many products (1–100)")
-    category: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = Field(
-        None, description="Only this category"
+    category: IdList | None = Field(None, description="Only these categories (comma-separated)")
+    institution: NameList | None = Field(
+        None, description="Only these institutions (comma-separated names)"
+    )
+    exclude: IdList | None = Field(None, description="Never these product ids (comma-separated)")
+    only: IdList | None = Field(
+        None, description="Only among these product ids (comma-separated allow-list)"
+    )
+    explain: bool = Field(
+        False, description="Admin (X-API-Key): also list what the policy filtered and why"
+    )
+
+    def caller_filters(self) -> CallerFilters:
+        return CallerFilters(
+            categories=_split(self.category),
+            institutions=_split(self.institution),
+            only=_split(self.only),
+            exclude=_split(self.exclude),
+        )
+
+
+class SimilarQuery(ListQuery):
+    user_id: Annotated[str, Field(max_length=128, pattern=ID_PATTERN)] | None = Field(
+        None, description="The customer the list is for: their profile decides eligibility"
     )
 
 
@@ -82,21 +119,36 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
     if result.contributions is not None:  # asked for with `explain`
         for item, parts in zip(items, result.contributions, strict=True):
             item["contributions"] = [part.to_dict() for part in parts]
-    return JSONBytesResponse(
-        {
-            "recommendations": items,
-            subject: subject_id,
-            "timestamp": result.timestamp.isoformat().replace("+00:00", "Z"),
-            "model_version": result.model_version,
-            "strategy": result.strategy.value,
-            "degraded": result.degraded,
-            "experiment": (
-                None
-                if result.experiment is None
-                else {"id": result.experiment.experiment, "arm": result.experiment.arm.name}
-            ),
-        }
-    )
+    body = {
+        "recommendations": items,
+        subject: subject_id,
+        "timestamp": result.timestamp.isoformat().replace("+00:00", "Z"),
+        "model_version": result.model_version,
+        "strategy": result.strategy.value,
+        "degraded": result.degraded,
+        "policy_version": result.policy_version,
+        "experiment": (
+            None
+            if result.experiment is None
+            else {"id": result.experiment.experiment, "arm": result.experiment.arm.name}
+        ),
+    }
+    if result.explanation is not None:
+        body["explain"] = result.explanation
+    return JSONBytesResponse(body)
+
+
+def _checked(request: Request, options: ListQuery) -> ListQuery:
+    """`explain=true` is for admins: the key (or a console session) is checked only then."""
+    if options.explain:
+        parts = components(request)
+        require_api_key(
+            parts,
+            request.headers.get("X-API-Key"),
+            request.cookies.get(COOKIE_NAME),
+            request.headers.get(CSRF_HEADER),
+        )
+    return options
 
 
 # These three take `request` alone and parse it with `parameters` (see there for why): the
@@ -112,13 +164,14 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
 )
 async def for_user(request: Request) -> JSONBytesResponse:
     user_id = path_id(request, "user_id")
-    options = query(request, UserQuery)
+    options = _checked(request, query(request, UserQuery))
     result = await recommendation_service(request).for_user(
         user_id,
         options.limit,
-        category=options.category,
+        caller=options.caller_filters(),
         exclude_seen=options.exclude_seen,
         demographics=options.demographics(),
+        explain=options.explain,
         channel=options.channel,
     )
     return _body(result, "user_id", user_id)
@@ -133,9 +186,13 @@ async def for_user(request: Request) -> JSONBytesResponse:
 )
 async def for_session(request: Request) -> JSONBytesResponse:
     session_id = path_id(request, "session_id")
-    options = query(request, ChannelQuery)
+    options = _checked(request, query(request, ChannelQuery))
     result = await recommendation_service(request).for_session(
-        session_id, options.limit, category=options.category, channel=options.channel
+        session_id,
+        options.limit,
+        caller=options.caller_filters(),
+        explain=options.explain,
+        channel=options.channel,
     )
     return _body(result, "session_id", session_id)
 
@@ -145,13 +202,17 @@ async def for_session(request: Request) -> JSONBytesResponse:
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Products similar to a product",
-    openapi_extra=openapi_parameters(ListQuery, {"product_id": "The product id"}),
+    openapi_extra=openapi_parameters(SimilarQuery, {"product_id": "The product id"}),
 )
 async def similar_products(request: Request) -> JSONBytesResponse:
     product_id = path_id(request, "product_id")
-    options = query(request, ListQuery)
+    options = _checked(request, query(request, SimilarQuery))
     result = await recommendation_service(request).similar_products(
-        product_id, options.limit, category=options.category
+        product_id,
+        options.limit,
+        caller=options.caller_filters(),
+        user_id=options.user_id,
+        explain=options.explain,
     )
     return _body(result, "product_id", product_id)
 

@@ -1,0 +1,352 @@
+"""Property: whatever the catalog, the customers and the rules file, no endpoint or fallback serves a
+product that breaks a rule (degraded answers included), and a list holds `limit` products whenever
+that many may be served. Checked against `policy_reference`, a plain rewrite of the rules, on the
+real service over a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from policy_reference import Known, violations  # tests/support
+
+from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.customers import CustomerProfile
+from finverse_reco.events import parse_event
+from finverse_reco.index import EmbeddingIndex
+from finverse_reco.pipeline import WeightingConfig
+from finverse_reco.policy import CallerFilters, Policy, RulesFile
+from finverse_reco.products import Product
+from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.recommendations import (
+    RecommendationResult,
+    RecommendationService,
+    ServiceConfig,
+)
+from finverse_reco.store import open_store
+
+CATEGORIES = ("credit_card", "mortgage", "savings_account", "investment_fund", "insurance")
+INSTITUTIONS = ("Alpha Bank", "Beta Bank", "Gamma Credit Union", "Delta")
+NOW = datetime.now(UTC)
+DAY = timedelta(days=1)
+KNOWN_USERS = ("known_0", "known_1", "known_2")
+NEW_USERS = ("new_active", "new_quiet")
+
+
+@st.composite
+def products(draw, count: int) -> list[Product]:
+    made = []
+    for number in range(count):
+        moment = st.sampled_from([None, NOW - 30 * DAY, NOW + 30 * DAY])
+        made.append(
+            Product(
+                id=f"p{number:03d}",
+                name=f"Product {number}",
+                category=draw(st.sampled_from(CATEGORIES)),
+                institution=draw(st.sampled_from(INSTITUTIONS)),
+                risk_level=draw(st.none() | st.integers(1, 5)),
+                min_age=draw(st.sampled_from([None, 0, 18, 21, 30, 60])),
+                min_income=draw(st.sampled_from([None, 0.0, 20e3, 60e3, 150e3])),
+                residencies=draw(st.sampled_from([None, ("US",), ("GB",), ("US", "GB")])),
+                regions=draw(st.sampled_from([None, None, ("north",), ("south",)])),
+                required_kyc=draw(st.sampled_from([None, None, "pending", "verified"])),
+                available_from=draw(moment),
+                available_until=draw(moment),
+            )
+        )
+    return made
+
+
+@st.composite
+def profiles(draw, user_id: str, product_ids: list[str]) -> CustomerProfile | None:
+    if draw(st.booleans()) is False:
+        return None
+    return CustomerProfile(
+        user_id=user_id,
+        birth_year=draw(st.none() | st.integers(1940, 2010)),
+        annual_income=draw(st.none() | st.floats(0, 250e3)),
+        income_range=draw(st.sampled_from([None, "0-25k", "50k-75k", "150k+"])),
+        residency=draw(st.sampled_from([None, "US", "GB"])),
+        region=draw(st.sampled_from([None, "north", "south"])),
+        risk_profile=draw(st.none() | st.integers(1, 5)),
+        kyc_status=draw(st.sampled_from([None, "none", "pending", "verified"])),
+        holdings=tuple(draw(st.lists(st.sampled_from(product_ids), max_size=6))),
+        updated_at=NOW - DAY,
+    )
+
+
+@st.composite
+def rules_files(draw) -> dict:
+    categories = st.lists(st.sampled_from(CATEGORIES), max_size=3, unique=True)
+    rules: list[dict] = []
+    if draw(st.booleans()):
+        rules.append({"kind": "holdings", "repeatable_categories": draw(categories)})
+    if draw(st.booleans()):
+        rules.append({"kind": "applied", "repeatable_categories": draw(categories)})
+    if draw(st.booleans()):
+        requirements = {
+            category: {
+                "min_age": draw(st.none() | st.integers(0, 40)),
+                "min_income": draw(st.none() | st.sampled_from([0.0, 30e3, 90e3])),
+                "required_kyc": draw(st.sampled_from([None, "pending", "verified"])),
+                "residencies": draw(st.sampled_from([None, ["US"], ["GB", "US"]])),
+            }
+            for category in draw(categories)
+        }
+        requirements = {
+            name: {key: value for key, value in needs.items() if value is not None}
+            for name, needs in requirements.items()
+        }
+        rules.append(
+            {
+                "kind": "eligibility",
+                "fail_closed_categories": draw(categories),
+                "categories": requirements,
+            }
+        )
+    if draw(st.booleans()):
+        rules.append(
+            {
+                "kind": "suitability",
+                "unknown_risk_profile": draw(st.integers(1, 5)),
+                "senior_age": draw(st.integers(40, 80)),
+                "senior_risk_profile": draw(st.integers(1, 5)),
+            }
+        )
+    draw(st.randoms()).shuffle(rules)
+    diversity = {
+        "max_per_category": draw(st.integers(0, 4)),
+        "max_per_institution": draw(st.integers(0, 4)),
+    }
+    return {"version": "prop-1", "rules": rules, "diversity": diversity}
+
+
+@dataclass
+class World:
+    catalog: list[Product]
+    listed: list[bool]
+    seed: int
+    seen: dict[str, list[str]]
+    profiles: dict[str, CustomerProfile | None]
+    applied: dict[str, list[str]]
+    rules: dict
+    caller: CallerFilters
+    limit: int
+    exclude_seen: bool
+
+
+@st.composite
+def worlds(draw) -> World:
+    count = draw(st.integers(12, 48))
+    catalog = draw(products(count))
+    ids = [p.id for p in catalog]
+    listed = draw(st.lists(st.integers(0, 9), min_size=count, max_size=count))
+    users = (*KNOWN_USERS, *NEW_USERS)
+    caller_categories = sorted({p.category for p in catalog})
+    caller = CallerFilters(
+        categories=tuple(draw(st.lists(st.sampled_from(caller_categories), max_size=2))),
+        institutions=tuple(draw(st.lists(st.sampled_from(INSTITUTIONS), max_size=2))),
+        only=tuple(
+            draw(st.lists(st.sampled_from(ids), max_size=count)) if draw(st.booleans()) else ()
+        ),
+        exclude=tuple(draw(st.lists(st.sampled_from(ids), max_size=4))),
+    )
+    return World(
+        catalog=catalog,
+        listed=[n > 0 for n in listed],  # about one product in ten withdrawn
+        seed=draw(st.integers(0, 2**31)),
+        seen={
+            u: draw(st.lists(st.sampled_from(ids), max_size=5, unique=True)) for u in KNOWN_USERS
+        },
+        profiles={u: draw(profiles(u, ids)) for u in users},
+        applied={u: draw(st.lists(st.sampled_from(ids), max_size=3)) for u in users},
+        rules=draw(rules_files()),
+        caller=caller if draw(st.booleans()) else CallerFilters(),
+        limit=draw(st.integers(1, 15)),
+        exclude_seen=draw(st.booleans()),
+    )
+
+
+def build_index(world: World) -> EmbeddingIndex:
+    rng = np.random.default_rng(world.seed)
+    n, dim = len(world.catalog), 6
+    row_of = {p.id: row for row, p in enumerate(world.catalog)}
+    seen = [sorted({row_of[p] for p in world.seen[u]}) for u in KNOWN_USERS]
+    return EmbeddingIndex(
+        users=list(KNOWN_USERS),
+        items=[p.id for p in world.catalog],
+        user_vectors=rng.normal(size=(len(KNOWN_USERS), dim)),
+        item_matrix=rng.normal(size=(n, dim + 1)),
+        user_feature_names=[],
+        user_feature_embeddings=np.zeros((0, dim)),
+        user_feature_biases=np.zeros(0),
+        item_feature_names=[],
+        item_feature_embeddings=np.zeros((0, dim)),
+        item_feature_biases=np.zeros(0),
+        item_categories=[CATEGORIES.index(p.category) for p in world.catalog],
+        category_names=CATEGORIES,
+        item_institutions=[INSTITUTIONS.index(p.institution) for p in world.catalog],
+        institution_names=INSTITUTIONS,
+        popularity=rng.random(n),
+        segment_keys=(),
+        segment_popularity=np.zeros((0, n)),
+        seen_indptr=np.concatenate([[0], np.cumsum([len(s) for s in seen])]).astype(np.int64),
+        seen_indices=np.array([r for s in seen for r in s], dtype=np.int32),
+        version="prop",
+    )
+
+
+def events_of(world: World) -> list:
+    events = []
+    for user, applied in world.applied.items():
+        for n, product_id in enumerate(applied):
+            raw = {
+                "user_id": user,
+                "session_id": f"sess_{user}",
+                "type": "application_submit",
+                "timestamp": (NOW - timedelta(hours=n + 1)).isoformat(),
+                "data": {"productId": product_id},
+            }
+            events.append(parse_event(raw))
+    return events
+
+
+def check(
+    result: RecommendationResult,
+    world: World,
+    known: Known,
+    candidates: set[str],
+    catalog: dict[str, Product],
+) -> None:
+    served = result.product_ids
+    assert len(served) == len(set(served)), served
+    assert result.policy_version == "prop-1"
+    for product_id in served:
+        broken = violations(product_id, catalog, world.rules, known, datetime.now(UTC))
+        assert not broken, (product_id, broken, result.strategy)
+        assert product_id in candidates, (product_id, "outside the caller's filters")
+    eligible = {
+        p for p in candidates if not violations(p, catalog, world.rules, known, datetime.now(UTC))
+    }
+    assert len(served) == min(world.limit, len(eligible)), (len(served), len(eligible))
+    return eligible
+
+
+def diversified(ranked: list[str], world: World) -> list[str]:
+    """docs/POLICY.md's diversity, plainly: walk the best `window` × limit eligible products,
+    take each unless its category or institution has its cap; fill up with the skipped ones."""
+    diversity, limit = world.rules["diversity"], world.limit
+    category_cap = diversity["max_per_category"] or limit
+    institution_cap = diversity["max_per_institution"] or limit
+    if not (diversity["max_per_category"] or diversity["max_per_institution"]):
+        return ranked[:limit]
+    by_id = {p.id: p for p in world.catalog}
+    taken, skipped = [], []
+    categories, institutions = Counter(), Counter()
+    for product_id in ranked[: limit * 3]:
+        product = by_id[product_id]
+        if len(taken) == limit:
+            break
+        if categories[product.category] < category_cap and (
+            institutions[product.institution] < institution_cap
+        ):
+            taken.append(product_id)
+            categories[product.category] += 1
+            institutions[product.institution] += 1
+        else:
+            skipped.append(product_id)
+    if len(taken) < limit:
+        keep = set(taken + skipped[: limit - len(taken)])
+        taken = [p for p in ranked if p in keep]
+    return taken
+
+
+def allowed_by_caller(world: World) -> set[str]:
+    caller = world.caller
+    allowed = set()
+    for product in world.catalog:
+        if caller.categories and product.category not in caller.categories:
+            continue
+        if caller.institutions and product.institution not in caller.institutions:
+            continue
+        if caller.only and product.id not in caller.only:
+            continue
+        if product.id in caller.exclude:
+            continue
+        allowed.add(product.id)
+    return allowed
+
+
+async def scenario(world: World, directory: Path) -> None:
+    index = build_index(world)
+    listed = [p for p, keep in zip(world.catalog, world.listed, strict=True) if keep]
+    catalog = {p.id: p for p in listed}
+    store = open_store(f"sqlite:///{directory}/{uuid.uuid4().hex}.db")
+    await store.open()
+    for profile in world.profiles.values():
+        if profile is not None:
+            await store.put_profile(profile)
+    await store.insert_many(events_of(world))
+    service = RecommendationService(
+        ModelHolder(index),
+        store,
+        LocalCatalog(listed),
+        ServiceConfig(weighting=WeightingConfig()),
+        Policy(RulesFile.model_validate(world.rules)),
+    )
+    caller, limit = world.caller, world.limit
+    base = allowed_by_caller(world)
+
+    def known(user: str) -> Known:
+        return Known(world.profiles[user], frozenset(world.applied[user]))
+
+    for user in KNOWN_USERS:
+        seen = set(world.seen[user]) if world.exclude_seen else set()
+        result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
+        eligible = check(result, world, known(user), base - seen, catalog)
+        # The list itself: the model's ranking of what the rules allow, then the caps.
+        allowed = np.array(sorted(index.items.row(p) for p in eligible), dtype=np.int64)
+        query = index.user_queries([index.users.row(user)])
+        rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
+        assert result.product_ids == diversified(index.items.ids_of(rows), world)
+    # A new user: folded in from their stored applications, else popular.
+    for user in NEW_USERS:
+        touched = set(world.applied[user]) if world.exclude_seen else set()
+        result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
+        check(result, world, known(user), base - touched, catalog)
+    # The session's events name its customer; without events it is anonymous (and popular).
+    session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
+    in_session = set(world.applied[KNOWN_USERS[0]])
+    session_customer = known(KNOWN_USERS[0]) if in_session else Known()
+    check(session, world, session_customer, base - in_session, catalog)
+    product = world.catalog[0].id
+    similar = await service.similar_products(product, limit, caller=caller, user_id=NEW_USERS[1])
+    check(similar, world, known(NEW_USERS[1]), base - {product}, catalog)
+    anonymous = await service.similar_products(product, limit, caller=caller)
+    check(anonymous, world, Known(), base - {product}, catalog)
+
+    await store.close()  # the store is down: every answer is degraded and as safe
+    for user in (*KNOWN_USERS, *NEW_USERS):
+        result = await service.for_user(user, limit, caller=caller, exclude_seen=False)
+        assert result.degraded
+        check(result, world, Known(), base, catalog)
+    session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
+    assert session.degraded and session.strategy.value == "popular"
+    check(session, world, Known(), base, catalog)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(world=worlds())
+def test_no_endpoint_serves_what_a_rule_forbids_and_lists_are_filled(world, tmp_path) -> None:
+    asyncio.run(scenario(world, tmp_path))
