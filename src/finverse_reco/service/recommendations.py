@@ -421,8 +421,8 @@ class RecommendationService:
         explanation = explain(
             index, ranked.basis, ranked.rows, ranked.scores, with_contributions=with_contributions
         )
-        evidence = [p for p in explanation.evidence_products() if p not in set(ids)]
-        wanted = ids + evidence
+        listed = set(ids)
+        wanted = ids + [p for p in explanation.evidence_products() if p not in listed]
         # In memory (the usual case) the details need no coroutine and no timeout.
         details = self._catalog.at_hand(wanted)
         if details is None:
@@ -440,13 +440,12 @@ class RecommendationService:
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
-        names = {product_id: product.name for product_id, product in details.items()}
         return RecommendationResult(
             ids,
             products,
             _rounded(ranked.scores),
             [round(value, 6) for value in explanation.relevance],
-            explanation.reasons(names),
+            explanation.reasons(details),
             ranked.strategy,
             index.version,
             degraded,
