@@ -34,6 +34,11 @@ worker; `--check --min-ratio 0.9` requires on ≥ 90% of off's req/s:
         --variant policy-off:FINVERSE_POLICY_ENABLED=false --variant policy-on \
         --min-ratio 0.9 --check
 
+The cost of the per-item reasons (docs/REASONS.md): the tree before them against this one, e.g.
+`--variant main:tree=<main before issue 15 reasons> --variant reasons --sizes 1000 100000`. The
+synthetic index carries feature rows (category, institution, risk; age group, income), so the
+reasons split scores as they do on a trained model.
+
 `--feedback` gives every world what experiments and contact limits work on (docs/FEEDBACK.md): a
 second model version and `experiments.json` splitting customers 50/50 between the two versions,
 and impressions, clicks and dismissals for `FEEDBACK_USERS` of the customers (some over their

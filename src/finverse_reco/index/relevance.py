@@ -25,31 +25,39 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class ScoreMoments:
-    """Mean (d + 1,) and covariance (d + 1, d + 1) of the item rows (float32; computed in
-    float64)."""
+    """The item rows' covariance (d + 1, d + 1) with their mean (d + 1,) as one more row, so one
+    matrix-vector product gives both `Σq` and `μ·q` (float32; computed in float64)."""
 
-    mean: np.ndarray
-    covariance: np.ndarray
+    stacked: np.ndarray  # (d + 2, d + 1): Σ, then μ
+
+    @property
+    def covariance(self) -> np.ndarray:
+        return self.stacked[:-1]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.stacked[-1]
 
     @classmethod
     def of(cls, item_matrix: np.ndarray) -> ScoreMoments:
         rows = np.asarray(item_matrix, dtype=np.float64)
         width = rows.shape[1]
-        if not len(rows):
-            return cls(np.zeros(width, np.float32), np.zeros((width, width), np.float32))
-        mean = rows.mean(axis=0)
-        centred = rows - mean
-        covariance = centred.T @ centred / len(rows)
-        return cls(mean.astype(np.float32), covariance.astype(np.float32))
+        stacked = np.zeros((width + 1, width))
+        if len(rows):
+            stacked[-1] = rows.mean(axis=0)
+            centred = rows - stacked[-1]
+            stacked[:-1] = centred.T @ centred / len(rows)
+        return cls(stacked.astype(np.float32))
 
 
 def dot_relevance(query: np.ndarray, scores: np.ndarray, moments: ScoreMoments) -> list[float]:
     """Φ((score − q·μ) / √(qᵀΣq)) for one query's scores; 0.5 each when the catalog's scores
     do not vary for this query. A list of ten: plain floats and `math.erfc` beat numpy calls."""
-    variance = float(query @ (moments.covariance @ query))
+    projected = moments.stacked @ query  # Σq, then μ·q
+    variance = float(query @ projected[:-1])
+    centre = float(projected[-1])
     if variance <= 0.0:
         return [0.5] * len(scores)
-    centre = float(query @ moments.mean)
     scale = -1.0 / math.sqrt(2.0 * variance)  # Φ(z) = erfc(−z / √2) / 2
     return [0.5 * math.erfc((score - centre) * scale) for score in np.asarray(scores).tolist()]
 

@@ -38,6 +38,7 @@ from finverse_reco.index.explain import (
     trained_user_parts,
 )
 from finverse_reco.index.relevance import cosine_relevance, dot_relevance, share_relevance
+from finverse_reco.products import Product
 from finverse_reco.service import reason_texts as texts
 
 
@@ -157,8 +158,9 @@ class Explanation:
         """The product ids the reasons name (to fetch their names with the list's)."""
         return list(dict.fromkeys(pick.product for pick in self.picks if pick.product))
 
-    def reasons(self, product_names: Mapping[str, str]) -> list[Reason]:
-        return [_rendered(pick, product_names) for pick in self.picks]
+    def reasons(self, products: Mapping[str, Product]) -> list[Reason]:
+        """The reasons in words, naming products as `products` (the catalog's details) do."""
+        return [_rendered(pick, products) for pick in self.picks]
 
 
 def explain(
@@ -352,11 +354,12 @@ def _feature_words(name: str) -> str:
     return template.format(value=texts.readable_value(value)) if template else name
 
 
-def _rendered(pick: _Pick, product_names: Mapping[str, str]) -> Reason:
+def _rendered(pick: _Pick, products: Mapping[str, Product]) -> Reason:
     evidence: list[Evidence] = []
     product_name = ""
     if pick.product is not None:
-        product_name = product_names.get(pick.product, pick.product)
+        product = products.get(pick.product)
+        product_name = pick.product if product is None else product.name
         evidence.append(
             {
                 "type": "product",
@@ -372,7 +375,7 @@ def _rendered(pick: _Pick, product_names: Mapping[str, str]) -> Reason:
     if not evidence:
         evidence.append(_POPULAR_EVIDENCE)
     return {
-        "code": pick.code.value,
+        "code": pick.code,  # a str (StrEnum): no `.value` lookup per item
         "text": _text(pick.code, product_name, pick.verb, tuple(words)),
         "evidence": evidence,
     }
@@ -381,7 +384,7 @@ def _rendered(pick: _Pick, product_names: Mapping[str, str]) -> Reason:
 @lru_cache(maxsize=4096)
 def _text(code: ReasonCode, product: str, verb: str, features: tuple[str, ...]) -> str:
     audience = features[0] if features else ""
-    return texts.TEMPLATES[code.value].format(
+    return texts.TEMPLATES[code].format(
         product=product, verb=verb, audience=audience, features=_listed(features)
     )
 

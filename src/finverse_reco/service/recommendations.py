@@ -583,13 +583,12 @@ class RecommendationService:
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
-        names = {product_id: product.name for product_id, product in details.items()}
         return RecommendationResult(
             product_ids=ids,
             products=products,
             scores=_rounded(scores),
             relevance=[round(value, 6) for value in reasons.relevance],
-            reasons=reasons.reasons(names),
+            reasons=reasons.reasons(details),
             strategy=ranked.strategy,
             model_version=index.version,
             degraded=degraded,
