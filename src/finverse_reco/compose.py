@@ -16,6 +16,7 @@ from finverse_reco.settings import Settings
 if TYPE_CHECKING:
     from finverse_reco.catalog.base import ProductCatalog
     from finverse_reco.ingest import IngestConfig
+    from finverse_reco.ingest.admission import EventAdmission
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
     from finverse_reco.service.models import ModelHolder, ModelWatcher
@@ -108,6 +109,23 @@ def ingest_config(settings: Settings) -> IngestConfig:
         batch_size=settings.ingest_batch_size,
         batch_timeout_ms=settings.ingest_batch_timeout_ms,
         name_prefix=settings.rabbitmq_name_prefix,
+    )
+
+
+def event_admission(settings: Settings, catalog: ProductCatalog) -> EventAdmission:
+    """The write entry points' rules (HTTP and the consumer): the timestamp window, and products
+    checked against `catalog` unless FINVERSE_ACCEPT_UNKNOWN_PRODUCTS."""
+    from datetime import timedelta
+
+    from finverse_reco.events import EventRules
+    from finverse_reco.ingest.admission import EventAdmission
+
+    return EventAdmission(
+        rules=EventRules(
+            earliest=settings.event_earliest,
+            max_future=timedelta(seconds=settings.event_max_future_seconds),
+        ),
+        products=None if settings.accept_unknown_products else catalog,
     )
 
 

@@ -51,8 +51,9 @@ def create_app(
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
+    admission = compose.event_admission(settings, catalog)
     consumer = (
-        InteractionConsumer(compose.ingest_config(settings), store)
+        InteractionConsumer(compose.ingest_config(settings), store, admission)
         if settings.rabbitmq_url
         else None
     )
@@ -74,6 +75,9 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         evaluation_dir=settings.evaluation_dir,
         consumer=consumer,
+        admission=admission,
+        writer_keys=tuple(settings.writer_api_keys),
+        writer_hmac_secret=settings.writer_hmac_secret,
     )
 
     async def start_consumer() -> None:
@@ -142,7 +146,7 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
+            allow_headers=["X-API-Key", "X-Signature", "Content-Type", "X-Request-ID"],
         )
     app.add_middleware(RequestTelemetryMiddleware)
     app.include_router(health.router)

@@ -35,7 +35,9 @@ from tenacity import (
 )
 
 from finverse_reco import telemetry
+from finverse_reco.catalog.base import CatalogUnavailable
 from finverse_reco.events import InteractionEvent, InvalidEvent, parse_event_bytes
+from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.ingest.config import IngestConfig
 from finverse_reco.ingest.topology import (
     CONSUMED_QUEUES,
@@ -106,9 +108,15 @@ class InteractionConsumer:
     The store is opened and closed by the caller.
     """
 
-    def __init__(self, config: IngestConfig, store: InteractionStore) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        store: InteractionStore,
+        admission: EventAdmission | None = None,
+    ) -> None:
         self._config = config
         self._store = store
+        self._admission = admission or EventAdmission()
         self._topology = Topology.of(config)
         self._connection: AbstractRobustConnection | None = None
         self._channel: RobustChannel | None = None
@@ -294,6 +302,8 @@ class InteractionConsumer:
                 accepted.append((delivery, self._validate(delivery, received_at)))
             except InvalidEvent as exc:
                 invalid.append((delivery, exc.reason))
+        accepted, unknown = await self._check_products(accepted)
+        invalid += unknown
         refused, failed = await self._store_events(accepted)
         undiverted = await self._divert(invalid, refused, failed)
         await self._settle(batch, undiverted)
@@ -307,12 +317,34 @@ class InteractionConsumer:
             fallback_event_id=message.header.properties.message_id,
             queue_source=delivery.queue,
             received_at=received_at,
+            rules=self._admission.rules,
         )
         if event.type is not expected:
             raise InvalidEvent(
                 f"event type {event.type.value!r} does not match routing key {key!r}"
             )
         return event
+
+    async def _check_products(
+        self, accepted: list[tuple[_Delivery, InteractionEvent]]
+    ) -> tuple[list[tuple[_Delivery, InteractionEvent]], list[tuple[_Delivery, str]]]:
+        """Split off the events naming products the catalog does not know (to dead-letter, with
+        the reason). While the catalog cannot answer, the batch waits unacknowledged, as it does
+        for the store: guessing either way would store unknown products or lose valid events."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(CatalogUnavailable),
+            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
+            stop=self._give_up_on_store,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                unknown = await self._admission.unknown_products([e for _, e in accepted])
+        if not unknown:
+            return accepted, []
+        refused = {position: reason for position, reason in unknown}
+        kept = [pair for position, pair in enumerate(accepted) if position not in refused]
+        return kept, [(accepted[position][0], reason) for position, reason in unknown]
 
     async def _store_events(
         self, accepted: list[tuple[_Delivery, InteractionEvent]]
@@ -541,11 +573,12 @@ def settle_heap_for_consuming() -> None:
 async def run_consumer(
     config: IngestConfig,
     store: InteractionStore,
+    admission: EventAdmission | None = None,
     *,
     stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
 ) -> ConsumerStats:
     """`finverse-reco consume`: consume until a stop signal, then drain the batch in flight."""
-    consumer = InteractionConsumer(config, store)
+    consumer = InteractionConsumer(config, store, admission)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in stop_signals:
