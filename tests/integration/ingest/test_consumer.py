@@ -14,6 +14,7 @@ from finverse_reco.events import EventType
 from finverse_reco.ingest import InteractionConsumer, InteractionPublisher, queue_for
 from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.ingest.consumer import ATTEMPTS_HEADER, QUEUE_HEADER, REASON_HEADER
+from finverse_reco.ingest.topology import CONSUMED_QUEUES
 from finverse_reco.products import Product
 from finverse_reco.store import StoreUnavailable
 
@@ -236,7 +237,7 @@ async def test_events_for_unknown_products_are_dead_lettered_naming_the_product(
 
     assert sorted(await stored_ids(store)) == sorted(e.event_id for e in events if e not in unknown)
     dead = []
-    for base in ("product_views", "interactions"):
+    for base in CONSUMED_QUEUES:
         dead += await drain_queue(
             ingest_config.rabbitmq_url, f"{ingest_config.name_prefix}{base}.dlq"
         )
