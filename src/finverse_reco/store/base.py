@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from finverse_reco.audit import AuditRecord
 from finverse_reco.events import InteractionColumns, InteractionEvent
 
 # The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
@@ -82,6 +83,24 @@ class InteractionStore(Protocol):
         """A session's interactions in time order, oldest first (the most recent `limit`)."""
 
     async def count(self, since: datetime | None = None) -> int: ...
+
+    # --- the audit trail: append-only, one record per served list (docs/ACCOUNTABILITY.md)
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> int:
+        """Store the records; one whose `recommendation_id` is stored already is skipped (a batch
+        written again after a timeout stores nothing twice). Returns how many were new."""
+
+    async def audit_record(self, recommendation_id: str) -> AuditRecord | None: ...
+
+    async def customer_audit(
+        self, user_id: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        """A customer's records served at or after `since`, newest first."""
+
+    async def count_audit(self) -> int: ...
+
+    async def purge_audit(self, before: datetime) -> int:
+        """Delete the records served before `before` (the retention period); returns how many."""
 
     def scan(
         self,

@@ -28,6 +28,7 @@ from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from finverse_reco.audit import AuditRecord
 from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     SCAN_FIELDS,
@@ -41,6 +42,7 @@ from finverse_reco.store.schema import CollectionIndexes, IndexSpec, satisfied_b
 
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
+AUDIT_COLLECTION = "audit_records"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
 
@@ -70,6 +72,15 @@ INTERACTIONS = CollectionIndexes(
         IndexSpec((("timestamp", 1),), why="time windows: the training scan, counts"),
         IndexSpec((("type", 1),), why="the seed's"),
         IndexSpec((("data.productId", 1),), why="the seed's"),
+    ),
+)
+# Append-only, `_id` = the recommendation id (unique without another index, so a batch written
+# again stores nothing twice).
+AUDIT_RECORDS = CollectionIndexes(
+    AUDIT_COLLECTION,
+    (
+        IndexSpec((("user_id", 1), ("served_at", 1)), why="a customer's records: customer_audit"),
+        IndexSpec((("served_at", 1),), why="the retention purge"),
     ),
 )
 NEWEST_FIRST = [("timestamp", DESCENDING), ("_id", DESCENDING)]
@@ -129,6 +140,7 @@ class MongoInteractionStore:
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collection: AsyncCollection[dict[str, Any]] | None = None
+        self._audit: AsyncCollection[dict[str, Any]] | None = None
         self._idempotent = False
 
     @classmethod
@@ -161,10 +173,12 @@ class MongoInteractionStore:
             self._client = client
             database = client.get_default_database(default=DEFAULT_DATABASE)
             self._collection = database[self.collection_name]
+            self._audit = database[AUDIT_COLLECTION]
         await self.ping()
 
     async def close(self) -> None:
         client, self._client, self._collection = self._client, None, None
+        self._audit = None
         self._idempotent = False
         if client is not None:
             await client.close()
@@ -271,7 +285,56 @@ class MongoInteractionStore:
             finally:
                 await cursor.close()
 
+    # --- the audit trail
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> int:
+        if not records:
+            return 0
+        documents = [{"_id": r.recommendation_id, **r.to_document()} for r in records]
+        with self._driver_errors():
+            try:
+                result = await self._audit_ready().insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", ())
+                if exc.details.get("writeConcernErrors") or any(
+                    error.get("code") != DUPLICATE_KEY for error in errors
+                ):
+                    raise  # not known to be stored: the trail writes the batch again
+                return int(exc.details["nInserted"])
+        return len(result.inserted_ids)
+
+    async def audit_record(self, recommendation_id: str) -> AuditRecord | None:
+        with self._driver_errors():
+            document = await self._audit_ready().find_one({"_id": recommendation_id}, WITHOUT_ID)
+        return None if document is None else AuditRecord.from_document(document)
+
+    async def customer_audit(
+        self, user_id: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        require_positive_limit(limit)
+        query: dict[str, Any] = {"user_id": user_id}
+        if since is not None:
+            query["served_at"] = {"$gte": since}
+        with self._driver_errors():
+            cursor = self._audit_ready().find(query, WITHOUT_ID)
+            documents = await cursor.sort("served_at", DESCENDING).limit(limit).to_list()
+        return [AuditRecord.from_document(document) for document in documents]
+
+    async def count_audit(self) -> int:
+        with self._driver_errors():
+            return await self._audit_ready().count_documents({})
+
+    async def purge_audit(self, before: datetime) -> int:
+        with self._driver_errors():
+            result = await self._audit_ready().delete_many({"served_at": {"$lt": before}})
+        return result.deleted_count
+
     # --- plumbing
+
+    def _audit_ready(self) -> AsyncCollection[dict[str, Any]]:
+        if self._audit is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        return self._audit
 
     async def _newest(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         require_positive_limit(limit)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
+from finverse_reco.audit import AuditRecord
 from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     EventsRefused,
@@ -62,6 +63,21 @@ CREATE INDEX IF NOT EXISTS interactions_type ON interactions (type);
 DROP TRIGGER IF EXISTS interactions_products;
 DROP TABLE IF EXISTS interaction_products;
 """
+# Append-only: one row per served list, the record as JSON beside the columns its reads filter on.
+AUDIT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    recommendation_id TEXT PRIMARY KEY,
+    user_id TEXT,
+    served_us INTEGER NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_records_user_time ON audit_records (user_id, served_us);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (served_us);
+"""
+INSERT_AUDIT = (
+    "INSERT INTO audit_records (recommendation_id, user_id, served_us, body) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (recommendation_id) DO NOTHING"
+)
 
 # A batch goes in as one multi-row INSERT (of at most STATEMENT_ROWS rows), so that the writer
 # thread releases and takes back the GIL a few times for the whole batch:
@@ -250,6 +266,61 @@ class SQLiteInteractionStore:
         finally:
             await asyncio.to_thread(db.close)
 
+    # --- the audit trail
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> int:
+        if not records:
+            return 0
+        rows = [audit_row(record) for record in records]
+
+        def insert(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = sum(db.execute(INSERT_AUDIT, row).rowcount for row in rows)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return inserted
+
+        return await self._write(insert)
+
+    async def audit_record(self, recommendation_id: str) -> AuditRecord | None:
+        row = await self._read(
+            lambda db: db.execute(
+                "SELECT served_us, body FROM audit_records WHERE recommendation_id = ?",
+                (recommendation_id,),
+            ).fetchone()
+        )
+        return None if row is None else audit_from_row(row)
+
+    async def customer_audit(
+        self, user_id: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        require_positive_limit(limit)
+        start = -(2**62) if since is None else to_microseconds(since)
+        rows = await self._read(
+            lambda db: db.execute(
+                "SELECT served_us, body FROM audit_records WHERE user_id = ? AND served_us >= ?"
+                " ORDER BY served_us DESC LIMIT ?",
+                (user_id, start, limit),
+            ).fetchall()
+        )
+        return [audit_from_row(row) for row in rows]
+
+    async def count_audit(self) -> int:
+        (total,) = await self._read(
+            lambda db: db.execute("SELECT count(*) FROM audit_records").fetchone()
+        )
+        return int(total)
+
+    async def purge_audit(self, before: datetime) -> int:
+        end = to_microseconds(before)
+        return await self._write(
+            lambda db: db.execute("DELETE FROM audit_records WHERE served_us < ?", (end,)).rowcount
+        )
+
     # --- plumbing
 
     def _connect(self) -> sqlite3.Connection:
@@ -275,6 +346,7 @@ class SQLiteInteractionStore:
             # keeps them in memory (measured: about a fifth off a 100k-row load).
             db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             db.executescript(SCHEMA)
+            db.executescript(AUDIT_SCHEMA)
         except BaseException:
             db.close()
             raise
@@ -403,6 +475,24 @@ def event_row(event: InteractionEvent) -> tuple[Any, ...]:
         # from it, in a quarter less time (a fifth less than `model_dump_json`).
         EVENT_SERIALIZER.to_json(event, exclude_none=True, exclude=DATETIME_COLUMNS).decode(),
     )
+
+
+def audit_row(record: AuditRecord) -> tuple[str, str | None, int, str]:
+    document = record.to_document()
+    del document["served_at"]  # the integer column
+    return (
+        record.recommendation_id,
+        record.user_id,
+        to_microseconds(record.served_at),
+        orjson.dumps(document).decode(),
+    )
+
+
+def audit_from_row(row: tuple[int, str]) -> AuditRecord:
+    served_us, body = row
+    document = orjson.loads(body)
+    document["served_at"] = EPOCH + timedelta(microseconds=served_us)
+    return AuditRecord.from_document(document)
 
 
 def row_document(row: tuple[int, int | None, str]) -> dict[str, Any]:

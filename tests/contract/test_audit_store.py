@@ -1,0 +1,79 @@
+"""The audit trail's part of the store contract, on SQLite and the MongoDB stand-in alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+from finverse_reco.audit import AuditItem, AuditRecord
+from finverse_reco.store import InteractionStore
+
+# Millisecond-aligned: MongoDB keeps dates to the millisecond.
+T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+
+
+def record(
+    user: str | None = "u1",
+    *,
+    at: datetime = T0,
+    session: str | None = None,
+    scored: bool = True,
+    degraded: bool = False,
+) -> AuditRecord:
+    return AuditRecord(
+        recommendation_id=uuid4().hex,
+        served_at=at,
+        user_id=user,
+        session_id=session,
+        product_id=None,
+        model_version="20261101T000000Z-abc123",
+        policy_version="rules-3",
+        strategy="personalized" if scored else "popular",
+        degraded=degraded,
+        items=tuple(
+            AuditItem(
+                f"prod_{n:04d}",
+                n,
+                0.5 - n / 100 if scored else None,
+                "matches your activity" if scored else None,
+            )
+            for n in range(1, 4)
+        ),
+    )
+
+
+async def test_a_record_reads_back_whole(store: InteractionStore) -> None:
+    written = [record(), record(None, session="sess_1", scored=False, degraded=True)]
+    assert await store.append_audit(written) == 2
+    for expected in written:
+        assert await store.audit_record(expected.recommendation_id) == expected
+    assert await store.audit_record(uuid4().hex) is None
+
+
+async def test_appending_a_batch_again_stores_nothing_twice(store: InteractionStore) -> None:
+    batch = [record() for _ in range(20)]
+    assert await store.append_audit(batch[:12]) == 12
+    assert await store.append_audit(batch) == 8
+    assert await store.count_audit() == 20
+
+
+async def test_a_customers_records_newest_first_since_a_time(store: InteractionStore) -> None:
+    mine = [record("u1", at=T0 + timedelta(minutes=n)) for n in range(5)]
+    others = [record("u2"), record(None, session="u1")]
+    await store.append_audit([*mine, *others])
+    newest_first = [r.recommendation_id for r in reversed(mine)]
+    assert [r.recommendation_id for r in await store.customer_audit("u1")] == newest_first
+    since = await store.customer_audit("u1", since=T0 + timedelta(minutes=3))
+    assert [r.recommendation_id for r in since] == newest_first[:2]
+    assert len(await store.customer_audit("u1", limit=2)) == 2
+    assert await store.customer_audit("nobody") == []
+
+
+async def test_the_retention_purge_deletes_only_older_records(store: InteractionStore) -> None:
+    old = [record(at=T0 - timedelta(days=400 + n)) for n in range(3)]
+    recent = [record(at=T0 - timedelta(days=n)) for n in range(4)]
+    await store.append_audit([*old, *recent])
+    assert await store.purge_audit(T0 - timedelta(days=365)) == 3
+    assert await store.count_audit() == 4
+    for kept in recent:
+        assert await store.audit_record(kept.recommendation_id) == kept
