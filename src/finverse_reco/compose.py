@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from finverse_reco.ingest.admission import EventAdmission
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
+    from finverse_reco.service.audit import AuditConfig
     from finverse_reco.service.models import ModelHolder, ModelWatcher
     from finverse_reco.service.recommendations import ServiceConfig
     from finverse_reco.service.training import TrainingConfig
@@ -181,6 +182,21 @@ def service_config(settings: Settings) -> ServiceConfig:
         # The catalog enforces its own budget; this outer bound only catches a catalog that
         # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
         catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
+    )
+
+
+def audit_config(settings: Settings) -> AuditConfig:
+    from datetime import timedelta
+
+    from finverse_reco.service.audit import AuditConfig
+
+    retention = settings.audit_retention_days
+    return AuditConfig(
+        enabled=settings.audit_enabled,
+        buffer_size=settings.audit_buffer_size,
+        batch_size=settings.audit_batch_size,
+        flush_interval_s=settings.audit_flush_ms / 1000,
+        retention=None if retention is None else timedelta(days=retention),
     )
 
 

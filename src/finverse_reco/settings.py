@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(500, ge=1)
     ingest_batch_timeout_ms: int = Field(200, ge=1)
 
+    # --- the audit trail (docs/ACCOUNTABILITY.md)
+    audit_enabled: bool = True
+    audit_buffer_size: int = Field(100_000, ge=1)  # records held while the store is down
+    audit_batch_size: int = Field(500, ge=1)
+    audit_flush_ms: int = Field(200, ge=1)
+    audit_retention_days: int | None = Field(5 * 365, ge=1)  # unset: kept for ever
+
     # --- model (seed defaults)
     model_components: int = Field(50, ge=2, le=1024)
     model_learning_rate: float = Field(0.05, gt=0, le=1)

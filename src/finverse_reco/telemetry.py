@@ -78,6 +78,21 @@ DEAD_LETTERED = Counter(
     ["queue", "reason"],
 )
 
+# --- the audit trail (service/audit.py) -------------------------------------------------------------
+AUDIT_OUTCOMES = ("stored", "overflowed", "unwritten_at_shutdown")
+AUDIT_RECORDS = Counter(
+    "finverse_audit_records_total",
+    "Audit records of served lists, by outcome: stored; overflowed (the buffer was full while the"
+    " store was down: never written); unwritten_at_shutdown (the store was down at shutdown)",
+    ["outcome"],
+)
+AUDIT_BUFFERED = Gauge(
+    "finverse_audit_buffered_records", "Audit records waiting in this process for the store"
+)
+AUDIT_WRITE_FAILURES = Counter(
+    "finverse_audit_write_failures_total", "Audit batches the store failed to take (retried)"
+)
+
 # --- product-details cache (catalog/cache.py) --------------------------------------------------------
 CACHE_RESULTS = ("memory_hit", "redis_hit", "miss")
 CACHE_LOOKUPS = Counter(

@@ -21,10 +21,19 @@ from finverse_reco.api.middleware import (
     FailedAuthRateLimitMiddleware,
     RequestTelemetryMiddleware,
 )
-from finverse_reco.api.routers import admin, console, health, interactions, recommendations
+from finverse_reco.api.responses import RECOMMENDATION_ID_HEADER
+from finverse_reco.api.routers import (
+    admin,
+    audit,
+    console,
+    health,
+    interactions,
+    recommendations,
+)
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
@@ -48,6 +57,7 @@ def create_app(
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)
     service = RecommendationService(models, store, catalog, compose.service_config(settings))
+    audit_trail = AuditTrail(store, compose.audit_config(settings))
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
@@ -76,6 +86,7 @@ def create_app(
         evaluation_dir=settings.evaluation_dir,
         consumer=consumer,
         admission=admission,
+        audit=audit_trail,
         writer_keys=tuple(settings.writer_api_keys),
         writer_hmac_secret=settings.writer_hmac_secret,
     )
@@ -100,6 +111,7 @@ def create_app(
         await watcher.check_once()
         watcher.start()
         scheduler.start()
+        audit_trail.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
@@ -110,6 +122,7 @@ def create_app(
                 await consumer.stop()  # drains the batch in flight into the store
             await scheduler.stop()
             await watcher.stop()
+            await audit_trail.stop()  # before the store closes: writes what is buffered
             await catalog.close()
             await store.close()
 
@@ -131,7 +144,7 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/console/login"),
+        path_prefixes=("/api/v1/admin", "/api/v1/audit", "/console/login"),
         rate=settings.admin_rate_limit,
     )
     app.add_middleware(
@@ -147,6 +160,7 @@ def create_app(
             allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "X-Signature", "Content-Type", "X-Request-ID"],
+            expose_headers=[RECOMMENDATION_ID_HEADER],
         )
     app.add_middleware(RequestTelemetryMiddleware)
     app.include_router(health.router)
@@ -154,6 +168,7 @@ def create_app(
     app.include_router(interactions.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.include_router(console.router)
     app.mount(
         console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"

@@ -15,6 +15,7 @@ from finverse_reco.api.errors import APIError
 from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER, ConsoleSessions
 from finverse_reco.ingest import InteractionConsumer
 from finverse_reco.ingest.admission import EventAdmission
+from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
@@ -27,6 +28,7 @@ from finverse_reco.store import InteractionStore
 @dataclass(slots=True)
 class Components:
     service: RecommendationService
+    audit: AuditTrail
     models: ModelHolder
     store: InteractionStore
     jobs: RefreshJobs

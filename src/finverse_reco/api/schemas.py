@@ -19,6 +19,9 @@ class RecommendationOut(BaseModel):
 
 
 class RecommendationsOut(BaseModel):
+    recommendation_id: str = Field(
+        description="This list's id in the audit trail (also the X-Recommendation-ID header)"
+    )
     recommendations: list[RecommendationOut]
     user_id: str | None = None
     session_id: str | None = None
@@ -27,6 +30,31 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: Literal["personalized", "features_cold_start", "popular", "session", "similar"]
     degraded: bool
+
+
+class AuditItemOut(BaseModel):
+    id: str
+    rank: int
+    score: float | None = Field(description="None where the customer has not consented")
+    reason: str | None
+
+
+class AuditRecordOut(BaseModel):
+    recommendation_id: str
+    served_at: datetime
+    user_id: str | None
+    session_id: str | None
+    product_id: str | None
+    model_version: str
+    policy_version: str | None
+    strategy: str
+    degraded: bool
+    items: list[AuditItemOut]
+
+
+class AuditRecordsOut(BaseModel):
+    user_id: str
+    records: list[AuditRecordOut] = Field(description="Newest first")
 
 
 class ErrorBody(BaseModel):

@@ -16,7 +16,7 @@ from finverse_reco.api.dependencies import (
 )
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.parameters import QueryParameters, openapi_parameters, path_id, query
-from finverse_reco.api.responses import JSONBytesResponse
+from finverse_reco.api.responses import RECOMMENDATION_ID_HEADER, JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, RecommendationsOut, RefreshJobOut
 from finverse_reco.events import ID_PATTERN
 from finverse_reco.service.recommendations import RecommendationResult
@@ -48,11 +48,15 @@ class UserQuery(ListQuery):
         return {key: value for key, value in given.items() if value} or None
 
 
-def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
+def _body(
+    request: Request, result: RecommendationResult, subject: str, subject_id: str
+) -> JSONBytesResponse:
     telemetry.count_recommendation(subject, result.strategy.value, degraded=result.degraded)
+    recommendation_id = request.app.state.components.audit.record(result, **{subject: subject_id})
     reason = result.reason
     return JSONBytesResponse(
         {
+            "recommendation_id": recommendation_id,
             "recommendations": [
                 {
                     "id": product_id,
@@ -72,7 +76,8 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
             "model_version": result.model_version,
             "strategy": result.strategy.value,
             "degraded": result.degraded,
-        }
+        },
+        headers={RECOMMENDATION_ID_HEADER: recommendation_id},
     )
 
 
@@ -97,7 +102,7 @@ async def for_user(request: Request) -> JSONBytesResponse:
         exclude_seen=options.exclude_seen,
         demographics=options.demographics(),
     )
-    return _body(result, "user_id", user_id)
+    return _body(request, result, "user_id", user_id)
 
 
 @router.get(
@@ -113,7 +118,7 @@ async def for_session(request: Request) -> JSONBytesResponse:
     result = await recommendation_service(request).for_session(
         session_id, options.limit, category=options.category
     )
-    return _body(result, "session_id", session_id)
+    return _body(request, result, "session_id", session_id)
 
 
 @router.get(
@@ -129,7 +134,7 @@ async def similar_products(request: Request) -> JSONBytesResponse:
     result = await recommendation_service(request).similar_products(
         product_id, options.limit, category=options.category
     )
-    return _body(result, "product_id", product_id)
+    return _body(request, result, "product_id", product_id)
 
 
 @router.post(
