@@ -26,6 +26,9 @@ key is a setting (`FINVERSE_POLICY_FILE=...`). Each variant's req/s and p99 are 
 first variant's, as a ratio; `--min-ratio R` makes `--check` require req/s ≥ R × the first's.
 
     .venv/bin/python bench/serving.py http --variant before:tree=e2dadb6 --variant after
+    # the audit trail's cost (docs/ACCOUNTABILITY.md): on must keep ≥ 90% of off's req/s
+    .venv/bin/python bench/serving.py http --sizes 1000 --workers 1 \
+        --variant audit-off:FINVERSE_AUDIT_ENABLED=false --variant audit-on --min-ratio 0.9 --check
 
 Acceptance (the issue), checked by `--check`: one worker at 1,000 products, user endpoint ≥ 70% of
 the ceiling's requests/s and p99 ≤ 2× the ceiling's; 100,000 products, user p99 ≤ 25 ms; top-k

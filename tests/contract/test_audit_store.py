@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
-from finverse_reco.audit import AuditItem, AuditRecord
+from finverse_reco.audit import AuditRecord
 from finverse_reco.store import InteractionStore
 
 # Millisecond-aligned: MongoDB keeps dates to the millisecond.
@@ -30,15 +30,9 @@ def record(
         policy_version="rules-3",
         strategy="personalized" if scored else "popular",
         degraded=degraded,
-        items=tuple(
-            AuditItem(
-                f"prod_{n:04d}",
-                n,
-                0.5 - n / 100 if scored else None,
-                "matches your activity" if scored else None,
-            )
-            for n in range(1, 4)
-        ),
+        product_ids=("prod_0003", "prod_0001", "prod_0002"),
+        scores=(0.5, 0.25, 0.125) if scored else None,
+        reasons=("matches your activity",) * 3 if scored else None,
     )
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import uuid4
 
 from finverse_reco import telemetry
-from finverse_reco.audit import AuditItem, AuditRecord
+from finverse_reco.audit import AuditRecord
 from finverse_reco.service.recommendations import RecommendationResult
 from finverse_reco.store import InteractionStore
 
@@ -27,6 +28,12 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 2.0
 PURGE_EVERY_S = 3600.0
+
+
+def new_recommendation_id() -> str:
+    """32 hex digits: milliseconds since the epoch, then 80 random bits. Ids in time order append
+    to the stores' indexes instead of landing at random places in them (like a UUIDv7)."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +84,7 @@ class AuditTrail:
         product_id: str | None = None,
     ) -> str:
         """The list's new recommendation id; its record is queued for the store (if enabled)."""
-        recommendation_id = uuid4().hex
+        recommendation_id = new_recommendation_id()
         if not self._config.enabled:
             return recommendation_id
         if len(self._buffer) >= self._config.buffer_size:
@@ -185,12 +192,11 @@ class AuditTrail:
     @staticmethod
     def _to_record(served: _Served) -> AuditRecord:
         result = served.result
+        moment = result.timestamp
         return AuditRecord(
             recommendation_id=served.recommendation_id,
             # MongoDB keeps milliseconds: stored the same on both stores.
-            served_at=result.timestamp.replace(
-                microsecond=result.timestamp.microsecond // 1000 * 1000
-            ),
+            served_at=moment.replace(microsecond=moment.microsecond // 1000 * 1000),
             user_id=served.user_id,
             session_id=served.session_id,
             product_id=served.product_id,
@@ -198,10 +204,7 @@ class AuditTrail:
             policy_version=None,  # lists carry no policy version yet (the policy step's)
             strategy=result.strategy.value,
             degraded=result.degraded,
-            items=tuple(
-                AuditItem(product_id, rank, score, result.reason)
-                for rank, (product_id, score) in enumerate(
-                    zip(result.product_ids, result.scores, strict=True), start=1
-                )
-            ),
+            product_ids=tuple(result.product_ids),
+            scores=tuple(result.scores),
+            reasons=(result.reason,) * len(result.product_ids),
         )

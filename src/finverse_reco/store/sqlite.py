@@ -276,7 +276,9 @@ class SQLiteInteractionStore:
         def insert(db: sqlite3.Connection) -> int:
             db.execute("BEGIN IMMEDIATE")
             try:
-                inserted = sum(db.execute(INSERT_AUDIT, row).rowcount for row in rows)
+                before = db.total_changes
+                db.executemany(INSERT_AUDIT, rows)
+                inserted = db.total_changes - before
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
