@@ -244,7 +244,9 @@ async def consume(settings: Settings) -> int:
     await store.open()
     try:
         stats = await run_consumer(
-            compose.ingest_config(settings), store, compose.event_admission(settings, catalog)
+            compose.ingest_config(settings),
+            store,
+            compose.event_admission(settings, catalog, store),
         )
     finally:
         await catalog.close()

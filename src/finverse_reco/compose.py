@@ -15,6 +15,7 @@ from finverse_reco.settings import Settings
 
 if TYPE_CHECKING:
     from finverse_reco.catalog.base import ProductCatalog
+    from finverse_reco.erasure import ErasedCustomers
     from finverse_reco.ingest import IngestConfig
     from finverse_reco.ingest.admission import EventAdmission
     from finverse_reco.model import ModelParams, TrainingParams
@@ -113,9 +114,15 @@ def ingest_config(settings: Settings) -> IngestConfig:
     )
 
 
-def event_admission(settings: Settings, catalog: ProductCatalog) -> EventAdmission:
-    """The write entry points' rules (HTTP and the consumer): the timestamp window, and products
-    checked against `catalog` unless FINVERSE_ACCEPT_UNKNOWN_PRODUCTS."""
+def event_admission(
+    settings: Settings,
+    catalog: ProductCatalog,
+    store: InteractionStore,
+    erased: ErasedCustomers | None = None,
+) -> EventAdmission:
+    """The write entry points' rules (HTTP and the consumer): the timestamp window, products
+    checked against `catalog` unless FINVERSE_ACCEPT_UNKNOWN_PRODUCTS, erased customers' events
+    dropped (tombstones read from `store`)."""
     from datetime import timedelta
 
     from finverse_reco.events import EventRules
@@ -127,6 +134,8 @@ def event_admission(settings: Settings, catalog: ProductCatalog) -> EventAdmissi
             max_future=timedelta(seconds=settings.event_max_future_seconds),
         ),
         products=None if settings.accept_unknown_products else catalog,
+        erased=erased if erased is not None else erased_customers(settings),
+        tombstones=store,
     )
 
 
@@ -170,6 +179,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         window_days=settings.training_window_days,
         keep_versions=settings.model_keep_versions,
         max_precision_drop=settings.model_max_precision_drop,
+        erasure_key=settings.erasure_key,
     )
 
 
@@ -183,6 +193,13 @@ def service_config(settings: Settings) -> ServiceConfig:
         # ignores it, so it must not fire first (a cancelled call counts as a breaker failure).
         catalog_budget_seconds=settings.banking_budget_ms / 1000 + 0.05,
     )
+
+
+def erased_customers(settings: Settings) -> ErasedCustomers:
+    """This process's view of the erased customers (filled from the store's tombstones)."""
+    from finverse_reco.erasure import ErasedCustomers
+
+    return ErasedCustomers(settings.erasure_key)
 
 
 def audit_config(settings: Settings) -> AuditConfig:

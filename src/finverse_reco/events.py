@@ -269,6 +269,30 @@ class InteractionColumns:
     def __len__(self) -> int:
         return len(self.user_ids)
 
+    def without_users(self, users: set[str]) -> InteractionColumns:
+        """These columns without the rows of `users` (erased customers, or customers who have not
+        consented to personalisation: docs/ACCOUNTABILITY.md)."""
+        if not users:
+            return self
+        kept = [row for row, user in enumerate(self.user_ids) if user not in users]
+
+        def pick(column: list[Any]) -> list[Any]:
+            return [column[row] for row in kept]
+
+        return InteractionColumns(
+            user_ids=pick(self.user_ids),
+            types=pick(self.types),
+            timestamps=self.timestamps[kept],
+            product_ids=pick(self.product_ids),
+            compared_ids=pick(self.compared_ids),
+            view_durations=self.view_durations[kept],
+            categories=pick(self.categories),
+            institutions=pick(self.institutions),
+            queries=pick(self.queries),
+            demographics=pick(self.demographics),
+            skipped=self.skipped,
+        )
+
     def touched(self, row: int) -> list[str]:
         """Every product row `row` touches (`touched_products`)."""
         return touched_products(self.product_ids[row], self.compared_ids[row])

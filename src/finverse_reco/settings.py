@@ -21,6 +21,7 @@ from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
 DEFAULT_API_KEY = "change-me"
 # The development writer key (`make run` prints it); production refuses to start with it.
 DEFAULT_WRITER_API_KEY = "change-me-writer"
+DEFAULT_ERASURE_KEY = "change-me-erasure-key"
 
 
 class Settings(BaseSettings):
@@ -93,6 +94,10 @@ class Settings(BaseSettings):
     audit_batch_size: int = Field(500, ge=1)
     audit_flush_ms: int = Field(200, ge=1)
     audit_retention_days: int | None = Field(5 * 365, ge=1)  # unset: kept for ever
+
+    # Keys the tombstones of erased customers (an HMAC of the id). Changing it makes every
+    # tombstone unmatchable: erased customers' late events would be stored again.
+    erasure_key: str = Field(DEFAULT_ERASURE_KEY, min_length=16)
 
     # --- model (seed defaults)
     model_components: int = Field(50, ge=2, le=1024)
@@ -197,6 +202,8 @@ class Settings(BaseSettings):
             raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
         if self.environment == "production" and DEFAULT_WRITER_API_KEY in self.writer_api_keys:
             raise ValueError("FINVERSE_WRITER_API_KEYS must not hold the default key in production")
+        if self.environment == "production" and self.erasure_key == DEFAULT_ERASURE_KEY:
+            raise ValueError("FINVERSE_ERASURE_KEY must be set to a secret in production")
         return self
 
 

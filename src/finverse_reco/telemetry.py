@@ -66,10 +66,11 @@ TRAINING_SECONDS = Histogram(
 )
 
 # --- ingestion (ingest/ for RabbitMQ, the interactions router for HTTP) -----------------------------
-INGEST_OUTCOMES = ("stored", "duplicate", "rejected")
+INGEST_OUTCOMES = ("stored", "duplicate", "rejected", "erased")
 INGESTED_EVENTS = Counter(
     "finverse_ingested_events_total",
-    "Interaction events received, by source (rabbitmq, http) and outcome (stored, duplicate, rejected)",
+    "Interaction events received, by source (rabbitmq, http) and outcome (stored, duplicate,"
+    " rejected, erased: an erased customer's, dropped)",
     ["source", "outcome"],
 )
 DEAD_LETTERED = Counter(
@@ -92,6 +93,9 @@ AUDIT_BUFFERED = Gauge(
 AUDIT_WRITE_FAILURES = Counter(
     "finverse_audit_write_failures_total", "Audit batches the store failed to take (retried)"
 )
+
+# --- erasure (service/erasure.py, ingest/admission.py) -----------------------------------------------
+ERASURES = Counter("finverse_erasures_total", "Customers erased (first erasure of each)")
 
 # --- product-details cache (catalog/cache.py) --------------------------------------------------------
 CACHE_RESULTS = ("memory_hit", "redis_hit", "miss")

@@ -82,11 +82,19 @@ def test_writer_keys_are_a_json_list_distinct_from_the_admin_key(monkeypatch):
 def test_production_refuses_the_default_writer_key():
     with pytest.raises(SettingsError, match="FINVERSE_WRITER_API_KEYS"):
         load_settings(_env_file=None, environment="production", api_key="a-real-admin-secret")
+    with pytest.raises(SettingsError, match="FINVERSE_ERASURE_KEY"):
+        load_settings(
+            _env_file=None,
+            environment="production",
+            api_key="a-real-admin-secret",
+            writer_api_keys=["a-real-writer-key"],
+        )
     ok = load_settings(
         _env_file=None,
         environment="production",
         api_key="a-real-admin-secret",
         writer_api_keys=["a-real-writer-key"],
+        erasure_key="a-real-erasure-secret",
     )
     assert ok.writer_api_keys == ["a-real-writer-key"]
 

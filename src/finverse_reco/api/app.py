@@ -28,6 +28,7 @@ from finverse_reco.api.routers import (
     console,
     health,
     interactions,
+    privacy,
     recommendations,
 )
 from finverse_reco.api.sessions import ConsoleSessions
@@ -35,6 +36,7 @@ from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
 from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.erasure import CustomerErasure, ErasureWatcher
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
@@ -56,12 +58,16 @@ def create_app(
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)
-    service = RecommendationService(models, store, catalog, compose.service_config(settings))
-    audit_trail = AuditTrail(store, compose.audit_config(settings))
+    erased = compose.erased_customers(settings)
+    erasure_watcher = ErasureWatcher(store, erased, settings.model_poll_seconds)
+    service = RecommendationService(
+        models, store, catalog, compose.service_config(settings), erased
+    )
+    audit_trail = AuditTrail(store, compose.audit_config(settings), erased)
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
-    admission = compose.event_admission(settings, catalog)
+    admission = compose.event_admission(settings, catalog, store, erased)
     consumer = (
         InteractionConsumer(compose.ingest_config(settings), store, admission)
         if settings.rabbitmq_url
@@ -87,6 +93,7 @@ def create_app(
         consumer=consumer,
         admission=admission,
         audit=audit_trail,
+        erasure=CustomerErasure(store, erased, audit_trail),
         writer_keys=tuple(settings.writer_api_keys),
         writer_hmac_secret=settings.writer_hmac_secret,
     )
@@ -110,6 +117,8 @@ def create_app(
             log.error("interaction store unavailable at start: %s", exc)
         await watcher.check_once()
         watcher.start()
+        await erasure_watcher.check_once()
+        erasure_watcher.start()
         scheduler.start()
         audit_trail.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
@@ -122,6 +131,7 @@ def create_app(
                 await consumer.stop()  # drains the batch in flight into the store
             await scheduler.stop()
             await watcher.stop()
+            await erasure_watcher.stop()
             await audit_trail.stop()  # before the store closes: writes what is buffered
             await catalog.close()
             await store.close()
@@ -144,7 +154,7 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/api/v1/audit", "/console/login"),
+        path_prefixes=("/api/v1/admin", "/api/v1/audit", "/api/v1/customers", "/console/login"),
         rate=settings.admin_rate_limit,
     )
     app.add_middleware(
@@ -169,6 +179,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.include_router(privacy.router)
     app.include_router(console.router)
     app.mount(
         console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"

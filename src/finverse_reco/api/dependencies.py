@@ -17,6 +17,7 @@ from finverse_reco.ingest import InteractionConsumer
 from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.erasure import CustomerErasure
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
@@ -29,6 +30,7 @@ from finverse_reco.store import InteractionStore
 class Components:
     service: RecommendationService
     audit: AuditTrail
+    erasure: CustomerErasure
     models: ModelHolder
     store: InteractionStore
     jobs: RefreshJobs

@@ -57,6 +57,15 @@ class AuditRecordsOut(BaseModel):
     records: list[AuditRecordOut] = Field(description="Newest first")
 
 
+class ErasureReceiptOut(BaseModel):
+    tombstone: str = Field(description="The keyed hash kept instead of the customer id")
+    erased_at: datetime
+    already_erased: bool = Field(description="True when an earlier erasure had kept the tombstone")
+    deleted: dict[str, int] = Field(
+        description="What this call deleted, by kind (interactions, audit_records)"
+    )
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -70,6 +79,9 @@ class ErrorOut(BaseModel):
 class IngestOut(BaseModel):
     accepted: int
     duplicates: int
+    dropped_erased: int | None = Field(
+        None, description="Events of erased customers, not stored (present only when some were)"
+    )
 
 
 class RefreshJobOut(BaseModel):

@@ -1,6 +1,7 @@
 """What a write entry point demands of an event beyond its schema, the same for HTTP and RabbitMQ:
-its timestamp within the sane window (`EventRules`, applied while parsing) and every product it
-names known to the catalog (unless the operator allows unknown products)."""
+its timestamp within the sane window (`EventRules`, applied while parsing), every product it
+names known to the catalog (unless the operator allows unknown products), and a customer who has
+not been erased (their late events are dropped and counted, not stored)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.events import EventRules, InteractionEvent
 
 
@@ -18,11 +20,29 @@ class ProductLookup(Protocol):
         """Details for the ids it knows; unknown ids are absent. Raises CatalogUnavailable."""
 
 
+class TombstoneLookup(Protocol):
+    """What admission needs of a store (`store.InteractionStore` is one)."""
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class EventAdmission:
     rules: EventRules = field(default_factory=EventRules)
     # None: products are not checked (FINVERSE_ACCEPT_UNKNOWN_PRODUCTS, or no catalog at all).
     products: ProductLookup | None = None
+    # Both or neither: the key that makes tombstones, and the store that keeps them.
+    erased: ErasedCustomers | None = None
+    tombstones: TombstoneLookup | None = None
+
+    async def erased_customers(self, events: Sequence[InteractionEvent]) -> set[str]:
+        """The customers of these events who have been erased. Asked of the store for every
+        batch, so a tombstone stored a moment ago counts. Raises StoreUnavailable."""
+        if self.erased is None or self.tombstones is None or not events:
+            return set()
+        by_tombstone = self.erased.tombstones_of([event.user_id for event in events])
+        found = await self.tombstones.erased_among(list(by_tombstone))
+        return {by_tombstone[tombstone] for tombstone in found}
 
     async def unknown_products(self, events: Sequence[InteractionEvent]) -> list[tuple[int, str]]:
         """(position, reason) of every event that names a product the catalog does not know.

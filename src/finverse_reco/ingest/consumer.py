@@ -81,6 +81,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     refused: int = 0  # refused by the store for good (dead-lettered, part of `dead_lettered`)
     retried: int = 0
+    dropped_erased: int = 0  # events of erased customers: acknowledged, not stored
     batches: int = 0
     store_failures: int = 0
 
@@ -304,6 +305,7 @@ class InteractionConsumer:
                 invalid.append((delivery, exc.reason))
         accepted, unknown = await self._check_products(accepted)
         invalid += unknown
+        accepted = await self._drop_erased(accepted)
         refused, failed = await self._store_events(accepted)
         undiverted = await self._divert(invalid, refused, failed)
         await self._settle(batch, undiverted)
@@ -345,6 +347,29 @@ class InteractionConsumer:
         refused = {position: reason for position, reason in unknown}
         kept = [pair for position, pair in enumerate(accepted) if position not in refused]
         return kept, [(accepted[position][0], reason) for position, reason in unknown]
+
+    async def _drop_erased(
+        self, accepted: list[tuple[_Delivery, InteractionEvent]]
+    ) -> list[tuple[_Delivery, InteractionEvent]]:
+        """Leave out the events of erased customers: they are acknowledged with the batch and
+        counted, never stored. While the store cannot say, the batch waits unacknowledged."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(StoreUnavailable),
+            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
+            stop=self._give_up_on_store,
+            before_sleep=self._log_store_outage,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                erased = await self._admission.erased_customers([e for _, e in accepted])
+        if not erased:
+            return accepted
+        kept = [(delivery, event) for delivery, event in accepted if event.user_id not in erased]
+        dropped = len(accepted) - len(kept)
+        self.stats.dropped_erased += dropped
+        telemetry.INGESTED_EVENTS.labels("rabbitmq", "erased").inc(dropped)
+        return kept
 
     async def _store_events(
         self, accepted: list[tuple[_Delivery, InteractionEvent]]

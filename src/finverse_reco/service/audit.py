@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from finverse_reco import telemetry
 from finverse_reco.audit import AuditRecord
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.service.recommendations import RecommendationResult
 from finverse_reco.store import InteractionStore
 
@@ -60,9 +61,12 @@ class _Served:
 
 
 class AuditTrail:
-    def __init__(self, store: InteractionStore, config: AuditConfig) -> None:
+    def __init__(
+        self, store: InteractionStore, config: AuditConfig, erased: ErasedCustomers
+    ) -> None:
         self._store = store
         self._config = config
+        self._erased = erased
         self._buffer: deque[_Served] = deque()
         self._wakeup = asyncio.Event()
         self._writing = asyncio.Lock()  # one batch in flight: the writer and `flush` take turns
@@ -121,11 +125,22 @@ class AuditTrail:
             self._buffer.clear()
         telemetry.AUDIT_BUFFERED.set(0)
 
+    async def forget(self, user_id: str) -> int:
+        """Drop the customer's records still waiting for the store (erasure); how many.
+
+        Waits for a batch being written, so that the erasure's deletion in the store comes after
+        it and finds its records there."""
+        async with self._writing:
+            kept = deque(served for served in self._buffer if served.user_id != user_id)
+            forgotten = len(self._buffer) - len(kept)
+            self._buffer = kept
+        return forgotten
+
     async def find(self, recommendation_id: str) -> AuditRecord | None:
         """A stored record, or one still waiting in this process's buffer. Raises StoreUnavailable."""
         for served in self._buffer:
             if served.recommendation_id == recommendation_id:
-                return self._to_record(served)
+                return self._to_record(served, set())
         return await self._store.audit_record(recommendation_id)
 
     async def for_customer(
@@ -177,7 +192,8 @@ class AuditTrail:
         async with self._writing:
             count = min(len(self._buffer), self._config.batch_size)
             batch = [self._buffer[n] for n in range(count)]
-            await self._store.append_audit([self._to_record(served) for served in batch])
+            erased = await self._erased_customers(batch)
+            await self._store.append_audit([self._to_record(served, erased) for served in batch])
             for _ in range(count):
                 self._buffer.popleft()
         self.stored += count
@@ -189,15 +205,29 @@ class AuditTrail:
         if purged:
             log.info("audit: purged %d record(s) past the retention period", purged)
 
+    async def _erased_customers(self, batch: list[_Served]) -> set[str]:
+        """The batch's customers erased by now, asked of the store (as ingestion does): a list
+        served by this replica before it read the tombstone is not stored against them."""
+        by_tombstone = self._erased.tombstones_of([s.user_id for s in batch if s.user_id])
+        if not by_tombstone:
+            return set()
+        found = await self._store.erased_among(list(by_tombstone))
+        for tombstone in found:
+            self._erased.add(tombstone)
+        return {by_tombstone[tombstone] for tombstone in found}
+
     @staticmethod
-    def _to_record(served: _Served) -> AuditRecord:
+    def _to_record(served: _Served, erased: set[str]) -> AuditRecord:
         result = served.result
         moment = result.timestamp
+        user_id = served.user_id
+        if user_id in erased:
+            user_id = None  # what was shown is kept, not whom to: they have been erased
         return AuditRecord(
             recommendation_id=served.recommendation_id,
             # MongoDB keeps milliseconds: stored the same on both stores.
             served_at=moment.replace(microsecond=moment.microsecond // 1000 * 1000),
-            user_id=served.user_id,
+            user_id=user_id,
             session_id=served.session_id,
             product_id=served.product_id,
             model_version=result.model_version,

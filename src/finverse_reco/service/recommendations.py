@@ -17,6 +17,7 @@ from enum import StrEnum
 import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.index import (
     EmbeddingIndex,
@@ -93,11 +94,13 @@ class RecommendationService:
         store: InteractionStore,
         catalog: ProductCatalog,
         config: ServiceConfig,
+        erased: ErasedCustomers | None = None,
     ) -> None:
         self._models = models
         self._store = store
         self._catalog = catalog
         self._config = config
+        self._erased = erased if erased is not None else ErasedCustomers("")
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -115,6 +118,12 @@ class RecommendationService:
     ) -> RecommendationResult:
         index = self._index()
         allowed = self._allowed(index, category)
+        if self._erased.is_erased(user_id):
+            # Erased: their row stays in this model's arrays until the next training, unused.
+            rows, scores = await self._popular(index, limit, None, allowed, None)
+            return await self._present(
+                index, _Ranked(rows, scores, Strategy.POPULAR, "popular right now")
+            )
         row = index.users.row(user_id)
         if row is not None:
             exclude = index.seen_rows(row) if exclude_seen else None

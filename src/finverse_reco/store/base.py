@@ -102,6 +102,21 @@ class InteractionStore(Protocol):
     async def purge_audit(self, before: datetime) -> int:
         """Delete the records served before `before` (the retention period); returns how many."""
 
+    # --- erasure: tombstones are keyed hashes of customer ids (finverse_reco.erasure)
+
+    async def add_tombstone(self, tombstone: str, erased_at: datetime) -> bool:
+        """Keep a tombstone (idempotent); returns whether it is new."""
+
+    async def tombstones(self) -> set[str]:
+        """Every tombstone (what serving processes mask and training leaves out)."""
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]:
+        """Which of these tombstones are stored (one indexed read, for an ingestion batch)."""
+
+    async def delete_customer(self, user_id: str) -> dict[str, int]:
+        """Delete everything stored about the customer; how many of each kind were deleted
+        (`interactions`, `audit_records`)."""
+
     def scan(
         self,
         since: datetime | None = None,

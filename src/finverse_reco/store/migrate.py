@@ -31,11 +31,11 @@ from finverse_reco.store.schema import (
     compare_indexes,
     satisfied_by,
 )
-from finverse_reco.store.sqlite import AUDIT_SCHEMA, SQLiteInteractionStore
+from finverse_reco.store.sqlite import AUDIT_SCHEMA, ERASURE_SCHEMA, SQLiteInteractionStore
 from finverse_reco.store.sqlite import SCHEMA as INTERACTIONS_SCHEMA
 
 MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS, AUDIT_RECORDS)
-SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA, AUDIT_SCHEMA)
+SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA, AUDIT_SCHEMA, ERASURE_SCHEMA)
 
 
 async def migrate(url: str, *, check_only: bool = False, **options: Any) -> MigrationReport:

@@ -43,6 +43,8 @@ from finverse_reco.store.schema import CollectionIndexes, IndexSpec, satisfied_b
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
 AUDIT_COLLECTION = "audit_records"
+# `_id` = the tombstone (a keyed hash of an erased customer's id): unique without another index.
+TOMBSTONES_COLLECTION = "erasure_tombstones"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
 
@@ -141,6 +143,7 @@ class MongoInteractionStore:
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collection: AsyncCollection[dict[str, Any]] | None = None
         self._audit: AsyncCollection[dict[str, Any]] | None = None
+        self._tombstones: AsyncCollection[dict[str, Any]] | None = None
         self._idempotent = False
 
     @classmethod
@@ -174,11 +177,12 @@ class MongoInteractionStore:
             database = client.get_default_database(default=DEFAULT_DATABASE)
             self._collection = database[self.collection_name]
             self._audit = database[AUDIT_COLLECTION]
+            self._tombstones = database[TOMBSTONES_COLLECTION]
         await self.ping()
 
     async def close(self) -> None:
         client, self._client, self._collection = self._client, None, None
-        self._audit = None
+        self._audit = self._tombstones = None
         self._idempotent = False
         if client is not None:
             await client.close()
@@ -329,7 +333,40 @@ class MongoInteractionStore:
             result = await self._audit_ready().delete_many({"served_at": {"$lt": before}})
         return result.deleted_count
 
+    # --- erasure
+
+    async def add_tombstone(self, tombstone: str, erased_at: datetime) -> bool:
+        with self._driver_errors():
+            result = await self._tombstones_ready().update_one(
+                {"_id": tombstone}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True
+            )
+        return result.upserted_id is not None
+
+    async def tombstones(self) -> set[str]:
+        with self._driver_errors():
+            documents = await self._tombstones_ready().find({}, {"_id": 1}).to_list()
+        return {document["_id"] for document in documents}
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(tombstones))
+        if not wanted:
+            return set()
+        with self._driver_errors():
+            cursor = self._tombstones_ready().find({"_id": {"$in": wanted}}, {"_id": 1})
+            return {document["_id"] for document in await cursor.to_list()}
+
+    async def delete_customer(self, user_id: str) -> dict[str, int]:
+        with self._driver_errors():
+            interactions = await self._ready().delete_many({"user_id": user_id})
+            audit = await self._audit_ready().delete_many({"user_id": user_id})
+        return {"interactions": interactions.deleted_count, "audit_records": audit.deleted_count}
+
     # --- plumbing
+
+    def _tombstones_ready(self) -> AsyncCollection[dict[str, Any]]:
+        if self._tombstones is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        return self._tombstones
 
     def _audit_ready(self) -> AsyncCollection[dict[str, Any]]:
         if self._audit is None:

@@ -74,6 +74,17 @@ CREATE TABLE IF NOT EXISTS audit_records (
 CREATE INDEX IF NOT EXISTS audit_records_user_time ON audit_records (user_id, served_us);
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (served_us);
 """
+# Erased customers, by keyed hash of their id (finverse_reco.erasure).
+ERASURE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS erasure_tombstones (
+    tombstone TEXT PRIMARY KEY,
+    erased_us INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+# What erasure deletes: kind (in the receipt) → table with a user_id column.
+CUSTOMER_TABLES = {"interactions": "interactions", "audit_records": "audit_records"}
+# SQLite's default limit on a statement's parameters is 32,766 (999 before 3.32): stay under both.
+MAX_IN_PARAMETERS = 900
 INSERT_AUDIT = (
     "INSERT INTO audit_records (recommendation_id, user_id, served_us, body) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (recommendation_id) DO NOTHING"
@@ -323,6 +334,58 @@ class SQLiteInteractionStore:
             lambda db: db.execute("DELETE FROM audit_records WHERE served_us < ?", (end,)).rowcount
         )
 
+    # --- erasure
+
+    async def add_tombstone(self, tombstone: str, erased_at: datetime) -> bool:
+        row = (tombstone, to_microseconds(erased_at))
+        added = await self._write(
+            lambda db: (
+                db.execute(
+                    "INSERT INTO erasure_tombstones (tombstone, erased_us) VALUES (?, ?)"
+                    " ON CONFLICT (tombstone) DO NOTHING",
+                    row,
+                ).rowcount
+            )
+        )
+        return added > 0
+
+    async def tombstones(self) -> set[str]:
+        rows = await self._read(
+            lambda db: db.execute("SELECT tombstone FROM erasure_tombstones").fetchall()
+        )
+        return {tombstone for (tombstone,) in rows}
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(tombstones))
+
+        def read(db: sqlite3.Connection) -> set[str]:
+            found = set()
+            for start in range(0, len(wanted), MAX_IN_PARAMETERS):
+                chunk = wanted[start : start + MAX_IN_PARAMETERS]
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT tombstone FROM erasure_tombstones WHERE tombstone IN ({marks})"
+                found.update(tombstone for (tombstone,) in db.execute(query, chunk))
+            return found
+
+        return await self._read(read) if wanted else set()
+
+    async def delete_customer(self, user_id: str) -> dict[str, int]:
+        def delete(db: sqlite3.Connection) -> dict[str, int]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = {
+                    kind: db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
+                    for kind, table in CUSTOMER_TABLES.items()
+                }
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return deleted
+
+        return await self._write(delete)
+
     # --- plumbing
 
     def _connect(self) -> sqlite3.Connection:
@@ -349,6 +412,7 @@ class SQLiteInteractionStore:
             db.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
             db.executescript(SCHEMA)
             db.executescript(AUDIT_SCHEMA)
+            db.executescript(ERASURE_SCHEMA)
         except BaseException:
             db.close()
             raise

@@ -43,6 +43,7 @@ ADMIN_OPERATIONS = [
     ("GET", f"/api/v1/recommendations/refresh-model/{'0' * 32}"),
     ("GET", f"/api/v1/audit/recommendations/{'0' * 32}"),
     ("GET", "/api/v1/audit/customers/user_00001"),
+    ("DELETE", "/api/v1/customers/user_00001"),
 ]
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([0-9a-f]{64})">')
 

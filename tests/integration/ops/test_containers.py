@@ -32,6 +32,7 @@ INFRASTRUCTURE = {"mongo": "mongo:7", "rabbitmq": "rabbitmq:3.13-management", "r
 SECRETS = {
     "FINVERSE_API_KEY": "a" * 48,
     "FINVERSE_WRITER_API_KEYS": f'["{"c" * 48}"]',
+    "FINVERSE_ERASURE_KEY": "d" * 48,
     "RABBITMQ_PASSWORD": "b" * 32,
 }
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")

@@ -98,6 +98,12 @@ async def record_interactions(
         # All or nothing: the client resends the fixed batch; event ids make the resend idempotent.
         raise APIError(422, rejected[0]["reason"], code="invalid_event", details=rejected)
     try:
+        # Erased customers' events are dropped and counted (docs/ACCOUNTABILITY.md).
+        erased = await parts.admission.erased_customers(events)
+        if erased:
+            kept = [event for event in events if event.user_id not in erased]
+            dropped, events = len(events) - len(kept), kept
+            telemetry.INGESTED_EVENTS.labels("http", "erased").inc(dropped)
         result = await parts.service.record_interactions(events)
     except StoreUnavailable as exc:
         raise APIError(503, f"the interaction store is unavailable: {exc}") from None
@@ -116,6 +122,7 @@ async def record_interactions(
         raise APIError(422, message, code="refused_by_store", details=details) from None
     telemetry.INGESTED_EVENTS.labels("http", "stored").inc(result.inserted)
     telemetry.INGESTED_EVENTS.labels("http", "duplicate").inc(result.duplicates)
-    return JSONBytesResponse(
-        {"accepted": result.inserted, "duplicates": result.duplicates}, status_code=202
-    )
+    body = {"accepted": result.inserted, "duplicates": result.duplicates}
+    if erased:
+        body["dropped_erased"] = dropped
+    return JSONBytesResponse(body, status_code=202)

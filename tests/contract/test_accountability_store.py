@@ -1,4 +1,5 @@
-"""The audit trail's part of the store contract, on SQLite and the MongoDB stand-in alike."""
+"""The audit trail's and erasure's part of the store contract, on SQLite and the MongoDB stand-in
+alike."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from finverse_reco.audit import AuditRecord
+from finverse_reco.events import InteractionEvent, parse_event
 from finverse_reco.store import InteractionStore
 
 # Millisecond-aligned: MongoDB keeps dates to the millisecond.
@@ -71,3 +73,45 @@ async def test_the_retention_purge_deletes_only_older_records(store: Interaction
     assert await store.count_audit() == 4
     for kept in recent:
         assert await store.audit_record(kept.recommendation_id) == kept
+
+
+# --- erasure ------------------------------------------------------------------------------------
+
+
+async def test_deleting_a_customer_removes_their_interactions_and_audit_records_only(
+    store: InteractionStore,
+) -> None:
+    def view(event_id: str, user: str) -> InteractionEvent:
+        return parse_event(
+            {
+                "event_id": event_id,
+                "user_id": user,
+                "session_id": f"s-{user}",
+                "type": "product_view",
+                "timestamp": T0.isoformat(),
+                "data": {"productId": "prod_0001"},
+            }
+        )
+
+    await store.insert_many(
+        [view(f"gone-{n}", "gone") for n in range(4)] + [view("kept-1", "kept")]
+    )
+    await store.append_audit([record("gone"), record("gone"), record("kept")])
+
+    assert await store.delete_customer("gone") == {"interactions": 4, "audit_records": 2}
+    assert await store.user_interactions("gone") == []
+    assert await store.session_interactions("s-gone") == []
+    assert await store.customer_audit("gone") == []
+    assert [e.event_id for e in await store.user_interactions("kept")] == ["kept-1"]
+    assert len(await store.customer_audit("kept")) == 1
+    assert await store.delete_customer("gone") == {"interactions": 0, "audit_records": 0}
+
+
+async def test_tombstones_are_kept_once_and_found_in_a_batch(store: InteractionStore) -> None:
+    assert await store.tombstones() == set()
+    assert await store.add_tombstone("a" * 64, T0) is True
+    assert await store.add_tombstone("a" * 64, T0 + timedelta(days=1)) is False
+    assert await store.add_tombstone("b" * 64, T0) is True
+    assert await store.tombstones() == {"a" * 64, "b" * 64}
+    assert await store.erased_among(["c" * 64, "a" * 64, "a" * 64]) == {"a" * 64}
+    assert await store.erased_among([]) == set()
