@@ -73,23 +73,15 @@ class AuditRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The API's shape: one item per product shown, `served_at` as ISO 8601 UTC."""
+        document = self.to_document()
         count = len(self.product_ids)
-        scores = self.scores or (None,) * count
-        reasons = self.reasons or (None,) * count
-        return {
-            "recommendation_id": self.recommendation_id,
+        scores = document.pop("scores") or [None] * count
+        reasons = document.pop("reasons") or [None] * count
+        items = zip(document.pop("product_ids"), scores, reasons, strict=True)
+        return document | {
             "served_at": self.served_at.isoformat().replace("+00:00", "Z"),
-            "user_id": self.user_id,
-            "session_id": self.session_id,
-            "product_id": self.product_id,
-            "model_version": self.model_version,
-            "policy_version": self.policy_version,
-            "strategy": self.strategy,
-            "degraded": self.degraded,
             "items": [
                 {"id": product_id, "rank": rank, "score": score, "reason": reason}
-                for rank, (product_id, score, reason) in enumerate(
-                    zip(self.product_ids, scores, reasons, strict=True), start=1
-                )
+                for rank, (product_id, score, reason) in enumerate(items, start=1)
             ],
         }

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from finverse_reco.api.errors import APIError
+from finverse_reco.api.schemas import ErrorOut
 from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER, ConsoleSessions
 from finverse_reco.ingest import InteractionConsumer
 from finverse_reco.ingest.admission import EventAdmission
@@ -117,6 +118,14 @@ async def require_writer(
             return
         raise APIError(401, f"the {SIGNATURE_HEADER} header does not match the body")
     raise APIError(401, f"a writer key in X-API-Key (or a {SIGNATURE_HEADER}) is required")
+
+
+# The answers every admin endpoint may give besides its own (routers add them to their `responses`).
+ADMIN_ERRORS: dict[int | str, dict] = {
+    401: {"model": ErrorOut, "description": "No valid admin key or console session"},
+    403: {"model": ErrorOut, "description": "A console session without its CSRF token"},
+    429: {"model": ErrorOut, "description": "Too many failed authentications"},
+}
 
 
 def require_api_key(

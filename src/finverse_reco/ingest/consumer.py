@@ -333,13 +333,7 @@ class InteractionConsumer:
         """Split off the events naming products the catalog does not know (to dead-letter, with
         the reason). While the catalog cannot answer, the batch waits unacknowledged, as it does
         for the store: guessing either way would store unknown products or lose valid events."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(CatalogUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=self._give_up_on_store,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in self._while_unavailable(CatalogUnavailable):
             with attempt:
                 unknown = await self._admission.unknown_products([e for _, e in accepted])
         if not unknown:
@@ -353,14 +347,7 @@ class InteractionConsumer:
     ) -> list[tuple[_Delivery, InteractionEvent]]:
         """Leave out the events of erased customers: they are acknowledged with the batch and
         counted, never stored. While the store cannot say, the batch waits unacknowledged."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=self._give_up_on_store,
-            before_sleep=self._log_store_outage,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in self._while_unavailable(StoreUnavailable):
             with attempt:
                 erased = await self._admission.erased_customers([e for _, e in accepted])
         if not erased:
@@ -420,14 +407,7 @@ class InteractionConsumer:
         """Insert; while the store is unreachable, wait with backoff (nothing is acked meanwhile).
 
         A refusal comes back as a value: retrying would store nothing more."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=self._give_up_on_store,
-            before_sleep=self._log_store_outage,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in self._while_unavailable(StoreUnavailable):
             with attempt:
                 try:
                     return await self._store.insert_many(events)
@@ -440,6 +420,17 @@ class InteractionConsumer:
                     await self._store.ping()
                     raise StoreRejected(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _while_unavailable(self, unavailable: type[Exception]) -> AsyncRetrying:
+        """Attempts with backoff while a dependency raises `unavailable` (nothing is acked
+        meanwhile); given up only when draining outlasts its timeout."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(unavailable),
+            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
+            stop=self._give_up_on_store,
+            before_sleep=self._log_store_outage,
+            reraise=True,
+        )
 
     def _give_up_on_store(self, state: RetryCallState) -> bool:
         if not self._draining:

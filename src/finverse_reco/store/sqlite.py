@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -285,17 +286,10 @@ class SQLiteInteractionStore:
         rows = [audit_row(record) for record in records]
 
         def insert(db: sqlite3.Connection) -> int:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(db):
                 before = db.total_changes
                 db.executemany(INSERT_AUDIT, rows)
-                inserted = db.total_changes - before
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return inserted
+                return db.total_changes - before
 
         return await self._write(insert)
 
@@ -371,18 +365,11 @@ class SQLiteInteractionStore:
 
     async def delete_customer(self, user_id: str) -> dict[str, int]:
         def delete(db: sqlite3.Connection) -> dict[str, int]:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = {
+            with write_transaction(db):
+                return {
                     kind: db.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
                     for kind, table in CUSTOMER_TABLES.items()
                 }
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            return deleted
 
         return await self._write(delete)
 
@@ -483,6 +470,19 @@ def insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
             db.execute("ROLLBACK")
         raise
     return inserted
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction around the block: committed when it returns, rolled back if it raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def insert_one_by_one(

@@ -6,7 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from finverse_reco.api.dependencies import Components, components, require_api_key
+from finverse_reco.api.dependencies import (
+    ADMIN_ERRORS,
+    Components,
+    components,
+    require_api_key,
+)
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErasureReceiptOut, ErrorOut
@@ -18,10 +23,8 @@ router = APIRouter(
     tags=["privacy"],
     dependencies=[Depends(require_api_key)],
     responses={
-        401: {"model": ErrorOut, "description": "No valid admin key or console session"},
-        403: {"model": ErrorOut, "description": "A console session without its CSRF token"},
+        **ADMIN_ERRORS,
         422: {"model": ErrorOut},
-        429: {"model": ErrorOut, "description": "Too many failed authentications"},
         503: {"model": ErrorOut},
     },
 )
