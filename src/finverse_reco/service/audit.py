@@ -140,7 +140,8 @@ class AuditTrail:
         """A stored record, or one still waiting in this process's buffer. Raises StoreUnavailable."""
         for served in self._buffer:
             if served.recommendation_id == recommendation_id:
-                return self._to_record(served, set())
+                erased = self._erased.erased_among([served.user_id] if served.user_id else [])
+                return self._to_record(served, erased)
         return await self._store.audit_record(recommendation_id)
 
     async def for_customer(
