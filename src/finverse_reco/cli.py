@@ -179,6 +179,7 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
             f" -H 'X-API-Key: {settings.writer_api_keys[0]}'"
             f" -H 'Content-Type: application/json' -d '{event}'\n",
             markup=False,
+            soft_wrap=True,  # one line, so that the command can be copied
         )
     uvicorn.run(
         create_app(settings),
