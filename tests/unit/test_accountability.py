@@ -29,10 +29,12 @@ def view(user: str = "u-1", timestamp: str = "2026-01-01T12:00:00Z", **data) -> 
         ("2026-01-01T12:00:00", "time zone"),
         ("2009-12-31T23:59:59Z", "before 2010"),
         ("0001-01-01T00:00:00Z", "before 2010"),
-        ((datetime.now(UTC) + timedelta(minutes=6)).isoformat(), "300 s in the future"),
+        ("six minutes ahead", "300 s in the future"),
     ],
 )
 def test_the_rules_refuse_a_timestamp_outside_the_window(timestamp, reason):
+    if timestamp == "six minutes ahead":  # taken when the test runs, not when it is collected
+        timestamp = (datetime.now(UTC) + timedelta(minutes=6)).isoformat()
     with pytest.raises(InvalidEvent, match=reason):
         parse_event(view(timestamp=timestamp), RULES)
 

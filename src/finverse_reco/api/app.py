@@ -26,10 +26,12 @@ from finverse_reco.api.routers import (
     admin,
     audit,
     console,
+    experiments,
     health,
     interactions,
     privacy,
     recommendations,
+    stats,
 )
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
@@ -60,8 +62,15 @@ def create_app(
     watcher = compose.model_watcher(settings, models)
     erased = compose.erased_customers(settings)
     erasure_watcher = ErasureWatcher(store, erased, settings.model_poll_seconds)
+    running_experiments = compose.experiments(settings, watcher)
     service = RecommendationService(
-        models, store, catalog, compose.service_config(settings), erased
+        models,
+        store,
+        catalog,
+        compose.service_config(settings),
+        experiments=running_experiments.registry,
+        contact=compose.contact_filter(settings, store),
+        erased=erased,
     )
     audit_trail = AuditTrail(store, compose.audit_config(settings), erased)
     jobs = RefreshJobs(settings_env(settings))
@@ -90,6 +99,8 @@ def create_app(
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
         evaluation_dir=settings.evaluation_dir,
+        experiments=running_experiments,
+        online=compose.online_stats(settings, store),
         consumer=consumer,
         admission=admission,
         audit=audit_trail,
@@ -119,12 +130,16 @@ def create_app(
         watcher.start()
         await erasure_watcher.check_once()
         erasure_watcher.start()
+        await running_experiments.sync()
+        polling = asyncio.create_task(running_experiments.run(settings.model_poll_seconds))
         scheduler.start()
         audit_trail.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
         finally:
+            polling.cancel()
+            await asyncio.gather(polling, return_exceptions=True)
             if consuming is not None:
                 consuming.cancel()
                 await asyncio.gather(consuming, return_exceptions=True)
@@ -154,7 +169,13 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/api/v1/audit", "/api/v1/customers", "/console/login"),
+        path_prefixes=(
+            "/api/v1/admin",
+            "/api/v1/audit",
+            "/api/v1/customers",
+            "/api/v1/stats",
+            "/console/login",
+        ),
         rate=settings.admin_rate_limit,
     )
     app.add_middleware(
@@ -180,6 +201,8 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(audit.router)
     app.include_router(privacy.router)
+    app.include_router(experiments.router)
+    app.include_router(stats.router)
     app.include_router(console.router)
     app.mount(
         console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"

@@ -19,8 +19,10 @@ from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
 from finverse_reco.service.erasure import CustomerErasure
+from finverse_reco.service.experiments import Experiments
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.online_stats import OnlineStats
 from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs
 from finverse_reco.service.status import ServiceStatus
@@ -42,6 +44,8 @@ class Components:
     api_key: str
     max_body_bytes: int
     evaluation_dir: Path
+    experiments: Experiments
+    online: OnlineStats
     consumer: InteractionConsumer | None = None  # the in-process RabbitMQ consumer, if configured
     admission: EventAdmission = field(default_factory=EventAdmission)
     writer_keys: tuple[str, ...] = ()
