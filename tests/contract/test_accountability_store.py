@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from finverse_reco.audit import AuditRecord
+from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import InteractionEvent, parse_event
 from finverse_reco.store import InteractionStore
 
@@ -78,7 +79,7 @@ async def test_the_retention_purge_deletes_only_older_records(store: Interaction
 # --- erasure ------------------------------------------------------------------------------------
 
 
-async def test_deleting_a_customer_removes_their_interactions_and_audit_records_only(
+async def test_deleting_a_customer_removes_their_interactions_audit_records_and_profile_only(
     store: InteractionStore,
 ) -> None:
     def view(event_id: str, user: str) -> InteractionEvent:
@@ -97,14 +98,21 @@ async def test_deleting_a_customer_removes_their_interactions_and_audit_records_
         [view(f"gone-{n}", "gone") for n in range(4)] + [view("kept-1", "kept")]
     )
     await store.append_audit([record("gone"), record("gone"), record("kept")])
+    for user in ("gone", "kept"):
+        await store.put_profile(CustomerProfile(user_id=user, risk_profile=2, updated_at=T0))
 
-    assert await store.delete_customer("gone") == {"interactions": 4, "audit_records": 2}
+    deleted = await store.delete_customer("gone")
+
+    assert deleted == {"interactions": 4, "audit_records": 2, "profiles": 1}
+    assert await store.get_profile("gone") is None
+    assert (await store.get_profile("kept")).risk_profile == 2
     assert await store.user_interactions("gone") == []
     assert await store.session_interactions("s-gone") == []
     assert await store.customer_audit("gone") == []
     assert [e.event_id for e in await store.user_interactions("kept")] == ["kept-1"]
     assert len(await store.customer_audit("kept")) == 1
-    assert await store.delete_customer("gone") == {"interactions": 0, "audit_records": 0}
+    nothing_left = {"interactions": 0, "audit_records": 0, "profiles": 0}
+    assert await store.delete_customer("gone") == nothing_left
 
 
 async def test_tombstones_are_kept_once_and_found_in_a_batch(store: InteractionStore) -> None:

@@ -26,6 +26,7 @@ from finverse_reco.api.routers import (
     admin,
     audit,
     console,
+    customers,
     experiments,
     health,
     interactions,
@@ -197,6 +198,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(interactions.router)
+    app.include_router(customers.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(audit.router)

@@ -64,14 +64,15 @@ def world(request, tmp_path) -> Settings:
     return settings
 
 
-async def stored_of(settings: Settings, user_id: str) -> tuple[int, int]:
-    """(interactions, audit records) the store holds for the customer."""
+async def stored_of(settings: Settings, user_id: str) -> tuple[int, int, int]:
+    """(interactions, audit records, profiles) the store holds for the customer."""
     store = open_store(settings.store_url, timeout_ms=10_000)
     await store.open()
     try:
         events = await store.user_interactions(user_id, limit=10_000)
         records = await store.customer_audit(user_id, limit=10_000)
-        return len(events), len(records)
+        profile = await store.get_profile(user_id)
+        return len(events), len(records), int(profile is not None)
     finally:
         await store.close()
 
@@ -101,17 +102,22 @@ def test_erasure_forgets_the_customer_everywhere(world: Settings, rabbitmq_url: 
         for replica in (replica_a, replica_b):
             assert replica.get(f"{RECS}/{CUSTOMER}").json()["strategy"] == "personalized"
         replica_b.portal.call(replica_b.app.state.components.audit.flush)
-        interactions, audit_records = asyncio.run(stored_of(world, CUSTOMER))
+        interactions, audit_records, profiles = asyncio.run(stored_of(world, CUSTOMER))
         assert interactions > 1 and audit_records == 1  # B's record stored, A's buffered
+        assert profiles == 1  # the demo world's
 
         erased = replica_a.delete(f"/api/v1/customers/{CUSTOMER}", headers=admin)
 
         assert erased.status_code == 200, erased.text
         receipt = erased.json()
         assert receipt["already_erased"] is False
-        assert receipt["deleted"] == {"interactions": interactions, "audit_records": 2}
+        assert receipt["deleted"] == {
+            "interactions": interactions,
+            "audit_records": 2,
+            "profiles": 1,
+        }
         assert len(receipt["tombstone"]) == 64 and CUSTOMER not in receipt["tombstone"]
-        assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0)
+        assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0, 0)
         # The replica that erased masks at once; the other within its poll interval.
         assert replica_a.get(f"{RECS}/{CUSTOMER}").json()["strategy"] == "popular"
         deadline = time.monotonic() + POLL_SECONDS + 1.0
@@ -124,10 +130,10 @@ def test_erasure_forgets_the_customer_everywhere(world: Settings, rabbitmq_url: 
         # replica B's, served before it read the tombstone, are written after it did.
         for replica in (replica_a, replica_b):
             replica.portal.call(replica.app.state.components.audit.flush)
-        assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0)
+        assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0, 0)
         again = replica_b.delete(f"/api/v1/customers/{CUSTOMER}", headers=admin).json()
         assert again["already_erased"] is True and again["tombstone"] == receipt["tombstone"]
-        assert again["deleted"] == {"interactions": 0, "audit_records": 0}
+        assert again["deleted"] == {"interactions": 0, "audit_records": 0, "profiles": 0}
 
         late = replica_b.post(
             "/api/v1/interactions",
@@ -138,7 +144,7 @@ def test_erasure_forgets_the_customer_everywhere(world: Settings, rabbitmq_url: 
         assert late.json() == {"accepted": 1, "duplicates": 0, "dropped_erased": 1}
 
     assert asyncio.run(publish_late_event(world, rabbitmq_url)) == 1
-    assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0)
+    assert asyncio.run(stored_of(world, CUSTOMER)) == (0, 0, 0)
 
     # A late event that slipped into the store (a race with the erasure) stays out of the model.
     asyncio.run(insert_directly(world, parse_event(an_event(CUSTOMER))))
