@@ -237,5 +237,5 @@ class AuditTrail:
             degraded=result.degraded,
             product_ids=tuple(result.product_ids),
             scores=tuple(result.scores),
-            reasons=(result.reason,) * len(result.product_ids),
+            reasons=tuple(reason["text"] for reason in result.reasons),
         )

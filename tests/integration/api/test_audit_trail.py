@@ -54,10 +54,10 @@ def test_a_served_list_is_recorded_as_it_was_shown(
     assert record["strategy"] == body["strategy"]
     assert record["degraded"] == body["degraded"]
     assert [(item["id"], item["rank"], item["reason"]) for item in record["items"]] == [
-        (rec["id"], rec["rank"], rec["reason"]) for rec in body["recommendations"]
+        (rec["id"], rec["rank"], rec["reason"]["text"]) for rec in body["recommendations"]
     ]
     assert [item["score"] for item in record["items"]] == pytest.approx(
-        [rec["relevanceScore"] for rec in body["recommendations"]]
+        [rec["score"] for rec in body["recommendations"]]
     )
     served_at = datetime.fromisoformat(record["served_at"])
     assert abs(served_at - datetime.fromisoformat(body["timestamp"])) < timedelta(milliseconds=1)
