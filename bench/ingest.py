@@ -52,6 +52,8 @@ import aio_pika
 import uvloop
 from aiormq.abc import DeliveredMessage
 
+from finverse_reco.catalog.local import LocalCatalog
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.events import EventType, InteractionEvent, parse_event_bytes
 from finverse_reco.ingest import (
     IngestConfig,
@@ -59,12 +61,14 @@ from finverse_reco.ingest import (
     InteractionPublisher,
     settle_heap_for_consuming,
 )
+from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.ingest.topology import (
     CONSUMED_QUEUES,
     Topology,
     declare_topology,
     delete_topology,
 )
+from finverse_reco.products import Product
 from finverse_reco.store import InteractionStore, open_store
 from finverse_reco.store.migrate import migrate
 from reporting import add_table_rows, machine  # bench/reporting.py
@@ -126,7 +130,15 @@ async def drop(config: IngestConfig) -> None:
 
 
 async def consume_batched(config: IngestConfig, store: InteractionStore, total: int) -> float:
-    consumer = InteractionConsumer(config, store)
+    # The checks `finverse-reco consume` makes too: products the catalog knows, customers not
+    # erased (one tombstone read per batch).
+    catalog = LocalCatalog(
+        [Product(f"prod-{n}", f"Product {n}", "credit_card", f"bank-{n % 12}") for n in range(400)]
+    )
+    admission = EventAdmission(
+        products=catalog, erased=ErasedCustomers("bench-erasure-key"), tombstones=store
+    )
+    consumer = InteractionConsumer(config, store, admission)
     started = time.perf_counter()
     await consumer.start()
     settle_heap_for_consuming()  # as `finverse-reco consume` does (`run_consumer`)

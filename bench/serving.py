@@ -26,6 +26,9 @@ key is a setting (`FINVERSE_POLICY_FILE=...`). Each variant's req/s and p99 are 
 first variant's, as a ratio; `--min-ratio R` makes `--check` require req/s ≥ R × the first's.
 
     .venv/bin/python bench/serving.py http --variant before:tree=e2dadb6 --variant after
+    # the audit trail's cost (docs/ACCOUNTABILITY.md): on must keep ≥ 90% of off's req/s
+    .venv/bin/python bench/serving.py http --sizes 1000 --workers 1 \
+        --variant audit-off:FINVERSE_AUDIT_ENABLED=false --variant audit-on --min-ratio 0.9 --check
 
 The policy step (issue 15), off against on, side by side at 1,000 and 100,000 products, one
 worker; `--check --min-ratio 0.9` requires on ≥ 90% of off's req/s:

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -167,6 +168,21 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
         f"\n[bold green]FinVerse Recommendation Service[/] on {url}  (API docs: {url}/docs)\n"
         f"  try: curl {url}/api/v1/recommendations/products/user_00001\n"
     )
+    if do_bootstrap and settings.writer_api_keys:
+        # The demo's writer key, so a newcomer can post events; a deployment's keys stay unprinted.
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        event = (
+            f'{{"user_id": "user_00001", "type": "product_view", "timestamp": "{now}", '
+            '"data": {"productId": "prod_0001"}}'
+        )
+        console.print(
+            f"  writer key: {settings.writer_api_keys[0]}\n"
+            f"  post an event: curl -X POST {url}/api/v1/interactions"
+            f" -H 'X-API-Key: {settings.writer_api_keys[0]}'"
+            f" -H 'Content-Type: application/json' -d '{event}'\n",
+            markup=False,
+            soft_wrap=True,  # one line, so that the command can be copied
+        )
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -227,10 +243,16 @@ async def consume(settings: Settings) -> int:
     if settings.metrics_port:
         telemetry.serve_metrics(settings.metrics_port, settings.host)
     store = compose.store(settings, "worker")
+    catalog = compose.catalog(settings)
     await store.open()
     try:
-        stats = await run_consumer(compose.ingest_config(settings), store)
+        stats = await run_consumer(
+            compose.ingest_config(settings),
+            store,
+            compose.event_admission(settings, catalog, store),
+        )
     finally:
+        await catalog.close()
         await store.close()
     log.info("consumer stopped: %s", stats)
     return 0

@@ -15,10 +15,13 @@ from finverse_reco.settings import Settings
 
 if TYPE_CHECKING:
     from finverse_reco.catalog.base import ProductCatalog
+    from finverse_reco.erasure import ErasedCustomers
     from finverse_reco.ingest import IngestConfig
+    from finverse_reco.ingest.admission import EventAdmission
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
     from finverse_reco.policy import Policy
+    from finverse_reco.service.audit import AuditConfig
     from finverse_reco.service.contact_limits import ContactFilter
     from finverse_reco.service.experiments import Experiments
     from finverse_reco.service.models import ModelHolder, ModelWatcher
@@ -116,6 +119,31 @@ def ingest_config(settings: Settings) -> IngestConfig:
     )
 
 
+def event_admission(
+    settings: Settings,
+    catalog: ProductCatalog,
+    store: InteractionStore,
+    erased: ErasedCustomers | None = None,
+) -> EventAdmission:
+    """The write entry points' rules (HTTP and the consumer): the timestamp window, products
+    checked against `catalog` unless FINVERSE_ACCEPT_UNKNOWN_PRODUCTS, erased customers' events
+    dropped (tombstones read from `store`)."""
+    from datetime import timedelta
+
+    from finverse_reco.events import EventRules
+    from finverse_reco.ingest.admission import EventAdmission
+
+    return EventAdmission(
+        rules=EventRules(
+            earliest=settings.event_earliest,
+            max_future=timedelta(seconds=settings.event_max_future_seconds),
+        ),
+        products=None if settings.accept_unknown_products else catalog,
+        erased=erased if erased is not None else erased_customers(settings),
+        tombstones=store,
+    )
+
+
 def model_params(settings: Settings) -> ModelParams:
     from finverse_reco.model import ModelParams
 
@@ -159,6 +187,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         window_days=settings.training_window_days,
         keep_versions=settings.model_keep_versions,
         max_precision_drop=settings.model_max_precision_drop,
+        erasure_key=settings.erasure_key,
     )
 
 
@@ -185,6 +214,28 @@ def policy(settings: Settings) -> Policy:
     except PolicyFileError as exc:
         raise SystemExit(f"FINVERSE_POLICY_FILE: {exc}") from None
     return Policy(rules, enabled=settings.policy_enabled)
+
+
+def erased_customers(settings: Settings) -> ErasedCustomers:
+    """This process's view of the erased customers (filled from the store's tombstones)."""
+    from finverse_reco.erasure import ErasedCustomers
+
+    return ErasedCustomers(settings.erasure_key)
+
+
+def audit_config(settings: Settings) -> AuditConfig:
+    from datetime import timedelta
+
+    from finverse_reco.service.audit import AuditConfig
+
+    retention = settings.audit_retention_days
+    return AuditConfig(
+        enabled=settings.audit_enabled,
+        buffer_size=settings.audit_buffer_size,
+        batch_size=settings.audit_batch_size,
+        flush_interval_s=settings.audit_flush_ms / 1000,
+        retention=None if retention is None else timedelta(days=retention),
+    )
 
 
 def model_watcher(settings: Settings, models: ModelHolder) -> ModelWatcher:

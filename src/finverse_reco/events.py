@@ -19,7 +19,15 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 ID_RE = re.compile(ID_PATTERN)
@@ -67,6 +75,26 @@ DEFAULT_TYPE_WEIGHTS: dict[str, float] = {
     "impression": 0.0,
     "dismiss": 0.0,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """What a write entry point (HTTP, RabbitMQ) demands of an event's time on top of its schema:
+    a time zone, nothing before `earliest`, nothing more than `max_future` ahead of the clock.
+
+    Stored history read back (seeding, evaluation datasets) is parsed without them."""
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future: timedelta = timedelta(minutes=5)
+
+    def check_timestamp(self, value: datetime) -> None:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("timestamp needs a time zone (e.g. '2026-01-01T12:00:00Z')")
+        if value < self.earliest:
+            raise ValueError(f"timestamp is before {self.earliest.isoformat()}")
+        if value > datetime.now(UTC) + self.max_future:
+            seconds = int(self.max_future.total_seconds())
+            raise ValueError(f"timestamp is more than {seconds} s in the future")
 
 
 class Demographics(BaseModel):
@@ -124,9 +152,12 @@ class InteractionEvent(BaseModel):
 
     @field_validator("timestamp", "received_at")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is None:
             return None
+        rules = info.context.get("rules") if info.context else None
+        if rules is not None and info.field_name == "timestamp":
+            rules.check_timestamp(value)
         value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
         if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
             raise ValueError("timestamp is in the future")
@@ -192,12 +223,13 @@ def content_event_id(raw: dict[str, Any]) -> str:
     return "h:" + digest.hexdigest()[:40]
 
 
-def parse_event(raw: Any) -> InteractionEvent:
-    """Validate one decoded event; raise InvalidEvent with a short, readable reason."""
+def parse_event(raw: Any, rules: EventRules | None = None) -> InteractionEvent:
+    """Validate one decoded event; raise InvalidEvent with a short, readable reason. `rules`: the
+    write entry points' timestamp rules (None for stored history)."""
     if not isinstance(raw, dict):
         raise InvalidEvent("an event must be a JSON object")
     try:
-        return InteractionEvent.model_validate(raw)
+        return InteractionEvent.model_validate(raw, context={"rules": rules} if rules else None)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc)) from None
 
@@ -208,6 +240,7 @@ def parse_event_bytes(
     fallback_event_id: str | None = None,
     queue_source: str | None = None,
     received_at: datetime | None = None,
+    rules: EventRules | None = None,
 ) -> InteractionEvent:
     """Validate one raw message body (RabbitMQ): size, UTF-8, JSON, then the schema.
 
@@ -227,8 +260,8 @@ def parse_event_bytes(
             # `enriched` makes. A producer's own copy of these fields takes the long way, so that
             # it is validated before being overwritten, as over HTTP.
             raw.update(_enrichment(queue_source, received_at))
-            return parse_event(raw)
-    event = parse_event(raw)
+            return parse_event(raw, rules)
+    event = parse_event(raw, rules)
     if queue_source is None:
         return event
     return event.enriched(queue_source=queue_source, received_at=received_at)
@@ -270,6 +303,30 @@ class InteractionColumns:
 
     def __len__(self) -> int:
         return len(self.user_ids)
+
+    def without_users(self, users: set[str]) -> InteractionColumns:
+        """These columns without the rows of `users` (erased customers, or customers who have not
+        consented to personalisation: docs/ACCOUNTABILITY.md)."""
+        if not users:
+            return self
+        kept = [row for row, user in enumerate(self.user_ids) if user not in users]
+
+        def pick(column: list[Any]) -> list[Any]:
+            return [column[row] for row in kept]
+
+        return InteractionColumns(
+            user_ids=pick(self.user_ids),
+            types=pick(self.types),
+            timestamps=self.timestamps[kept],
+            product_ids=pick(self.product_ids),
+            compared_ids=pick(self.compared_ids),
+            view_durations=self.view_durations[kept],
+            categories=pick(self.categories),
+            institutions=pick(self.institutions),
+            queries=pick(self.queries),
+            demographics=pick(self.demographics),
+            skipped=self.skipped,
+        )
 
     def touched(self, row: int) -> list[str]:
         """Every product row `row` touches (`touched_products`)."""

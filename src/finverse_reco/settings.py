@@ -6,6 +6,7 @@ values it needs. A bad value stops start-up with a message naming the setting.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, ID_PATTERN
 
 DEFAULT_API_KEY = "change-me"
+# The development writer key (`make run` prints it); production refuses to start with it.
+DEFAULT_WRITER_API_KEY = "change-me-writer"
+DEFAULT_ERASURE_KEY = "change-me-erasure-key"
 
 
 class ContactLimitSetting(BaseModel):
@@ -49,6 +53,16 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     api_key: str = DEFAULT_API_KEY
+    # Clients allowed to POST interactions send one of these in X-API-Key (a JSON list: add the
+    # new key, move the clients, drop the old one). Never the admin key.
+    writer_api_keys: list[str] = Field(default_factory=lambda: [DEFAULT_WRITER_API_KEY])
+    # Optional: a client may instead sign the body, X-Signature: sha256=<hex HMAC-SHA256 of the body>.
+    writer_hmac_secret: str | None = Field(None, min_length=32)
+    # Events naming a product the catalog does not know are refused (422) unless this is true.
+    accept_unknown_products: bool = False
+    # The sane window of an event's timestamp at the write entry points (HTTP and RabbitMQ).
+    event_earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    event_max_future_seconds: int = Field(300, ge=0)
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     admin_rate_limit: str = "10/minute"  # per client address and replica, e.g. '30/hour'
@@ -96,6 +110,17 @@ class Settings(BaseSettings):
     rabbitmq_retry_delay_ms: int = Field(5000, ge=10)
     ingest_batch_size: int = Field(500, ge=1)
     ingest_batch_timeout_ms: int = Field(200, ge=1)
+
+    # --- the audit trail (docs/ACCOUNTABILITY.md)
+    audit_enabled: bool = True
+    audit_buffer_size: int = Field(100_000, ge=1)  # records held while the store is down
+    audit_batch_size: int = Field(500, ge=1)
+    audit_flush_ms: int = Field(200, ge=1)
+    audit_retention_days: int | None = Field(5 * 365, ge=1)  # unset: kept for ever
+
+    # Keys the tombstones of erased customers (an HMAC of the id). Changing it makes every
+    # tombstone unmatchable: erased customers' late events would be stored again.
+    erasure_key: str = Field(DEFAULT_ERASURE_KEY, min_length=16)
 
     # --- model (seed defaults)
     model_components: int = Field(50, ge=2, le=1024)
@@ -159,6 +184,20 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("writer_api_keys")
+    @classmethod
+    def _writer_keys(cls, value: list[str]) -> list[str]:
+        if any(len(key) < 8 for key in value):
+            raise ValueError("every writer key needs at least 8 characters")
+        return value
+
+    @field_validator("event_earliest")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a time zone, e.g. 2000-01-01T00:00:00Z")
+        return value
+
     @field_validator("admin_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
@@ -203,10 +242,18 @@ class Settings(BaseSettings):
     def _production_guards(self) -> Settings:
         if self.environment == "production" and self.api_key in {"", DEFAULT_API_KEY}:
             raise ValueError("FINVERSE_API_KEY must be set to a secret in production")
+        if self.api_key in self.writer_api_keys:
+            raise ValueError(
+                "FINVERSE_WRITER_API_KEYS must not hold the admin key (FINVERSE_API_KEY)"
+            )
         if "*" in self.cors_origins and self.environment == "production":
             raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
         if not self.policy_enabled and self.environment == "production":
             raise ValueError("FINVERSE_POLICY_ENABLED may not be false in production")
+        if self.environment == "production" and DEFAULT_WRITER_API_KEY in self.writer_api_keys:
+            raise ValueError("FINVERSE_WRITER_API_KEYS must not hold the default key in production")
+        if self.environment == "production" and self.erasure_key == DEFAULT_ERASURE_KEY:
+            raise ValueError("FINVERSE_ERASURE_KEY must be set to a secret in production")
         return self
 
 

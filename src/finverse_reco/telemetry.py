@@ -101,10 +101,11 @@ TRAINING_SECONDS = Histogram(
 )
 
 # --- ingestion (ingest/ for RabbitMQ, the interactions router for HTTP) -----------------------------
-INGEST_OUTCOMES = ("stored", "duplicate", "rejected")
+INGEST_OUTCOMES = ("stored", "duplicate", "rejected", "erased")
 INGESTED_EVENTS = Counter(
     "finverse_ingested_events_total",
-    "Interaction events received, by source (rabbitmq, http) and outcome (stored, duplicate, rejected)",
+    "Interaction events received, by source (rabbitmq, http) and outcome (stored, duplicate,"
+    " rejected, erased: an erased customer's, dropped)",
     ["source", "outcome"],
 )
 DEAD_LETTERED = Counter(
@@ -112,6 +113,24 @@ DEAD_LETTERED = Counter(
     "Messages sent to a dead-letter queue, by source queue and reason (invalid, refused, max_attempts)",
     ["queue", "reason"],
 )
+
+# --- the audit trail (service/audit.py) -------------------------------------------------------------
+AUDIT_OUTCOMES = ("stored", "overflowed", "unwritten_at_shutdown")
+AUDIT_RECORDS = Counter(
+    "finverse_audit_records_total",
+    "Audit records of served lists, by outcome: stored; overflowed (the buffer was full while the"
+    " store was down: never written); unwritten_at_shutdown (the store was down at shutdown)",
+    ["outcome"],
+)
+AUDIT_BUFFERED = Gauge(
+    "finverse_audit_buffered_records", "Audit records waiting in this process for the store"
+)
+AUDIT_WRITE_FAILURES = Counter(
+    "finverse_audit_write_failures_total", "Audit batches the store failed to take (retried)"
+)
+
+# --- erasure (service/erasure.py, ingest/admission.py) -----------------------------------------------
+ERASURES = Counter("finverse_erasures_total", "Customers erased (first erasure of each)")
 
 # --- product-details cache (catalog/cache.py) --------------------------------------------------------
 CACHE_RESULTS = ("memory_hit", "redis_hit", "miss")

@@ -22,7 +22,8 @@ from finverse_reco.store import InsertResult, StoreUnavailable, open_store
 from finverse_reco.store.migrate import MONGO_COLLECTIONS, migrate
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-# (collection, key pattern) of every declared index: the interactions' and the profiles'.
+# (collection, key pattern) of every declared index: the interactions', the profiles' and the
+# audit trail's.
 DECLARED = {
     (declared.collection, spec.label) for declared in MONGO_COLLECTIONS for spec in declared.indexes
 }
@@ -83,6 +84,8 @@ async def test_a_seeded_database_is_migrated_and_then_ingests_exactly_once(datab
         ("interactions", "event_id"),
         ("interactions", "user_id, timestamp, _id"),
         ("interactions", "session_id, timestamp, _id"),
+        ("audit_records", "user_id, served_at"),
+        ("audit_records", "served_at"),
         ("customer_profiles", "user_id"),
     }
     for field in ("timestamp", "type", "data.productId"):  # kept under the seed's names

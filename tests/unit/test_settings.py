@@ -70,3 +70,35 @@ def test_a_trainer_url_needs_a_mongodb_store(monkeypatch):
         load_settings(_env_file=None)
     monkeypatch.setenv("FINVERSE_STORE_URL", "mongodb://primary/finverse_interactions")
     assert load_settings(_env_file=None).store_trainer_url.startswith("mongodb://secondary")
+
+
+def test_writer_keys_are_a_json_list_distinct_from_the_admin_key(monkeypatch):
+    monkeypatch.setenv("FINVERSE_WRITER_API_KEYS", '["writer-one-key", "writer-two-key"]')
+    assert load_settings(_env_file=None).writer_api_keys == ["writer-one-key", "writer-two-key"]
+    with pytest.raises(SettingsError, match="FINVERSE_WRITER_API_KEYS"):
+        load_settings(_env_file=None, api_key="writer-one-key")
+
+
+def test_production_refuses_the_default_writer_key():
+    with pytest.raises(SettingsError, match="FINVERSE_WRITER_API_KEYS"):
+        load_settings(_env_file=None, environment="production", api_key="a-real-admin-secret")
+    with pytest.raises(SettingsError, match="FINVERSE_ERASURE_KEY"):
+        load_settings(
+            _env_file=None,
+            environment="production",
+            api_key="a-real-admin-secret",
+            writer_api_keys=["a-real-writer-key"],
+        )
+    ok = load_settings(
+        _env_file=None,
+        environment="production",
+        api_key="a-real-admin-secret",
+        writer_api_keys=["a-real-writer-key"],
+        erasure_key="a-real-erasure-secret",
+    )
+    assert ok.writer_api_keys == ["a-real-writer-key"]
+
+
+def test_the_event_window_needs_a_time_zone():
+    with pytest.raises(SettingsError, match="FINVERSE_EVENT_EARLIEST"):
+        load_settings(_env_file=None, event_earliest="2000-01-01T00:00:00")

@@ -21,20 +21,25 @@ from finverse_reco.api.middleware import (
     FailedAuthRateLimitMiddleware,
     RequestTelemetryMiddleware,
 )
+from finverse_reco.api.responses import RECOMMENDATION_ID_HEADER
 from finverse_reco.api.routers import (
     admin,
+    audit,
     console,
     customers,
     experiments,
     health,
     interactions,
+    privacy,
     recommendations,
     stats,
 )
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.erasure import CustomerErasure, ErasureWatcher
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
@@ -56,6 +61,8 @@ def create_app(
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
     watcher = compose.model_watcher(settings, models)
+    erased = compose.erased_customers(settings)
+    erasure_watcher = ErasureWatcher(store, erased, settings.model_poll_seconds)
     running_experiments = compose.experiments(settings, watcher)
     service = RecommendationService(
         models,
@@ -65,12 +72,15 @@ def create_app(
         compose.policy(settings),
         experiments=running_experiments.registry,
         contact=compose.contact_filter(settings, store),
+        erased=erased,
     )
+    audit_trail = AuditTrail(store, compose.audit_config(settings), erased)
     jobs = RefreshJobs(settings_env(settings))
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
+    admission = compose.event_admission(settings, catalog, store, erased)
     consumer = (
-        InteractionConsumer(compose.ingest_config(settings), store)
+        InteractionConsumer(compose.ingest_config(settings), store, admission)
         if settings.rabbitmq_url
         else None
     )
@@ -94,6 +104,11 @@ def create_app(
         experiments=running_experiments,
         online=compose.online_stats(settings, store),
         consumer=consumer,
+        admission=admission,
+        audit=audit_trail,
+        erasure=CustomerErasure(store, erased, audit_trail),
+        writer_keys=tuple(settings.writer_api_keys),
+        writer_hmac_secret=settings.writer_hmac_secret,
     )
 
     async def start_consumer() -> None:
@@ -115,9 +130,12 @@ def create_app(
             log.error("interaction store unavailable at start: %s", exc)
         await watcher.check_once()
         watcher.start()
+        await erasure_watcher.check_once()
+        erasure_watcher.start()
         await running_experiments.sync()
         polling = asyncio.create_task(running_experiments.run(settings.model_poll_seconds))
         scheduler.start()
+        audit_trail.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
@@ -130,6 +148,8 @@ def create_app(
                 await consumer.stop()  # drains the batch in flight into the store
             await scheduler.stop()
             await watcher.stop()
+            await erasure_watcher.stop()
+            await audit_trail.stop()  # before the store closes: writes what is buffered
             await catalog.close()
             await store.close()
 
@@ -151,7 +171,13 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/api/v1/stats", "/console/login"),
+        path_prefixes=(
+            "/api/v1/admin",
+            "/api/v1/audit",
+            "/api/v1/customers",
+            "/api/v1/stats",
+            "/console/login",
+        ),
         rate=settings.admin_rate_limit,
     )
     app.add_middleware(
@@ -166,7 +192,8 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_credentials="*" not in settings.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["X-API-Key", "Content-Type", "X-Request-ID"],
+            allow_headers=["X-API-Key", "X-Signature", "Content-Type", "X-Request-ID"],
+            expose_headers=[RECOMMENDATION_ID_HEADER],
         )
     app.add_middleware(RequestTelemetryMiddleware)
     app.include_router(health.router)
@@ -175,6 +202,8 @@ def create_app(
     app.include_router(customers.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
+    app.include_router(privacy.router)
     app.include_router(experiments.router)
     app.include_router(stats.router)
     app.include_router(console.router)

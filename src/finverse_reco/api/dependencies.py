@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +12,13 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from finverse_reco.api.errors import APIError
+from finverse_reco.api.schemas import ErrorOut
 from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER, ConsoleSessions
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.ingest.admission import EventAdmission
+from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.erasure import CustomerErasure
 from finverse_reco.service.experiments import Experiments
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
@@ -27,6 +32,8 @@ from finverse_reco.store import InteractionStore
 @dataclass(slots=True)
 class Components:
     service: RecommendationService
+    audit: AuditTrail
+    erasure: CustomerErasure
     models: ModelHolder
     store: InteractionStore
     jobs: RefreshJobs
@@ -40,6 +47,9 @@ class Components:
     experiments: Experiments
     online: OnlineStats
     consumer: InteractionConsumer | None = None  # the in-process RabbitMQ consumer, if configured
+    admission: EventAdmission = field(default_factory=EventAdmission)
+    writer_keys: tuple[str, ...] = ()
+    writer_hmac_secret: str | None = None
 
 
 def components(request: Request) -> Components:
@@ -70,6 +80,56 @@ console_csrf_header = APIKeyHeader(
     description="The console session's CSRF token; required with the session cookie.",
     auto_error=False,
 )
+
+
+writer_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="WriterKey",
+    description="A writer key (one of FINVERSE_WRITER_API_KEYS); never the admin key.",
+    auto_error=False,
+)
+SIGNATURE_HEADER = "X-Signature"
+body_signature_header = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="BodySignature",
+    description="Instead of a writer key: 'sha256=' and the hex HMAC-SHA256 of the raw body under "
+    "FINVERSE_WRITER_HMAC_SECRET.",
+    auto_error=False,
+)
+
+
+async def require_writer(
+    request: Request,
+    parts: Annotated[Components, Depends(components)],
+    writer_key: Annotated[str | None, Depends(writer_key_header)],
+    signature: Annotated[str | None, Depends(body_signature_header)],
+) -> None:
+    """A trusted client: a writer key, or (when a secret is configured) a signature of the body.
+    Every key is compared, in constant time, so the time taken says nothing about which matched."""
+    if writer_key is not None:
+        given = writer_key.encode()
+        matched = False
+        for key in parts.writer_keys:
+            matched |= hmac.compare_digest(given, key.encode())
+        if matched:
+            return
+        raise APIError(401, "a valid writer key in X-API-Key is required")
+    if signature is not None and parts.writer_hmac_secret:
+        expected = hmac.new(
+            parts.writer_hmac_secret.encode(), await request.body(), hashlib.sha256
+        ).hexdigest()
+        if hmac.compare_digest(signature.encode(), f"sha256={expected}".encode()):
+            return
+        raise APIError(401, f"the {SIGNATURE_HEADER} header does not match the body")
+    raise APIError(401, f"a writer key in X-API-Key (or a {SIGNATURE_HEADER}) is required")
+
+
+# The answers every admin endpoint may give besides its own (routers add them to their `responses`).
+ADMIN_ERRORS: dict[int | str, dict] = {
+    401: {"model": ErrorOut, "description": "No valid admin key or console session"},
+    403: {"model": ErrorOut, "description": "A console session without its CSRF token"},
+    429: {"model": ErrorOut, "description": "Too many failed authentications"},
+}
 
 
 def require_api_key(

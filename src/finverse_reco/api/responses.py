@@ -5,6 +5,9 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+# Every served list's id, also in its body: what the audit trail files the list under.
+RECOMMENDATION_ID_HEADER = "X-Recommendation-ID"
+
 
 class JSONBytesResponse(Response):
     media_type = "application/json"

@@ -63,6 +63,9 @@ class ExperimentArmOut(BaseModel):
 
 
 class RecommendationsOut(BaseModel):
+    recommendation_id: str = Field(
+        description="This list's id in the audit trail (also the X-Recommendation-ID header)"
+    )
     recommendations: list[RecommendationOut]
     user_id: str | None = None
     session_id: str | None = None
@@ -80,6 +83,40 @@ class RecommendationsOut(BaseModel):
     )
 
 
+class AuditItemOut(BaseModel):
+    id: str
+    rank: int
+    score: float | None = Field(description="None where the customer has not consented")
+    reason: str | None
+
+
+class AuditRecordOut(BaseModel):
+    recommendation_id: str
+    served_at: datetime
+    user_id: str | None
+    session_id: str | None
+    product_id: str | None
+    model_version: str
+    policy_version: str | None
+    strategy: str
+    degraded: bool
+    items: list[AuditItemOut]
+
+
+class AuditRecordsOut(BaseModel):
+    user_id: str
+    records: list[AuditRecordOut] = Field(description="Newest first")
+
+
+class ErasureReceiptOut(BaseModel):
+    tombstone: str = Field(description="The keyed hash kept instead of the customer id")
+    erased_at: datetime
+    already_erased: bool = Field(description="True when an earlier erasure had kept the tombstone")
+    deleted: dict[str, int] = Field(
+        description="What this call deleted, by kind (interactions, audit_records, profiles)"
+    )
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -93,6 +130,9 @@ class ErrorOut(BaseModel):
 class IngestOut(BaseModel):
     accepted: int
     duplicates: int
+    dropped_erased: int | None = Field(
+        None, description="Events of erased customers, not stored (present only when some were)"
+    )
 
 
 class RefreshJobOut(BaseModel):

@@ -35,8 +35,10 @@ from tenacity import (
 )
 
 from finverse_reco import telemetry
+from finverse_reco.catalog.base import CatalogUnavailable
 from finverse_reco.customers import parse_profile_bytes
 from finverse_reco.events import InteractionEvent, InvalidEvent, parse_event_bytes
+from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.ingest.config import IngestConfig
 from finverse_reco.ingest.topology import (
     CONSUMED_QUEUES,
@@ -82,6 +84,7 @@ class ConsumerStats:
     dead_lettered: int = 0
     refused: int = 0  # refused by the store for good (dead-lettered, part of `dead_lettered`)
     retried: int = 0
+    dropped_erased: int = 0  # events of erased customers: acknowledged, not stored
     batches: int = 0
     store_failures: int = 0
 
@@ -109,9 +112,15 @@ class InteractionConsumer:
     The store is opened and closed by the caller.
     """
 
-    def __init__(self, config: IngestConfig, store: InteractionStore) -> None:
+    def __init__(
+        self,
+        config: IngestConfig,
+        store: InteractionStore,
+        admission: EventAdmission | None = None,
+    ) -> None:
         self._config = config
         self._store = store
+        self._admission = admission or EventAdmission()
         self._topology = Topology.of(config)
         self._connection: AbstractRobustConnection | None = None
         self._channel: RobustChannel | None = None
@@ -301,6 +310,9 @@ class InteractionConsumer:
                 accepted.append((delivery, self._validate(delivery, received_at)))
             except InvalidEvent as exc:
                 invalid.append((delivery, exc.reason))
+        accepted, unknown = await self._check_products(accepted)
+        invalid += unknown
+        accepted = await self._drop_erased(accepted)
         refused, failed = await self._store_events(accepted)
         if profiles:
             bad_profiles, unstored_profiles = await self._store_profiles(profiles)
@@ -318,12 +330,44 @@ class InteractionConsumer:
             fallback_event_id=message.header.properties.message_id,
             queue_source=delivery.queue,
             received_at=received_at,
+            rules=self._admission.rules,
         )
         if event.type is not expected:
             raise InvalidEvent(
                 f"event type {event.type.value!r} does not match routing key {key!r}"
             )
         return event
+
+    async def _check_products(
+        self, accepted: list[tuple[_Delivery, InteractionEvent]]
+    ) -> tuple[list[tuple[_Delivery, InteractionEvent]], list[tuple[_Delivery, str]]]:
+        """Split off the events naming products the catalog does not know (to dead-letter, with
+        the reason). While the catalog cannot answer, the batch waits unacknowledged, as it does
+        for the store: guessing either way would store unknown products or lose valid events."""
+        async for attempt in self._while_unavailable(CatalogUnavailable):
+            with attempt:
+                unknown = await self._admission.unknown_products([e for _, e in accepted])
+        if not unknown:
+            return accepted, []
+        refused = {position: reason for position, reason in unknown}
+        kept = [pair for position, pair in enumerate(accepted) if position not in refused]
+        return kept, [(accepted[position][0], reason) for position, reason in unknown]
+
+    async def _drop_erased(
+        self, accepted: list[tuple[_Delivery, InteractionEvent]]
+    ) -> list[tuple[_Delivery, InteractionEvent]]:
+        """Leave out the events of erased customers: they are acknowledged with the batch and
+        counted, never stored. While the store cannot say, the batch waits unacknowledged."""
+        async for attempt in self._while_unavailable(StoreUnavailable):
+            with attempt:
+                erased = await self._admission.erased_customers([e for _, e in accepted])
+        if not erased:
+            return accepted
+        kept = [(delivery, event) for delivery, event in accepted if event.user_id not in erased]
+        dropped = len(accepted) - len(kept)
+        self.stats.dropped_erased += dropped
+        telemetry.INGESTED_EVENTS.labels("rabbitmq", "erased").inc(dropped)
+        return kept
 
     async def _store_events(
         self, accepted: list[tuple[_Delivery, InteractionEvent]]
@@ -399,14 +443,7 @@ class InteractionConsumer:
         """Insert; while the store is unreachable, wait with backoff (nothing is acked meanwhile).
 
         A refusal comes back as a value: retrying would store nothing more."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(StoreUnavailable),
-            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
-            stop=self._give_up_on_store,
-            before_sleep=self._log_store_outage,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in self._while_unavailable(StoreUnavailable):
             with attempt:
                 try:
                     return await self._store.insert_many(events)
@@ -419,6 +456,17 @@ class InteractionConsumer:
                     await self._store.ping()
                     raise StoreRejected(f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _while_unavailable(self, unavailable: type[Exception]) -> AsyncRetrying:
+        """Attempts with backoff while a dependency raises `unavailable` (nothing is acked
+        meanwhile); given up only when draining outlasts its timeout."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(unavailable),
+            wait=wait_exponential(multiplier=0.05, max=STORE_BACKOFF_MAX_S) + wait_random(0, 0.05),
+            stop=self._give_up_on_store,
+            before_sleep=self._log_store_outage,
+            reraise=True,
+        )
 
     def _give_up_on_store(self, state: RetryCallState) -> bool:
         if not self._draining:
@@ -577,11 +625,12 @@ def settle_heap_for_consuming() -> None:
 async def run_consumer(
     config: IngestConfig,
     store: InteractionStore,
+    admission: EventAdmission | None = None,
     *,
     stop_signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
 ) -> ConsumerStats:
     """`finverse-reco consume`: consume until a stop signal, then drain the batch in flight."""
-    consumer = InteractionConsumer(config, store)
+    consumer = InteractionConsumer(config, store, admission)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in stop_signals:

@@ -18,6 +18,7 @@ from enum import StrEnum
 import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.events import InteractionColumns, InteractionEvent
 from finverse_reco.index import EmbeddingIndex, item_row_from_features
 from finverse_reco.index.explain import QueryParts, feature_parts
@@ -157,6 +158,7 @@ class RecommendationService:
         catalog: ProductCatalog,
         config: ServiceConfig,
         policy: Policy = POLICY_OFF,
+        erased: ErasedCustomers | None = None,
         experiments: ExperimentRegistry | None = None,
         contact: ContactFilter | None = None,
     ) -> None:
@@ -165,6 +167,7 @@ class RecommendationService:
         self._catalog = catalog
         self._config = config
         self.policy = policy
+        self._erased = erased if erased is not None else ErasedCustomers("")
         self._experiments = experiments
         self._contact = contact
         self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
@@ -192,6 +195,15 @@ class RecommendationService:
         index = self._index(assignment)
         check_demographics(index, demographics)
         self._check_categories(index, caller)
+        if self._erased.is_erased(user_id):
+            # Erased: their row stays in this model's arrays until the next training, unused.
+            # They are served as a stranger is, through the policy step like every list.
+            policy = await self._policy(index)
+            ranked = _Ranked(self._popular_ranker(index, None), Strategy.POPULAR, Popular(None))
+            return await self._serve(
+                index, policy, Customer.anonymous(), ranked, limit, caller, None, explain,
+                assignment,
+            )  # fmt: skip
         row = index.users.row(user_id)
         contact = await self._contact_exclusions(index, user_id, channel)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR

@@ -15,6 +15,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from finverse_reco.catalog.base import ProductCatalog
+from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.model import TrainingParams, train
 from finverse_reco.model.artifacts import (
     activate,
@@ -49,6 +50,8 @@ class TrainingConfig:
     keep_versions: int = 5
     max_precision_drop: float = 0.02
     validation_fraction: float = 0.1
+    # Keys the tombstones of erased customers, whose events training leaves out.
+    erasure_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +73,13 @@ async def load_training_data(
     since = datetime.now(UTC) - timedelta(days=config.window_days) if config.window_days else None
     # Feed each batch to the builder as it arrives: only compact codes are kept, never the documents.
     builder = TrainingDataBuilder(config.weighting, feature_config=config.params.features)
+    # Erased customers' interactions are deleted, but one may arrive late or be scanned before its
+    # deletion: the tombstones read now keep them out of this model's artifacts.
+    erased = ErasedCustomers(config.erasure_key)
+    erased.replace(await store.tombstones())
     empty = True
     async for batch in store.scan(since=since):
+        batch = batch.without_users(erased.erased_among(batch.user_ids))
         builder.add(batch)
         empty = empty and not batch
     if empty:

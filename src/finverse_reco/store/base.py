@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from finverse_reco.audit import AuditRecord
 from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 
@@ -83,6 +84,46 @@ class InteractionStore(Protocol):
         """A session's interactions in time order, oldest first (the most recent `limit`)."""
 
     async def count(self, since: datetime | None = None) -> int: ...
+
+    # --- the audit trail: append-only, one record per served list (docs/ACCOUNTABILITY.md)
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> int:
+        """Store the records; one whose `recommendation_id` is stored already is skipped (a batch
+        written again after a timeout stores nothing twice). Returns how many were new."""
+
+    async def audit_record(self, recommendation_id: str) -> AuditRecord | None: ...
+
+    async def customer_audit(
+        self, user_id: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        """A customer's records served at or after `since`, newest first."""
+
+    async def count_audit(self) -> int: ...
+
+    async def purge_audit(self, before: datetime) -> int:
+        """Delete the records served before `before` (the retention period); returns how many."""
+
+    # --- erasure: tombstones are keyed hashes of customer ids (finverse_reco.erasure)
+
+    async def add_tombstone(self, tombstone: str, erased_at: datetime) -> bool:
+        """Keep a tombstone (idempotent); returns whether it is new."""
+
+    async def tombstones(self) -> set[str]:
+        """Every tombstone (what serving processes mask and training leaves out)."""
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]:
+        """Which of these tombstones are stored (one indexed read, for an ingestion batch)."""
+
+    async def delete_customer(self, user_id: str) -> dict[str, int]:
+        """Delete everything stored about the customer; how many of each kind were deleted
+        (`interactions`, `audit_records`, `profiles`)."""
+
+    async def user_activity(
+        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
+    ) -> InteractionColumns:
+        """The interactions of these users, of these types, with timestamp >= since, as columns
+        in no particular order: what the policy step reads of each request's customer (products
+        applied for since the last training, recent contacts), several customers in one read."""
 
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """Store a customer's profile whole, unless the stored one has a newer `updated_at`

@@ -23,6 +23,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from finverse_reco.store.base import StoreUnavailable
 from finverse_reco.store.mongo import (
+    AUDIT_RECORDS,
     CUSTOMER_PROFILES,
     DEFAULT_DATABASE,
     DUPLICATE_KEY,
@@ -36,11 +37,21 @@ from finverse_reco.store.schema import (
     compare_indexes,
     satisfied_by,
 )
-from finverse_reco.store.sqlite import PROFILES_SCHEMA, SQLiteInteractionStore
+from finverse_reco.store.sqlite import (
+    AUDIT_SCHEMA,
+    ERASURE_SCHEMA,
+    PROFILES_SCHEMA,
+    SQLiteInteractionStore,
+)
 from finverse_reco.store.sqlite import SCHEMA as INTERACTIONS_SCHEMA
 
-MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS, CUSTOMER_PROFILES)
-SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA, PROFILES_SCHEMA)
+MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS, CUSTOMER_PROFILES, AUDIT_RECORDS)
+SQLITE_SCHEMAS: tuple[str, ...] = (
+    INTERACTIONS_SCHEMA,
+    PROFILES_SCHEMA,
+    AUDIT_SCHEMA,
+    ERASURE_SCHEMA,
+)
 
 
 async def migrate(url: str, *, check_only: bool = False, **options: Any) -> MigrationReport:

@@ -28,6 +28,7 @@ from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from finverse_reco.audit import AuditRecord
 from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
@@ -42,6 +43,9 @@ from finverse_reco.store.schema import CollectionIndexes, IndexSpec, satisfied_b
 
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
+AUDIT_COLLECTION = "audit_records"
+# `_id` = the tombstone (a keyed hash of an erased customer's id): unique without another index.
+TOMBSTONES_COLLECTION = "erasure_tombstones"
 PROFILES_COLLECTION = "customer_profiles"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
@@ -72,6 +76,15 @@ INTERACTIONS = CollectionIndexes(
         IndexSpec((("timestamp", 1),), why="time windows: the training scan, counts"),
         IndexSpec((("type", 1),), why="the seed's"),
         IndexSpec((("data.productId", 1),), why="the seed's"),
+    ),
+)
+# Append-only, `_id` = the recommendation id (unique without another index, so a batch written
+# again stores nothing twice).
+AUDIT_RECORDS = CollectionIndexes(
+    AUDIT_COLLECTION,
+    (
+        IndexSpec((("user_id", 1), ("served_at", 1)), why="a customer's records: customer_audit"),
+        IndexSpec((("served_at", 1),), why="the retention purge"),
     ),
 )
 # One document per customer: `put_profile` upserts on the customer id, and without this index two
@@ -142,6 +155,8 @@ class MongoInteractionStore:
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collection: AsyncCollection[dict[str, Any]] | None = None
+        self._audit: AsyncCollection[dict[str, Any]] | None = None
+        self._tombstones: AsyncCollection[dict[str, Any]] | None = None
         self._profiles: AsyncCollection[dict[str, Any]] | None = None
         self._idempotent = False
         self._profiles_unique = False
@@ -176,12 +191,14 @@ class MongoInteractionStore:
             self._client = client
             database = client.get_default_database(default=DEFAULT_DATABASE)
             self._collection = database[self.collection_name]
+            self._audit = database[AUDIT_COLLECTION]
+            self._tombstones = database[TOMBSTONES_COLLECTION]
             self._profiles = database[PROFILES_COLLECTION]
         await self.ping()
 
     async def close(self) -> None:
         client, self._client, self._collection = self._client, None, None
-        self._profiles = None
+        self._audit = self._tombstones = self._profiles = None
         self._idempotent = self._profiles_unique = False
         if client is not None:
             await client.close()
@@ -328,6 +345,94 @@ class MongoInteractionStore:
             finally:
                 await cursor.close()
 
+    # --- the audit trail
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> int:
+        if not records:
+            return 0
+        documents = [{"_id": r.recommendation_id, **r.to_document()} for r in records]
+        with self._driver_errors():
+            try:
+                result = await self._audit_ready().insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", ())
+                if exc.details.get("writeConcernErrors") or any(
+                    error.get("code") != DUPLICATE_KEY for error in errors
+                ):
+                    raise  # not known to be stored: the trail writes the batch again
+                return int(exc.details["nInserted"])
+        return len(result.inserted_ids)
+
+    async def audit_record(self, recommendation_id: str) -> AuditRecord | None:
+        with self._driver_errors():
+            document = await self._audit_ready().find_one({"_id": recommendation_id}, WITHOUT_ID)
+        return None if document is None else AuditRecord.from_document(document)
+
+    async def customer_audit(
+        self, user_id: str, since: datetime | None = None, limit: int = 100
+    ) -> list[AuditRecord]:
+        require_positive_limit(limit)
+        query: dict[str, Any] = {"user_id": user_id}
+        if since is not None:
+            query["served_at"] = {"$gte": since}
+        with self._driver_errors():
+            cursor = self._audit_ready().find(query, WITHOUT_ID)
+            documents = await cursor.sort("served_at", DESCENDING).limit(limit).to_list()
+        return [AuditRecord.from_document(document) for document in documents]
+
+    async def count_audit(self) -> int:
+        with self._driver_errors():
+            return await self._audit_ready().count_documents({})
+
+    async def purge_audit(self, before: datetime) -> int:
+        with self._driver_errors():
+            result = await self._audit_ready().delete_many({"served_at": {"$lt": before}})
+        return result.deleted_count
+
+    # --- erasure
+
+    async def add_tombstone(self, tombstone: str, erased_at: datetime) -> bool:
+        with self._driver_errors():
+            result = await self._tombstones_ready().update_one(
+                {"_id": tombstone}, {"$setOnInsert": {"erased_at": erased_at}}, upsert=True
+            )
+        return result.upserted_id is not None
+
+    async def tombstones(self) -> set[str]:
+        with self._driver_errors():
+            documents = await self._tombstones_ready().find({}, {"_id": 1}).to_list()
+        return {document["_id"] for document in documents}
+
+    async def erased_among(self, tombstones: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(tombstones))
+        if not wanted:
+            return set()
+        with self._driver_errors():
+            cursor = self._tombstones_ready().find({"_id": {"$in": wanted}}, {"_id": 1})
+            return {document["_id"] for document in await cursor.to_list()}
+
+    async def delete_customer(self, user_id: str) -> dict[str, int]:
+        with self._driver_errors():
+            interactions = await self._ready().delete_many({"user_id": user_id})
+            audit = await self._audit_ready().delete_many({"user_id": user_id})
+            profiles = await self._profiles_ready().delete_many({"user_id": user_id})
+        return {
+            "interactions": interactions.deleted_count,
+            "audit_records": audit.deleted_count,
+            "profiles": profiles.deleted_count,
+        }
+
+    async def user_activity(
+        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
+    ) -> InteractionColumns:
+        users, kinds = list(dict.fromkeys(user_ids)), list(dict.fromkeys(types))
+        if not users or not kinds:
+            return InteractionColumns.from_documents([])
+        query = {"user_id": {"$in": users}, "type": {"$in": kinds}, "timestamp": {"$gte": since}}
+        with self._driver_errors():
+            documents = await self._ready().find(query, SCAN_PROJECTION).to_list()
+        return InteractionColumns.from_documents(documents)
+
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """An upsert of the whole document, filtered on an older `updated_at`: when the stored
         profile is newer the filter matches nothing, the upsert's insert hits the unique index,
@@ -356,6 +461,16 @@ class MongoInteractionStore:
         return {profile.user_id: profile for profile in profiles}
 
     # --- plumbing
+
+    def _tombstones_ready(self) -> AsyncCollection[dict[str, Any]]:
+        if self._tombstones is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        return self._tombstones
+
+    def _audit_ready(self) -> AsyncCollection[dict[str, Any]]:
+        if self._audit is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        return self._audit
 
     async def _newest(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         require_positive_limit(limit)

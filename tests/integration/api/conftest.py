@@ -12,6 +12,7 @@ from finverse_reco.cli import seed_demo, train_once
 from finverse_reco.settings import Settings
 
 API_KEY = "test-admin-key"
+WRITER_KEY = "test-writer-key"
 
 
 @pytest.fixture(scope="package")
@@ -22,6 +23,7 @@ def settings(tmp_path_factory) -> Settings:
         model_dir=root / "models",
         catalog_path=root / "catalog.json",
         api_key=API_KEY,
+        writer_api_keys=[WRITER_KEY],
         model_epochs=5,
         refresh_schedule="off",
         cors_origins=["https://app.finverse.example"],
@@ -38,6 +40,11 @@ def trained(settings: Settings) -> Settings:
 @pytest.fixture(scope="package")
 def admin_headers() -> dict[str, str]:
     return {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="package")
+def writer_headers() -> dict[str, str]:
+    return {"X-API-Key": WRITER_KEY}
 
 
 @pytest.fixture(scope="package")

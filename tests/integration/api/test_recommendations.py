@@ -94,7 +94,7 @@ def test_similar_products_never_contain_the_product(client):
     assert client.get("/api/v1/recommendations/similar-products/prod_9999").status_code == 404
 
 
-def test_session_fold_in_from_posted_views(client):
+def test_session_fold_in_from_posted_views(client, writer_headers):
     session = "sess_test_fold_in"
     viewed = ["prod_0003", "prod_0004", "prod_0005"]
     events = [
@@ -107,10 +107,10 @@ def test_session_fold_in_from_posted_views(client):
         }
         for i, pid in enumerate(viewed)
     ]
-    posted = client.post("/api/v1/interactions", json=events)
+    posted = client.post("/api/v1/interactions", json=events, headers=writer_headers)
     assert posted.status_code == 202, posted.text
     assert posted.json() == {"accepted": 3, "duplicates": 0}
-    again = client.post("/api/v1/interactions", json=events)
+    again = client.post("/api/v1/interactions", json=events, headers=writer_headers)
     assert again.json() == {"accepted": 0, "duplicates": 3}
 
     body = client.get(f"/api/v1/recommendations/session/{session}").json()
@@ -179,17 +179,19 @@ def test_refresh_model_needs_the_key_and_runs_one_job(client, admin_headers):
         ("post", "/api/v1/interactions", "\udcff".encode("utf-8", "surrogatepass")),
     ],
 )
-def test_bad_input_gets_a_json_4xx(client, method, path, body):
+def test_bad_input_gets_a_json_4xx(client, writer_headers, method, path, body):
     if method == "get":
         response = client.get(path)
     else:
-        response = client.post(path, content=body, headers={"Content-Type": "application/json"})
+        response = client.post(
+            path, content=body, headers={"Content-Type": "application/json", **writer_headers}
+        )
     assert 400 <= response.status_code < 500, response.text
     error = response.json()["error"]
     assert error["code"] and error["message"]
 
 
-def test_a_bad_event_in_a_batch_rejects_the_batch_with_its_position(client):
+def test_a_bad_event_in_a_batch_rejects_the_batch_with_its_position(client, writer_headers):
     good = {
         "user_id": "u1",
         "type": "product_view",
@@ -197,12 +199,14 @@ def test_a_bad_event_in_a_batch_rejects_the_batch_with_its_position(client):
         "data": {"productId": "prod_0001"},
     }
     bad = {**good, "user_id": "has space"}
-    response = client.post("/api/v1/interactions", json=[good, bad])
+    response = client.post("/api/v1/interactions", json=[good, bad], headers=writer_headers)
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["index"] == 1
 
 
-def test_an_event_the_store_refuses_is_listed_and_the_others_are_stored(client, trained):
+def test_an_event_the_store_refuses_is_listed_and_the_others_are_stored(
+    client, trained, writer_headers
+):
     with sqlite3.connect(trained.store_url.removeprefix("sqlite:///")) as db:
         db.execute(
             "CREATE TRIGGER IF NOT EXISTS refuse_one_customer BEFORE INSERT ON interactions"
@@ -218,14 +222,14 @@ def test_an_event_the_store_refuses_is_listed_and_the_others_are_stored(client, 
     }
     refused = {**good, "event_id": "api-refusal-no", "user_id": "refused_customer"}
 
-    response = client.post("/api/v1/interactions", json=[refused, good])
+    response = client.post("/api/v1/interactions", json=[refused, good], headers=writer_headers)
 
     assert response.status_code == 422
     error = response.json()["error"]
     assert error["code"] == "refused_by_store"
     assert [d["index"] for d in error["details"]] == [0]
     assert "this customer is closed" in error["details"][0]["reason"]
-    resent = client.post("/api/v1/interactions", json=[good])
+    resent = client.post("/api/v1/interactions", json=[good], headers=writer_headers)
     assert resent.json() == {"accepted": 0, "duplicates": 1}
 
 

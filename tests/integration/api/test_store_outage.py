@@ -41,9 +41,10 @@ def test_reads_fall_back_while_mongo_is_down_and_recover(trained, stand_in):
         update={"store_url": f"{stand_in.url}/finverse_outage", "store_timeout_ms": 500}
     )
     assert asyncio.run(migrate(settings.store_url)).ok
+    writer = {"X-API-Key": settings.writer_api_keys[0]}
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         events = [view("mongo_user", "sess_mongo", f"prod_00{i}", i) for i in (10, 11, 12)]
-        assert client.post("/api/v1/interactions", json=events).status_code == 202
+        assert client.post("/api/v1/interactions", json=events, headers=writer).status_code == 202
         before = client.get("/api/v1/recommendations/products/mongo_user").json()
         assert (before["strategy"], before["degraded"]) == ("personalized", False)
         assert client.get("/ready").status_code == 200
@@ -69,7 +70,9 @@ def test_reads_fall_back_while_mongo_is_down_and_recover(trained, stand_in):
         ready = client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["store"].startswith("unavailable")
-        refused = client.post("/api/v1/interactions", json=[view("x", "s", "prod_0001", 1)])
+        refused = client.post(
+            "/api/v1/interactions", json=[view("x", "s", "prod_0001", 1)], headers=writer
+        )
         assert refused.status_code == 503
         assert refused.json()["error"]["code"] == "unavailable"
 
@@ -79,6 +82,6 @@ def test_reads_fall_back_while_mongo_is_down_and_recover(trained, stand_in):
         while client.get("/ready").status_code != 200:
             assert time.monotonic() < deadline, client.get("/ready").json()
             time.sleep(0.2)
-        assert client.post("/api/v1/interactions", json=events).status_code == 202
+        assert client.post("/api/v1/interactions", json=events, headers=writer).status_code == 202
         after = client.get("/api/v1/recommendations/products/mongo_user").json()
         assert (after["strategy"], after["degraded"]) == ("personalized", False)

@@ -53,6 +53,10 @@ def make_events(count: int, *, tag: str = "e") -> list[InteractionEvent]:
     return events
 
 
+def _in_minutes(minutes: int) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
 def malformed_messages() -> list[tuple[str, bytes, str, str]]:
     """(kind, body, routing key, words the dead-letter reason must contain)."""
     good = orjson.loads(make_events(1, tag="m")[0].model_dump_json())
@@ -76,6 +80,9 @@ def malformed_messages() -> list[tuple[str, bytes, str, str]]:
         ),
         ("oversize", body(padding="x" * MAX_EVENT_BYTES), view, "more than"),
         ("bad id", body(user_id="robert'); DROP TABLE"), view, "user_id"),
+        ("naive time", body(timestamp="2026-11-01T12:00:00"), view, "time zone"),
+        ("year one", body(timestamp="0001-01-01T00:00:00Z"), view, "before 2000"),
+        ("future", body(timestamp=_in_minutes(10)), view, "in the future"),
         ("unknown routing key", body(type="teleport"), "teleport.web", "no binding"),
         (
             "impression without its list",

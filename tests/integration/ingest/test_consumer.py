@@ -9,9 +9,13 @@ from dataclasses import replace
 
 import pytest
 
+from finverse_reco.catalog.local import LocalCatalog
 from finverse_reco.events import EventType
 from finverse_reco.ingest import InteractionConsumer, InteractionPublisher, queue_for
+from finverse_reco.ingest.admission import EventAdmission
 from finverse_reco.ingest.consumer import ATTEMPTS_HEADER, QUEUE_HEADER, REASON_HEADER
+from finverse_reco.ingest.topology import CONSUMED_QUEUES
+from finverse_reco.products import Product
 from finverse_reco.store import StoreUnavailable
 
 from .conftest import (
@@ -210,3 +214,33 @@ async def test_stop_stores_and_acknowledges_the_batch_in_flight(ingest_config, s
     assert await store.count() == 150
     totals = await queue_totals(slow_batches.name_prefix)
     assert all(counts == (0, 0) for counts in totals.values()), totals
+
+
+async def test_events_for_unknown_products_are_dead_lettered_naming_the_product(
+    ingest_config, store
+):
+    """The consumer applies the HTTP endpoint's product rule: the catalog decides."""
+    known = LocalCatalog([Product(f"p-{n}", f"P {n}", "card", "bank") for n in range(40)])
+    events = make_events(200)  # products p-0 … p-49: p-40 … p-49 are not in the catalog
+    unknown = [e for e in events if any(int(p[2:]) >= 40 for p in e.product_ids())]
+    assert unknown
+    consumer = InteractionConsumer(ingest_config, store, EventAdmission(products=known))
+    await consumer.start()
+    try:
+        async with InteractionPublisher(ingest_config) as publisher:
+            await publisher.publish(events)
+        await wait_until(
+            lambda: consumer.stats.received == len(events), within=20, what="every delivery"
+        )
+    finally:
+        await consumer.stop()
+
+    assert sorted(await stored_ids(store)) == sorted(e.event_id for e in events if e not in unknown)
+    dead = []
+    for base in CONSUMED_QUEUES:
+        dead += await drain_queue(
+            ingest_config.rabbitmq_url, f"{ingest_config.name_prefix}{base}.dlq"
+        )
+    assert sorted(m.message_id for m in dead) == sorted(e.event_id for e in unknown)
+    for message in dead:
+        assert "unknown product(s): p-4" in message.headers[REASON_HEADER]

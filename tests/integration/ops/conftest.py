@@ -14,6 +14,7 @@ from finverse_reco.settings import Settings
 from ..api.conftest import settings, trained  # noqa: F401 (fixtures, reused)
 
 OPS_API_KEY = "ops-test-admin-key"
+OPS_WRITER_KEY = "ops-test-writer-key"
 ADMIN_RATE = 3  # per minute, per client address
 MAX_BODY_BYTES = 4096
 ALLOWED_ORIGIN = "https://app.finverse.example"
@@ -27,6 +28,8 @@ def bare_settings(tmp_path) -> Settings:
         model_dir=tmp_path / "models",
         catalog_path=tmp_path / "catalog.json",
         api_key=OPS_API_KEY,
+        writer_api_keys=[OPS_WRITER_KEY],
+        accept_unknown_products=True,  # no catalog here
         refresh_schedule="off",
         admin_rate_limit=f"{ADMIN_RATE}/minute",
         max_body_bytes=MAX_BODY_BYTES,

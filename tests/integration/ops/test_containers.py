@@ -29,7 +29,12 @@ from finverse_reco.settings import Settings, load_settings
 ROOT = Path(__file__).resolve().parents[3]
 FINVERSE_SERVICES = {"api": ["serve"], "consumer": ["consume"], "trainer": ["train", "--schedule"]}
 INFRASTRUCTURE = {"mongo": "mongo:7", "rabbitmq": "rabbitmq:3.13-management", "redis": "redis:7"}
-SECRETS = {"FINVERSE_API_KEY": "a" * 48, "RABBITMQ_PASSWORD": "b" * 32}
+SECRETS = {
+    "FINVERSE_API_KEY": "a" * 48,
+    "FINVERSE_WRITER_API_KEYS": f'["{"c" * 48}"]',
+    "FINVERSE_ERASURE_KEY": "d" * 48,
+    "RABBITMQ_PASSWORD": "b" * 32,
+}
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:[-?])(?P<arg>[^}]*))?\}")
 
 
@@ -114,6 +119,8 @@ def test_each_service_environment_is_a_valid_production_configuration(compose, m
 def test_secrets_have_no_defaults(compose):
     with pytest.raises(LookupError, match="FINVERSE_API_KEY"):
         environment(compose["services"]["api"], {})
+    with pytest.raises(LookupError, match="FINVERSE_WRITER_API_KEYS"):
+        environment(compose["services"]["api"], {"FINVERSE_API_KEY": "x"})
     with pytest.raises(LookupError, match="RABBITMQ_PASSWORD"):
         environment(compose["services"]["rabbitmq"], {"FINVERSE_API_KEY": "x"})
 

@@ -106,12 +106,13 @@ def test_metrics_follow_the_traffic(client, stub, trained):
         "timestamp": "2026-11-27T12:00:00Z",
         "data": {"productId": "prod_0002", "viewDuration": 20},
     }
-    assert client.post("/api/v1/interactions", json=event).json() == {
+    writer = {"X-API-Key": trained.writer_api_keys[0]}
+    assert client.post("/api/v1/interactions", json=event, headers=writer).json() == {
         "accepted": 1,
         "duplicates": 0,
     }
-    assert client.post("/api/v1/interactions", json=event).json()["duplicates"] == 1
-    bad = client.post("/api/v1/interactions", json={**event, "type": "teleport"})
+    assert client.post("/api/v1/interactions", json=event, headers=writer).json()["duplicates"] == 1
+    bad = client.post("/api/v1/interactions", json={**event, "type": "teleport"}, headers=writer)
     assert bad.status_code == 422
     assert client.get(f"{RECS}/session/{session}").json()["strategy"] == "session"
 

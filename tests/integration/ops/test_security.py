@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from finverse_reco.api.app import create_app
 from finverse_reco.settings import Settings, SettingsError, load_settings
 
-from .conftest import ADMIN_RATE, ALLOWED_ORIGIN, MAX_BODY_BYTES, OPS_API_KEY
+from .conftest import ADMIN_RATE, ALLOWED_ORIGIN, MAX_BODY_BYTES, OPS_API_KEY, OPS_WRITER_KEY
 
 REFRESH = "/api/v1/recommendations/refresh-model"
 INTERACTIONS = "/api/v1/interactions"
+WRITER_JSON = {"content-type": "application/json", "X-API-Key": OPS_WRITER_KEY}
 
 
 def an_event(padding: int = 0) -> dict:
@@ -44,18 +45,14 @@ def assert_error(response, status: int, code: str) -> dict:
 def test_a_body_within_the_limit_reaches_the_endpoint(bare_client):
     body = orjson.dumps(an_event())
     assert len(body) < MAX_BODY_BYTES
-    response = bare_client.post(
-        INTERACTIONS, content=body, headers={"content-type": "application/json"}
-    )
+    response = bare_client.post(INTERACTIONS, content=body, headers=WRITER_JSON)
     assert response.status_code == 202, response.text
     assert response.json() == {"accepted": 1, "duplicates": 0}
 
 
 def test_a_declared_oversize_body_is_refused_with_413(bare_client):
     body = orjson.dumps([an_event(padding=MAX_BODY_BYTES)])
-    response = bare_client.post(
-        INTERACTIONS, content=body, headers={"content-type": "application/json"}
-    )
+    response = bare_client.post(INTERACTIONS, content=body, headers=WRITER_JSON)
     error = assert_error(response, 413, "payload_too_large")
     assert str(MAX_BODY_BYTES) in error["message"]
 
@@ -65,9 +62,7 @@ def test_a_streamed_body_without_length_is_cut_at_the_limit(bare_client):
         for _ in range(64):  # 64 KiB, sixteen times the limit
             yield b" " * 1024
 
-    response = bare_client.post(
-        INTERACTIONS, content=chunks(), headers={"content-type": "application/json"}
-    )
+    response = bare_client.post(INTERACTIONS, content=chunks(), headers=WRITER_JSON)
     assert_error(response, 413, "payload_too_large")
     assert "content-length" not in response.request.headers  # chunked: only the stream check helps
 

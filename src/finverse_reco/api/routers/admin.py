@@ -9,7 +9,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from finverse_reco.api.dependencies import Components, components, require_api_key
+from finverse_reco.api.dependencies import (
+    ADMIN_ERRORS,
+    Components,
+    components,
+    require_api_key,
+)
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import (
@@ -32,11 +37,7 @@ router = APIRouter(
     prefix="/api/v1/admin",
     tags=["admin"],
     dependencies=[Depends(require_api_key)],
-    responses={
-        401: {"model": ErrorOut, "description": "No valid admin key or console session"},
-        403: {"model": ErrorOut, "description": "A console session without its CSRF token"},
-        429: {"model": ErrorOut, "description": "Too many failed authentications"},
-    },
+    responses=ADMIN_ERRORS,
 )
 Parts = Annotated[Components, Depends(components)]
 CustomerId = Annotated[str, Path(pattern=ID_PATTERN, description="The customer (user) id")]

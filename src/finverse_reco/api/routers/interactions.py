@@ -8,10 +8,11 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 
 from finverse_reco import telemetry
-from finverse_reco.api.dependencies import Components, components
+from finverse_reco.api.dependencies import Components, components, require_writer
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.responses import JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, IngestOut
+from finverse_reco.catalog.base import CatalogUnavailable
 from finverse_reco.events import InvalidEvent, parse_event
 from finverse_reco.store import EventsRefused, StoreUnavailable
 
@@ -33,11 +34,14 @@ EXAMPLE = {
     response_model=IngestOut,
     responses={
         400: {"model": ErrorOut},
+        401: {"model": ErrorOut},
         413: {"model": ErrorOut},
+        415: {"model": ErrorOut},
         422: {"model": ErrorOut},
         503: {"model": ErrorOut},
     },
-    summary="Record one interaction event or a batch (a JSON array, at most 1000)",
+    dependencies=[Depends(require_writer)],
+    summary="Record one interaction event or a batch (a JSON array, at most 1000); writers only",
     # The body is parsed by hand below so every event gets exactly the validation (and messages)
     # the RabbitMQ consumer applies; this only documents it.
     openapi_extra={
@@ -60,6 +64,10 @@ EXAMPLE = {
 async def record_interactions(
     request: Request, parts: Annotated[Components, Depends(components)]
 ) -> JSONBytesResponse:
+    # Only JSON: a text/plain POST is a CORS "simple request" any web page can send.
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise APIError(415, "the body must be application/json")
     body = await request.body()
     if len(body) > parts.max_body_bytes:
         raise APIError(413, f"body is larger than {parts.max_body_bytes} bytes")
@@ -73,16 +81,29 @@ async def record_interactions(
     if len(items) > MAX_BATCH:
         raise APIError(422, f"a batch holds at most {MAX_BATCH} events, got {len(items)}")
     events, rejected = [], []
+    rules = parts.admission.rules
     for position, item in enumerate(items):
         try:
-            events.append(parse_event(item).enriched(queue_source="http"))
+            events.append(parse_event(item, rules).enriched(queue_source="http"))
         except InvalidEvent as exc:
             rejected.append({"index": position, "reason": exc.reason})
+    if not rejected:
+        try:
+            unknown = await parts.admission.unknown_products(events)
+        except CatalogUnavailable as exc:
+            raise APIError(503, f"the catalog cannot check the products: {exc}") from None
+        rejected = [{"index": position, "reason": reason} for position, reason in unknown]
     if rejected:
         telemetry.INGESTED_EVENTS.labels("http", "rejected").inc(len(rejected))
         # All or nothing: the client resends the fixed batch; event ids make the resend idempotent.
         raise APIError(422, rejected[0]["reason"], code="invalid_event", details=rejected)
     try:
+        # Erased customers' events are dropped and counted (docs/ACCOUNTABILITY.md).
+        erased = await parts.admission.erased_customers(events)
+        if erased:
+            kept = [event for event in events if event.user_id not in erased]
+            dropped, events = len(events) - len(kept), kept
+            telemetry.INGESTED_EVENTS.labels("http", "erased").inc(dropped)
         result = await parts.service.record_interactions(events)
     except StoreUnavailable as exc:
         raise APIError(503, f"the interaction store is unavailable: {exc}") from None
@@ -101,6 +122,7 @@ async def record_interactions(
         raise APIError(422, message, code="refused_by_store", details=details) from None
     telemetry.INGESTED_EVENTS.labels("http", "stored").inc(result.inserted)
     telemetry.INGESTED_EVENTS.labels("http", "duplicate").inc(result.duplicates)
-    return JSONBytesResponse(
-        {"accepted": result.inserted, "duplicates": result.duplicates}, status_code=202
-    )
+    body = {"accepted": result.inserted, "duplicates": result.duplicates}
+    if erased:
+        body["dropped_erased"] = dropped
+    return JSONBytesResponse(body, status_code=202)

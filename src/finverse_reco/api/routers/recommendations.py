@@ -16,7 +16,7 @@ from finverse_reco.api.dependencies import (
 )
 from finverse_reco.api.errors import APIError
 from finverse_reco.api.parameters import QueryParameters, openapi_parameters, path_id, query
-from finverse_reco.api.responses import JSONBytesResponse
+from finverse_reco.api.responses import RECOMMENDATION_ID_HEADER, JSONBytesResponse
 from finverse_reco.api.schemas import ErrorOut, RecommendationsOut, RefreshJobOut
 from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER
 from finverse_reco.events import ID_PATTERN
@@ -91,8 +91,11 @@ class UserQuery(ChannelQuery):
         return {key: value for key, value in given.items() if value} or None
 
 
-def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
+def _body(
+    request: Request, result: RecommendationResult, subject: str, subject_id: str
+) -> JSONBytesResponse:
     telemetry.count_recommendation(subject, result.strategy.value, degraded=result.degraded)
+    recommendation_id = request.app.state.components.audit.record(result, **{subject: subject_id})
     items = [
         {
             "id": product_id,
@@ -120,6 +123,7 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
         for item, parts in zip(items, result.contributions, strict=True):
             item["contributions"] = [part.to_dict() for part in parts]
     body = {
+        "recommendation_id": recommendation_id,
         "recommendations": items,
         subject: subject_id,
         "timestamp": result.timestamp.isoformat().replace("+00:00", "Z"),
@@ -135,7 +139,7 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
     }
     if result.explanation is not None:
         body["explain"] = result.explanation
-    return JSONBytesResponse(body)
+    return JSONBytesResponse(body, headers={RECOMMENDATION_ID_HEADER: recommendation_id})
 
 
 def _checked(request: Request, options: ListQuery) -> ListQuery:
@@ -174,7 +178,7 @@ async def for_user(request: Request) -> JSONBytesResponse:
         explain=options.explain,
         channel=options.channel,
     )
-    return _body(result, "user_id", user_id)
+    return _body(request, result, "user_id", user_id)
 
 
 @router.get(
@@ -194,7 +198,7 @@ async def for_session(request: Request) -> JSONBytesResponse:
         explain=options.explain,
         channel=options.channel,
     )
-    return _body(result, "session_id", session_id)
+    return _body(request, result, "session_id", session_id)
 
 
 @router.get(
@@ -214,7 +218,7 @@ async def similar_products(request: Request) -> JSONBytesResponse:
         user_id=options.user_id,
         explain=options.explain,
     )
-    return _body(result, "product_id", product_id)
+    return _body(request, result, "product_id", product_id)
 
 
 @router.post(
