@@ -85,13 +85,12 @@ def event_weights(
     config: WeightingConfig,
 ) -> np.ndarray:
     """Vectorised weights (float64). `duration` is NaN where unknown; `spread` >= 1."""
+    # NaN durations pass through expm1 and maximum as NaN, silently, and `where` replaces them;
+    # a `nan_to_num` first was a third of the cost of weighing a session on the request path.
     factor = np.where(
         np.isnan(duration),
         config.missing_duration_factor,
-        np.maximum(
-            config.min_view_factor,
-            -np.expm1(-np.nan_to_num(duration) / config.view_saturation_seconds),
-        ),
+        np.maximum(config.min_view_factor, -np.expm1(-duration / config.view_saturation_seconds)),
     )
     factor = np.where(is_view, factor, 1.0)
     return base * factor / spread * decay_factor(age_seconds, config.decay_half_life_days)
