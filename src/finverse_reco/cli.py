@@ -66,11 +66,13 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
                 inserted += result.inserted
                 duplicates += result.duplicates
                 advance(start + len(batch), len(world.events))
+        profiles = sum([await store.put_profile(profile) for profile in world.profiles])
     finally:
         await store.close()
     console.print(
         f"demo world (seed {seed}): {len(world.products)} products -> {settings.catalog_path}, "
-        f"{len(world.users)} users, {inserted} interactions stored ({duplicates} already there) "
+        f"{len(world.users)} users, {inserted} interactions stored ({duplicates} already there), "
+        f"{profiles} customer profiles "
         f"in {time.perf_counter() - started:.1f}s"
     )
     return 0

@@ -19,11 +19,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from finverse_reco.cli import main
 from finverse_reco.events import parse_event
 from finverse_reco.store import InsertResult, StoreUnavailable, open_store
-from finverse_reco.store.migrate import migrate
-from finverse_reco.store.mongo import INTERACTIONS
+from finverse_reco.store.migrate import MONGO_COLLECTIONS, migrate
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
-DECLARED = {spec.label for spec in INTERACTIONS.indexes}
+# (collection, key pattern) of every declared index: the interactions' and the profiles'.
+DECLARED = {
+    (declared.collection, spec.label) for declared in MONGO_COLLECTIONS for spec in declared.indexes
+}
 # What the seed's loader created: default names, no event_id anywhere.
 SEED_INDEXES = ["timestamp", "type", "data.productId", "user_id", "session_id"]
 
@@ -76,11 +78,12 @@ async def test_a_seeded_database_is_migrated_and_then_ingests_exactly_once(datab
     report = await migrate(url, **STORE_OPTIONS)
 
     assert report.ok, report
-    states = {state.keys: state for state in report.indexes}
-    assert {state.keys for state in report.created} == {
-        "event_id",
-        "user_id, timestamp, _id",
-        "session_id, timestamp, _id",
+    states = {state.keys: state for state in report.indexes if state.collection == "interactions"}
+    assert {(state.collection, state.keys) for state in report.created} == {
+        ("interactions", "event_id"),
+        ("interactions", "user_id, timestamp, _id"),
+        ("interactions", "session_id, timestamp, _id"),
+        ("customer_profiles", "user_id"),
     }
     for field in ("timestamp", "type", "data.productId"):  # kept under the seed's names
         assert states[field].status == "present" and states[field].name in seed_names
@@ -111,9 +114,9 @@ async def test_running_migrate_twice_changes_nothing(database) -> None:
     second = await migrate(url, **STORE_OPTIONS)
 
     assert first.ok and second.ok
-    assert {state.keys for state in first.created} == DECLARED
+    assert {(state.collection, state.keys) for state in first.created} == DECLARED
     assert second.created == ()
-    assert {state.keys: state.status for state in second.indexes} == dict.fromkeys(
+    assert {(s.collection, s.keys): s.status for s in second.indexes} == dict.fromkeys(
         DECLARED, "present"
     )
     assert await index_listing(db) == listed
@@ -145,8 +148,11 @@ async def test_check_only_reports_what_is_missing_and_creates_nothing(database) 
     report = await migrate(url, check_only=True, **STORE_OPTIONS)
 
     assert not report.ok
-    statuses = {state.keys: state.status for state in report.indexes}
-    assert statuses == {**dict.fromkeys(DECLARED, "missing"), "timestamp": "present"}
+    statuses = {(state.collection, state.keys): state.status for state in report.indexes}
+    assert statuses == {
+        **dict.fromkeys(DECLARED, "missing"),
+        ("interactions", "timestamp"): "present",
+    }
     assert len(await index_listing(db)) == 2  # _id_ and timestamp
 
 
@@ -163,8 +169,8 @@ async def test_an_index_on_the_same_keys_that_cannot_do_the_job_is_a_conflict_le
     (event_id,) = [state for state in report.indexes if state.keys == "event_id"]
     assert event_id.status == "conflict"
     assert "not unique" in event_id.detail
-    others = {state.keys: state.status for state in report.indexes} | {"event_id": "created"}
-    assert others == dict.fromkeys(DECLARED, "created")
+    others = {(state.collection, state.keys): state.status for state in report.indexes}
+    assert others | {("interactions", "event_id"): "created"} == dict.fromkeys(DECLARED, "created")
     unique = [ix for ix in await index_listing(db) if ix["key"] == {"event_id": 1}]
     assert [ix.get("unique", False) for ix in unique] == [False]  # never dropped or replaced
 

@@ -24,6 +24,7 @@ from finverse_reco.api.middleware import (
 from finverse_reco.api.routers import (
     admin,
     console,
+    customers,
     experiments,
     health,
     interactions,
@@ -170,6 +171,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(recommendations.router)
     app.include_router(interactions.router)
+    app.include_router(customers.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
     app.include_router(experiments.router)

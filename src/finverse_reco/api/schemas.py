@@ -195,6 +195,38 @@ class CustomerEventsOut(BaseModel):
     events: list[CustomerEventOut] = Field(description="Newest first")
 
 
+class CustomerProfileIn(BaseModel):
+    """`PUT /customers/{user_id}/profile`'s body: every attribute optional (unknown), no other
+    keys; `user_id` may repeat the path's; `updated_at` defaults to the time of arrival."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_id: str | None = None
+    birth_year: int | None = Field(None, ge=1900, le=2100)
+    annual_income: float | None = Field(None, ge=0)
+    income_range: str | None = Field(None, max_length=128)
+    residency: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    region: str | None = Field(None, max_length=128)
+    risk_profile: int | None = Field(None, ge=1, le=5, description="Suitability questionnaire")
+    kyc_status: Literal["none", "pending", "verified"] | None = None
+    holdings: list[str] = Field(default_factory=list, description="Product ids held")
+    personalisation_consent: bool | None = None
+    updated_at: datetime | None = None
+
+
+class CustomerProfileOut(BaseModel):
+    user_id: str
+    birth_year: int | None
+    annual_income: float | None
+    income_range: str | None
+    residency: str | None
+    region: str | None
+    risk_profile: int | None
+    kyc_status: Literal["none", "pending", "verified"] | None
+    holdings: list[str]
+    personalisation_consent: bool | None
+    updated_at: datetime
+
+
 class ProductOut(BaseModel):
     id: str
     name: str

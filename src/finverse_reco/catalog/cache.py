@@ -27,7 +27,7 @@ from finverse_reco.products import Product
 log = logging.getLogger(__name__)
 
 # Bump when the cached form of Product changes: old entries are then simply never read again.
-PRODUCT_CACHE_VERSION = 1
+PRODUCT_CACHE_VERSION = 2
 DEFAULT_KEY_PREFIX = "finverse:product"
 _ABSENT = b"null"  # Redis value for "the catalog does not know this id"
 
@@ -220,7 +220,7 @@ def _decode_product(raw: bytes, product_id: str) -> Product | None:
     try:
         data = orjson.loads(raw)
         product = Product.from_dict(data)
-    except (orjson.JSONDecodeError, TypeError, AttributeError):
+    except (orjson.JSONDecodeError, TypeError, AttributeError, ValueError):
         log.debug("unreadable cache entry for %s; refetching", product_id)
         return None
     return product if product.id == product_id else None

@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 
 from finverse_reco.catalog.local import write_catalog_file
+from finverse_reco.customers import CustomerProfile
 from finverse_reco.demo.population import DemoUser, generate_population
 from finverse_reco.demo.preferences import HiddenPreferences, hidden_preferences
 from finverse_reco.demo.products import CATEGORIES, DemoCatalog, generate_catalog
+from finverse_reco.demo.profiles import eligible_products, generate_profiles
 from finverse_reco.demo.sampling import draw_rows
 from finverse_reco.events import EventType
 from finverse_reco.products import Product
@@ -72,6 +74,7 @@ class DemoWorld:
     products: list[Product]
     users: list[DemoUser]
     events: list[dict]  # raw event dicts, each valid for finverse_reco.events.parse_event
+    profiles: list[CustomerProfile]  # one per user, as of `end`
 
 
 def generate_world(
@@ -96,7 +99,12 @@ def generate_world(
     draws = _draw_events(rng, sessions, preferences, catalog)
     played = _play(sessions, draws, preferences, catalog)
     events = _event_dicts(seed, played, sessions, population.users, catalog, start_second)
-    return DemoWorld(products=catalog.products, users=population.users, events=events)
+    return DemoWorld(
+        products=eligible_products(catalog),
+        users=population.users,
+        events=events,
+        profiles=generate_profiles(seed, population, events, end),
+    )
 
 
 def write_world(world: DemoWorld, catalog_path: Path) -> None:

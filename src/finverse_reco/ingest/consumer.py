@@ -35,10 +35,13 @@ from tenacity import (
 )
 
 from finverse_reco import telemetry
+from finverse_reco.customers import parse_profile_bytes
 from finverse_reco.events import InteractionEvent, InvalidEvent, parse_event_bytes
 from finverse_reco.ingest.config import IngestConfig
 from finverse_reco.ingest.topology import (
     CONSUMED_QUEUES,
+    PROFILE_QUEUE,
+    PROFILE_ROUTING,
     DeclaredTopology,
     Topology,
     declare_topology,
@@ -289,12 +292,20 @@ class InteractionConsumer:
         received_at = datetime.now(UTC)
         accepted: list[tuple[_Delivery, InteractionEvent]] = []
         invalid: list[tuple[_Delivery, str]] = []
+        profiles: list[_Delivery] = []
         for delivery in batch:
+            if delivery.queue == PROFILE_QUEUE:
+                profiles.append(delivery)
+                continue
             try:
                 accepted.append((delivery, self._validate(delivery, received_at)))
             except InvalidEvent as exc:
                 invalid.append((delivery, exc.reason))
         refused, failed = await self._store_events(accepted)
+        if profiles:
+            bad_profiles, unstored_profiles = await self._store_profiles(profiles)
+            invalid += bad_profiles
+            failed += unstored_profiles
         undiverted = await self._divert(invalid, refused, failed)
         await self._settle(batch, undiverted)
 
@@ -336,6 +347,31 @@ class InteractionConsumer:
             else:
                 refused += self._refused_deliveries([(delivery, event)], outcome)
         return refused, failed
+
+    async def _store_profiles(
+        self, deliveries: list[_Delivery]
+    ) -> tuple[list[tuple[_Delivery, str]], list[tuple[_Delivery, str]]]:
+        """Store customer profiles one by one (they are rare, and each replaces a whole profile).
+        Returns the invalid ones (to dead-letter now) and those the store failed on (to retry)."""
+        invalid, failed = [], []
+        for delivery in deliveries:
+            key = _routing_key(delivery.message)
+            try:
+                if key.split(".", 1)[0] != PROFILE_ROUTING:
+                    raise InvalidEvent(f"routing key {key!r} does not belong on {PROFILE_QUEUE!r}")
+                profile = parse_profile_bytes(delivery.message.body)
+            except InvalidEvent as exc:
+                invalid.append((delivery, exc.reason))
+                continue
+            try:
+                stored = await self._store.put_profile(profile)
+            except StoreUnavailable as exc:
+                failed.append((delivery, f"the store failed on the profile: {exc}"))
+                continue
+            # An older copy than the stored profile is not an error: it is simply superseded.
+            self.stats.stored += stored
+            self.stats.duplicates += not stored
+        return invalid, failed
 
     def _refused_deliveries(
         self,

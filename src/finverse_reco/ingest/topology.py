@@ -5,6 +5,7 @@
                      search.#                              ──► searches
                      comparison.#                          ──► comparisons
                      product_click.#, favorite.#, …        ──► interactions
+                     customer_profile.#                    ──► customer_profiles
                      (no binding matched)  ─► interaction_events.unrouted (fanout) ──► unrouted
 
     every consumed queue Q:  dead-letter exchange interaction_events.dlx, key Q ──► Q.dlq
@@ -40,7 +41,10 @@ DEDICATED_QUEUES: Mapping[EventType, str] = {
 }
 SHARED_QUEUE = "interactions"
 EVENT_QUEUES = ("product_views", "searches", "interactions", "comparisons")
-CONSUMED_QUEUES = (*EVENT_QUEUES, UNROUTED_QUEUE)
+# Customer profiles from the bank (`customers.CustomerProfile`), stored with `put_profile`.
+PROFILE_ROUTING = "customer_profile"
+PROFILE_QUEUE = "customer_profiles"
+CONSUMED_QUEUES = (*EVENT_QUEUES, PROFILE_QUEUE, UNROUTED_QUEUE)
 SOURCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -205,6 +209,7 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> Decl
     await queues[UNROUTED_QUEUE].bind(unrouted, routing_key="")
     for event_type in EventType:
         await queues[queue_for(event_type)].bind(exchange, routing_key=f"{event_type.value}.#")
+    await queues[PROFILE_QUEUE].bind(exchange, routing_key=f"{PROFILE_ROUTING}.#")
     return DeclaredTopology(exchange, dlx, retry, queues)
 
 

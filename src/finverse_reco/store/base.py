@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 
 # The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
@@ -82,6 +83,22 @@ class InteractionStore(Protocol):
         """A session's interactions in time order, oldest first (the most recent `limit`)."""
 
     async def count(self, since: datetime | None = None) -> int: ...
+
+    async def user_activity(
+        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
+    ) -> InteractionColumns:
+        """The interactions of these users, of these types, with timestamp >= since, as columns
+        in no particular order: what the policy step reads of each request's customer (products
+        applied for since the last training, recent contacts), several customers in one read."""
+
+    async def put_profile(self, profile: CustomerProfile) -> bool:
+        """Store a customer's profile whole, unless the stored one has a newer `updated_at`
+        (a redelivered older copy changes nothing). Returns whether it was stored."""
+
+    async def get_profile(self, user_id: str) -> CustomerProfile | None: ...
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, CustomerProfile]:
+        """The stored profiles of these customers, by id (customers without one are left out)."""
 
     def scan(
         self,

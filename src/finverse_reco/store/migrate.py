@@ -22,7 +22,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import OperationFailure, PyMongoError
 
 from finverse_reco.store.base import StoreUnavailable
-from finverse_reco.store.mongo import DEFAULT_DATABASE, DUPLICATE_KEY, INTERACTIONS
+from finverse_reco.store.mongo import (
+    CUSTOMER_PROFILES,
+    DEFAULT_DATABASE,
+    DUPLICATE_KEY,
+    INTERACTIONS,
+)
 from finverse_reco.store.mongo_options import MongoOptions, new_client, redact
 from finverse_reco.store.schema import (
     CollectionIndexes,
@@ -31,11 +36,11 @@ from finverse_reco.store.schema import (
     compare_indexes,
     satisfied_by,
 )
+from finverse_reco.store.sqlite import PROFILES_SCHEMA, SQLiteInteractionStore
 from finverse_reco.store.sqlite import SCHEMA as INTERACTIONS_SCHEMA
-from finverse_reco.store.sqlite import SQLiteInteractionStore
 
-MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS,)
-SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA,)
+MONGO_COLLECTIONS: tuple[CollectionIndexes, ...] = (INTERACTIONS, CUSTOMER_PROFILES)
+SQLITE_SCHEMAS: tuple[str, ...] = (INTERACTIONS_SCHEMA, PROFILES_SCHEMA)
 
 
 async def migrate(url: str, *, check_only: bool = False, **options: Any) -> MigrationReport:

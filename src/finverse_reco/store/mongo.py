@@ -26,8 +26,9 @@ from typing import Any
 
 from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
+from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     SCAN_FIELDS,
@@ -41,6 +42,7 @@ from finverse_reco.store.schema import CollectionIndexes, IndexSpec, satisfied_b
 
 DEFAULT_DATABASE = "finverse_interactions"
 DEFAULT_COLLECTION = "interactions"
+PROFILES_COLLECTION = "customer_profiles"
 DUPLICATE_KEY = 11000
 MAX_REASON_CHARS = 300
 
@@ -72,6 +74,12 @@ INTERACTIONS = CollectionIndexes(
         IndexSpec((("data.productId", 1),), why="the seed's"),
     ),
 )
+# One document per customer: `put_profile` upserts on the customer id, and without this index two
+# racing upserts could store two.
+PROFILE_ID_UNIQUE = IndexSpec(
+    (("user_id", 1),), unique=True, why="one profile per customer: put_profile's upsert"
+)
+CUSTOMER_PROFILES = CollectionIndexes(PROFILES_COLLECTION, (PROFILE_ID_UNIQUE,))
 NEWEST_FIRST = [("timestamp", DESCENDING), ("_id", DESCENDING)]
 WITHOUT_ID = {"_id": 0}
 # Only what training reads: top-level fields, so a secondary sends less and no nested projection
@@ -134,7 +142,9 @@ class MongoInteractionStore:
         self.collection_name = collection
         self._client: AsyncMongoClient[dict[str, Any]] | None = None
         self._collection: AsyncCollection[dict[str, Any]] | None = None
+        self._profiles: AsyncCollection[dict[str, Any]] | None = None
         self._idempotent = False
+        self._profiles_unique = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MongoInteractionStore:
@@ -166,11 +176,13 @@ class MongoInteractionStore:
             self._client = client
             database = client.get_default_database(default=DEFAULT_DATABASE)
             self._collection = database[self.collection_name]
+            self._profiles = database[PROFILES_COLLECTION]
         await self.ping()
 
     async def close(self) -> None:
         client, self._client, self._collection = self._client, None, None
-        self._idempotent = False
+        self._profiles = None
+        self._idempotent = self._profiles_unique = False
         if client is not None:
             await client.close()
 
@@ -316,6 +328,44 @@ class MongoInteractionStore:
             finally:
                 await cursor.close()
 
+    async def user_activity(
+        self, user_ids: Sequence[str], types: Sequence[str], since: datetime
+    ) -> InteractionColumns:
+        users, kinds = list(dict.fromkeys(user_ids)), list(dict.fromkeys(types))
+        if not users or not kinds:
+            return InteractionColumns.from_documents([])
+        query = {"user_id": {"$in": users}, "type": {"$in": kinds}, "timestamp": {"$gte": since}}
+        with self._driver_errors():
+            documents = await self._ready().find(query, SCAN_PROJECTION).to_list()
+        return InteractionColumns.from_documents(documents)
+
+    async def put_profile(self, profile: CustomerProfile) -> bool:
+        """An upsert of the whole document, filtered on an older `updated_at`: when the stored
+        profile is newer the filter matches nothing, the upsert's insert hits the unique index,
+        and nothing changes."""
+        document = profile.to_document()
+        newer_or_same = {"user_id": profile.user_id, "updated_at": {"$lte": profile.updated_at}}
+        with self._driver_errors():
+            profiles = await self._profiles_writable()
+            try:
+                await profiles.replace_one(newer_or_same, document, upsert=True)
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def get_profile(self, user_id: str) -> CustomerProfile | None:
+        return (await self.get_profiles([user_id])).get(user_id)
+
+    async def get_profiles(self, user_ids: Sequence[str]) -> dict[str, CustomerProfile]:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return {}
+        with self._driver_errors():
+            cursor = self._profiles_ready().find({"user_id": {"$in": users}}, WITHOUT_ID)
+            documents = await cursor.to_list()
+        profiles = [CustomerProfile.model_validate(document) for document in documents]
+        return {profile.user_id: profile for profile in profiles}
+
     # --- plumbing
 
     async def _newest(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
@@ -329,6 +379,24 @@ class MongoInteractionStore:
         if self._collection is None:
             raise StoreUnavailable(f"{self!r} is not open")
         return self._collection
+
+    def _profiles_ready(self) -> AsyncCollection[dict[str, Any]]:
+        if self._profiles is None:
+            raise StoreUnavailable(f"{self!r} is not open")
+        return self._profiles
+
+    async def _profiles_writable(self) -> AsyncCollection[dict[str, Any]]:
+        """The profiles collection, once it is known to have its unique index (checked once)."""
+        profiles = self._profiles_ready()
+        if not self._profiles_unique:
+            indexes = await (await profiles.list_indexes()).to_list()
+            if satisfied_by(PROFILE_ID_UNIQUE, indexes) is None:
+                raise StoreUnavailable(
+                    f"MongoDB at {self._where}: {PROFILES_COLLECTION} has no unique index on "
+                    "user_id, so a customer could get two profiles; run `finverse-reco migrate`"
+                )
+            self._profiles_unique = True
+        return profiles
 
     async def _writable(self) -> AsyncCollection[dict[str, Any]]:
         """The collection, once it is known to have the unique `event_id` index (checked once)."""

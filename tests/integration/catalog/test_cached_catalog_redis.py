@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from finverse_reco.catalog.base import CatalogUnavailable
-from finverse_reco.catalog.cache import CachedCatalog
+from finverse_reco.catalog.cache import PRODUCT_CACHE_VERSION, CachedCatalog
 
 from .conftest import free_port
 
@@ -104,7 +104,9 @@ async def test_keys_are_versioned_and_a_new_version_does_not_read_old_entries(
 async def test_entries_expire_after_the_ttl(make_cached, stub, products, redis_url, key_prefix):
     cached = make_cached(redis_url=redis_url, key_prefix=key_prefix, ttl_seconds=0.3)
     await cached.get_many([products[0].id])
-    ttl_ms = redis.Redis.from_url(redis_url).pttl(f"{key_prefix}:v1:{products[0].id}")
+    ttl_ms = redis.Redis.from_url(redis_url).pttl(
+        f"{key_prefix}:v{PRODUCT_CACHE_VERSION}:{products[0].id}"
+    )
     assert 0 < ttl_ms <= 300
 
     await asyncio.sleep(0.35)
@@ -116,7 +118,9 @@ async def test_entries_expire_after_the_ttl(make_cached, stub, products, redis_u
 async def test_an_unreadable_redis_entry_is_refetched(
     make_cached, stub, products, redis_url, key_prefix
 ):
-    redis.Redis.from_url(redis_url).set(f"{key_prefix}:v1:{products[2].id}", b"{not json")
+    redis.Redis.from_url(redis_url).set(
+        f"{key_prefix}:v{PRODUCT_CACHE_VERSION}:{products[2].id}", b"{not json"
+    )
     cached = make_cached(redis_url=redis_url, key_prefix=key_prefix)
 
     assert await cached.get_many([products[2].id]) == {products[2].id: products[2]}

@@ -37,6 +37,8 @@ ADMIN_OPERATIONS = [
     ("GET", "/api/v1/admin/models"),
     ("POST", "/api/v1/admin/models/20260101T000000Z-abcdef/activate"),
     ("GET", "/api/v1/admin/customers/user_00001/events"),
+    ("PUT", "/api/v1/customers/user_00001/profile"),
+    ("GET", "/api/v1/customers/user_00001/profile"),
     ("GET", "/api/v1/admin/products"),
     ("GET", "/api/v1/admin/evaluations/latest"),
     ("POST", "/api/v1/recommendations/refresh-model"),
