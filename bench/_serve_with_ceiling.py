@@ -42,8 +42,20 @@ def ceiling_body(catalog_path: Path, limit: int = 10) -> dict:
                 "category": p.category,
                 "institution": p.institution,
                 "relevanceScore": round(1.0 / rank, 6),
+                "score": round(4.0 / rank, 6),
                 "rank": rank,
-                "reason": "matches your activity",
+                "reason": {
+                    "code": "similar_to_interacted",
+                    "text": f"Similar to {products[0].name}, which you showed interest in",
+                    "evidence": [
+                        {
+                            "type": "product",
+                            "id": products[0].id,
+                            "label": products[0].name,
+                            "value": 0.9,
+                        }
+                    ],
+                },
             }
             for rank, p in enumerate(products, start=1)
         ],

@@ -93,6 +93,9 @@ DIM = 50
 CATEGORIES = ("loans", "credit_cards", "savings", "mortgages", "insurance", "investments")
 INSTITUTIONS = tuple(f"bank_{n}" for n in range(12))
 SEEN_PER_USER = 5
+RISK_LEVELS = (1, 2, 3, 4, 5)
+AGE_GROUPS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+INCOMES = ("0-25k", "25k-50k", "50k-75k", "75k-100k", "100k-150k", "150k+")
 SESSIONS = 2_000
 EVENTS_PER_SESSION = 4
 FEEDBACK_USERS = 20_000  # at most; the first customers by row
@@ -164,20 +167,52 @@ def synthetic_index(
     seen = np.sort(rng.integers(0, n_items, (n_users, SEEN_PER_USER)), axis=1).astype(np.int32)
     popularity = (1.0 / np.arange(1, n_items + 1) ** 0.9).astype(np.float32)
     rng.shuffle(popularity)
+    categories = (item_cluster % len(CATEGORIES)).astype(np.int32)
+    institutions = (np.arange(n_items) % len(INSTITUTIONS)).astype(np.int32)
+    # Feature rows as training keeps them (the reasons split scores over them): each item its
+    # category, institution and risk level; each user an age group and an income range.
+    item_feature_names = [
+        *(f"category:{c}" for c in CATEGORIES),
+        *(f"institution:{i}" for i in INSTITUTIONS),
+        *(f"risk_level:{r}" for r in RISK_LEVELS),
+    ]
+    item_features = np.column_stack(
+        [
+            categories,
+            len(CATEGORIES) + institutions,
+            len(CATEGORIES) + len(INSTITUTIONS) + np.arange(n_items) % len(RISK_LEVELS),
+        ]
+    )
+    user_feature_names = [
+        *(f"age_group:{a}" for a in AGE_GROUPS),
+        *(f"income_range:{i}" for i in INCOMES),
+    ]
+    user_features = np.column_stack(
+        [
+            rng.integers(0, len(AGE_GROUPS), n_users),
+            len(AGE_GROUPS) + rng.integers(0, len(INCOMES), n_users),
+        ]
+    )
     return EmbeddingIndex(
         users=[user_id(r) for r in range(n_users)],
         items=[item_id(r) for r in range(n_items)],
         user_vectors=user_vectors,
         item_matrix=item_matrix,
-        user_feature_names=(),
-        user_feature_embeddings=np.zeros((0, dim), np.float32),
-        user_feature_biases=np.zeros(0, np.float32),
-        item_feature_names=(),
-        item_feature_embeddings=np.zeros((0, dim), np.float32),
-        item_feature_biases=np.zeros(0, np.float32),
-        item_categories=(item_cluster % len(CATEGORIES)).astype(np.int32),
+        user_feature_names=user_feature_names,
+        user_feature_embeddings=rng.standard_normal((len(user_feature_names), dim)) / np.sqrt(dim),
+        user_feature_biases=np.zeros(len(user_feature_names), np.float32),
+        item_feature_names=item_feature_names,
+        item_feature_embeddings=rng.standard_normal((len(item_feature_names), dim)) / np.sqrt(dim),
+        item_feature_biases=np.zeros(len(item_feature_names), np.float32),
+        user_feature_indptr=np.arange(0, 2 * n_users + 1, 2, dtype=np.int64),
+        user_feature_indices=user_features.ravel(),
+        user_feature_weights=np.full(2 * n_users, 0.5, np.float32),
+        item_feature_indptr=np.arange(0, 3 * n_items + 1, 3, dtype=np.int64),
+        item_feature_indices=item_features.ravel(),
+        item_feature_weights=np.full(3 * n_items, 1 / 3, np.float32),
+        item_categories=categories,
         category_names=CATEGORIES,
-        item_institutions=(np.arange(n_items) % len(INSTITUTIONS)).astype(np.int32),
+        item_institutions=institutions,
         institution_names=INSTITUTIONS,
         popularity=popularity,
         segment_keys=(),
@@ -197,7 +232,7 @@ def synthetic_products(index: EmbeddingIndex) -> list[Product]:
             institution=INSTITUTIONS[int(index.item_institutions[row])],
             interest_rate=round(0.5 + (row * 37 % 100) / 10, 2),
             annual_fee=float(row * 13 % 200),
-            risk_level=1 + row % 5,
+            risk_level=RISK_LEVELS[row % len(RISK_LEVELS)],
             term_months=12 * (1 + row % 10),
         )
         for row, pid in enumerate(index.items)

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from finverse_reco.api.responses import JSONBytesResponse
-from finverse_reco.service.recommendations import ModelNotReady, NotFound
+from finverse_reco.service.recommendations import ModelNotReady, NotFound, UnknownDemographic
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):
         return error_response(404, "not_found", str(exc))
+
+    @app.exception_handler(UnknownDemographic)
+    async def _unknown_demographic(request: Request, exc: UnknownDemographic):
+        details = [{"loc": ["query", exc.field_name], "message": str(exc), "allowed": exc.allowed}]
+        return error_response(422, "invalid_request", str(exc), details)
 
     @app.exception_handler(ModelNotReady)
     async def _not_ready(request: Request, exc: ModelNotReady):

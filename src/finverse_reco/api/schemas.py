@@ -8,14 +8,53 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class EvidenceOut(BaseModel):
+    type: Literal["product", "feature", "fallback"]
+    id: str = Field(description="A product id, a feature (`age_group:25-34`) or `popularity`")
+    label: str = Field(description="The product's name, or the feature in words")
+    value: float | None = Field(
+        description="Its contribution to the score (for a trained customer's interacted "
+        "product: the cosine between the two products)"
+    )
+
+
+class ReasonOut(BaseModel):
+    code: Literal[
+        "similar_to_interacted",
+        "interacted",
+        "session_product",
+        "demographic",
+        "popular_in_segment",
+        "popular",
+        "shared_features",
+        "similar_interest",
+    ]
+    text: str = Field(description="The reason in words (what `reason` was before, as a string)")
+    evidence: list[EvidenceOut]
+
+
+class ContributionOut(BaseModel):
+    kind: Literal[
+        "user_feature", "item", "unseen_item", "item_feature", "item_bias", "other", "popularity"
+    ]
+    name: str
+    value: float
+
+
 class RecommendationOut(BaseModel):
     id: str
     name: str
     category: str
     institution: str
-    relevanceScore: float
+    relevanceScore: float = Field(
+        ge=0, le=1, description="In [0, 1], never higher than the item above (docs/REASONS.md)"
+    )
+    score: float = Field(description="The raw score the strategy ranked by")
     rank: int = Field(ge=1)
-    reason: str
+    reason: ReasonOut
+    contributions: list[ContributionOut] | None = Field(
+        None, description="With `explain`: the exact split of `score`, largest first"
+    )
 
 
 class ExperimentArmOut(BaseModel):

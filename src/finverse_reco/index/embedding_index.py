@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from finverse_reco.index.popularity import Popularity
+from finverse_reco.index.relevance import ScoreMoments
 from finverse_reco.index.topk import Filters, TopK, topk, topk_of_scores
-from finverse_reco.pipeline.features import FeatureConfig
+from finverse_reco.pipeline.features import DEMOGRAPHIC_FIELDS, FeatureConfig
 from finverse_reco.pipeline.idmap import IdMap
 
 # How the artifacts name the id maps (plain JSON lists) and the other name lists.
@@ -53,6 +54,15 @@ class EmbeddingIndex:
     segment_popularity: np.ndarray  # (n_segments, n_items)
     seen_indptr: np.ndarray  # CSR of each user's training items: (n_users + 1,) int64
     seen_indices: np.ndarray  # int32 item rows
+    # The feature rows LightFM built the representations from, as CSR (rows sum to 1): they split a
+    # score into per-feature contributions (`explain.py`). None: not known (an index built without
+    # them); a score then splits no finer than the whole user or item vector.
+    user_feature_indptr: np.ndarray | None = None  # (n_users + 1,) int64
+    user_feature_indices: np.ndarray | None = None  # int32 rows of user_feature_names
+    user_feature_weights: np.ndarray | None = None  # float32
+    item_feature_indptr: np.ndarray | None = None  # (n_items + 1,) int64
+    item_feature_indices: np.ndarray | None = None  # int32 rows of item_feature_names
+    item_feature_weights: np.ndarray | None = None  # float32
     feature_config: FeatureConfig = field(default_factory=FeatureConfig)
     params: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
@@ -62,6 +72,8 @@ class EmbeddingIndex:
     # Derived once at construction.
     inverse_item_norms: np.ndarray = field(init=False, repr=False)
     typical_user_norm: float = field(init=False, repr=False)
+    score_moments: ScoreMoments = field(init=False, repr=False)
+    demographic_values: Mapping[str, tuple[str, ...]] = field(init=False, repr=False)
     popular_items: Popularity = field(init=False, repr=False)
     _item_matrix_t: np.ndarray = field(init=False, repr=False)
     _unit_items_t: np.ndarray = field(init=False, repr=False)
@@ -70,6 +82,11 @@ class EmbeddingIndex:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
+        for side, count in (("user", len(self.users)), ("item", len(self.items))):
+            if getattr(self, f"{side}_feature_indptr") is None:  # no feature rows known
+                set_(self, f"{side}_feature_indptr", np.zeros(count + 1, np.int64))
+                set_(self, f"{side}_feature_indices", np.zeros(0, np.int32))
+                set_(self, f"{side}_feature_weights", np.zeros(0, np.float32))
         for name, dtype in ARRAY_DTYPES.items():
             set_(self, name, _read_only(getattr(self, name), dtype))
         for name in ID_MAP_FIELDS.values():
@@ -92,6 +109,8 @@ class EmbeddingIndex:
         user_norms = np.linalg.norm(self.user_vectors, axis=1)
         user_norms = user_norms[user_norms > 0]
         set_(self, "typical_user_norm", float(np.median(user_norms)) if len(user_norms) else 1.0)
+        set_(self, "score_moments", ScoreMoments.of(self.item_matrix))
+        set_(self, "demographic_values", _demographic_values(self.user_feature_names))
 
         masks: dict[str, np.ndarray] = {}
         for code, name in enumerate(self.category_names):
@@ -158,6 +177,16 @@ class EmbeddingIndex:
         """Item rows the user interacted with in the training data."""
         return self.seen_indices[self.seen_indptr[user_row] : self.seen_indptr[user_row + 1]]
 
+    def user_feature_row(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(feature rows, weights) a trained user's vector was built from; empty when not known."""
+        start, end = self.user_feature_indptr[user_row], self.user_feature_indptr[user_row + 1]
+        return self.user_feature_indices[start:end], self.user_feature_weights[start:end]
+
+    def item_feature_row(self, item_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(feature rows, weights) an item's vector was built from; empty when not known."""
+        start, end = self.item_feature_indptr[item_row], self.item_feature_indptr[item_row + 1]
+        return self.item_feature_indices[start:end], self.item_feature_weights[start:end]
+
     def category_mask(self, category: str) -> np.ndarray | None:
         """Read-only bool mask of the items in a category (case-insensitive); None if unknown."""
         return self._category_masks.get(category.casefold())
@@ -194,6 +223,11 @@ class EmbeddingIndex:
         queries = self._unit_items_t[:, rows].T
         itself = rows if len(rows) == 1 else [row[None] for row in rows]
         return topk_of_scores(queries @ self._unit_items_t, k, exclude=itself, allowed=allowed)
+
+    def cosines(self, rows: np.ndarray, other_rows: np.ndarray) -> np.ndarray:
+        """(len(rows), len(other_rows)) cosines of item vectors, as `similar_items` ranks:
+        two gathers from the unit vectors and one product (scaling afterwards costs 3× more)."""
+        return self._unit_items_t[:, rows].T @ self._unit_items_t[:, other_rows]
 
     def similar(
         self,
@@ -242,6 +276,8 @@ class EmbeddingIndex:
             "popularity": (n_items,),
             "segment_popularity": (len(self.segment_keys), n_items),
             "seen_indptr": (n_users + 1,),
+            "user_feature_indptr": (n_users + 1,),
+            "item_feature_indptr": (n_items + 1,),
         }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
@@ -253,11 +289,20 @@ class EmbeddingIndex:
             codes = getattr(self, name)
             if len(codes) and (codes.min() < -1 or codes.max() >= len(names)):
                 raise ValueError(f"{name} has codes outside its names")
-        indptr, indices = self.seen_indptr, self.seen_indices
-        if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
-            raise ValueError("seen_indptr is not a CSR row pointer for seen_indices")
-        if len(indices) and (indices.min() < 0 or indices.max() >= n_items):
-            raise ValueError("seen_indices has rows outside the items")
+        for prefix, columns in (
+            ("seen_", n_items),
+            ("user_feature_", len(self.user_feature_names)),
+            ("item_feature_", len(self.item_feature_names)),
+        ):
+            indptr, indices = getattr(self, prefix + "indptr"), getattr(self, prefix + "indices")
+            if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
+                raise ValueError(f"{prefix}indptr is not a CSR row pointer for {prefix}indices")
+            if len(indices) and (indices.min() < 0 or indices.max() >= columns):
+                raise ValueError(f"{prefix}indices has columns outside its names")
+        for side in ("user", "item"):
+            indices = getattr(self, f"{side}_feature_indices")
+            if getattr(self, f"{side}_feature_weights").shape != indices.shape:
+                raise ValueError(f"{side}_feature_weights does not match {side}_feature_indices")
 
 
 ARRAY_DTYPES: dict[str, type] = {
@@ -273,8 +318,30 @@ ARRAY_DTYPES: dict[str, type] = {
     "segment_popularity": np.float32,
     "seen_indptr": np.int64,
     "seen_indices": np.int32,
+    "user_feature_indptr": np.int64,
+    "user_feature_indices": np.int32,
+    "user_feature_weights": np.float32,
+    "item_feature_indptr": np.int64,
+    "item_feature_indices": np.int32,
+    "item_feature_weights": np.float32,
 }
 ARRAY_FIELDS = tuple(ARRAY_DTYPES)
+# Arrays an index may lack (versions written before them load without them).
+FEATURE_ROW_FIELDS = tuple(
+    f"{side}_feature_{part}"
+    for side in ("user", "item")
+    for part in ("indptr", "indices", "weights")
+)
+
+
+def _demographic_values(names: IdMap) -> Mapping[str, tuple[str, ...]]:
+    """Per demographic field, the values the model has a feature for (`age_group:25-34`)."""
+    values: dict[str, list[str]] = {name: [] for name in DEMOGRAPHIC_FIELDS}
+    for name in names:
+        field_name, _, value = name.partition(":")
+        if field_name in values:
+            values[field_name].append(value)
+    return MappingProxyType({name: tuple(sorted(found)) for name, found in values.items()})
 
 
 def _read_only(array: Any, dtype: type) -> np.ndarray:

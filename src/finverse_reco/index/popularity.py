@@ -42,6 +42,24 @@ class Popularity:
         """A fresh (n_items,) float32 score vector (the caller may overwrite it)."""
         return self.scores_in(segment_keys(segment))
 
+    def split(
+        self, segment: Mapping[str, str] | None, rows: np.ndarray
+    ) -> tuple[list[str], np.ndarray]:
+        """`scores(segment)[rows]` split exactly by where it comes from: (the segment keys that
+        count, (len(rows), len(keys) + 1) contributions, the last column everyone's share or,
+        with no known segment, everyone's weight)."""
+        keys = [key for key in segment_keys(segment) if key in self._segment_rows]
+        if not keys:
+            return [], self._global[rows][:, None].astype(np.float32)
+        columns = [self._segment_shares[self._segment_rows[key]][rows] for key in keys]
+        share = np.float32(len(keys))
+        parts = np.column_stack([*(column / share for column in columns), self._global_share[rows]])
+        return keys, parts.astype(np.float32)
+
+    def largest(self, segment: Mapping[str, str] | None = None) -> float:
+        """The highest score of any item (what `relevance.share_relevance` divides by)."""
+        return float(self.scores(segment).max(initial=0.0))
+
     def scores_in(self, keys: Iterable[str]) -> np.ndarray:
         """`scores` for segments named by key (`age_group=25-34`): the evaluation's datasets name
         segments of their own (`occupation=writer`)."""

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from finverse_reco.index import ARRAY_FIELDS, EmbeddingIndex
+from finverse_reco.index import ARRAY_FIELDS, FEATURE_ROW_FIELDS, EmbeddingIndex
 from finverse_reco.pipeline.features import FeatureConfig
 
 FORMAT_VERSION = 1
@@ -155,7 +155,13 @@ def load_version(model_dir: Path | str, version: str) -> EmbeddingIndex:
     directory = _version_dir(model_dir, version)
     try:
         with np.load(directory / ARRAYS_FILE, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in ARRAY_FIELDS}
+            # Versions written before the feature rows were kept load without them: their
+            # scores split no finer than whole vectors (index/explain.py).
+            arrays = {
+                name: stored[name]
+                for name in ARRAY_FIELDS
+                if name in stored.files or name not in FEATURE_ROW_FIELDS
+            }
         mappings = orjson.loads((directory / MAPPINGS_FILE).read_bytes())
         return EmbeddingIndex.from_lists(
             arrays,

@@ -247,6 +247,8 @@ def build_index(
         segment_popularity[row] = data.segment_popularity[key]
     seen = sp.csr_matrix(data.interactions)
     seen.sort_indices()
+    user_features = sp.csr_matrix(data.user_features, dtype=np.float32)
+    item_features = sp.csr_matrix(data.item_features, dtype=np.float32)
     start, end = data.data_window
     return EmbeddingIndex(
         users=data.users,
@@ -268,6 +270,12 @@ def build_index(
         segment_popularity=segment_popularity,
         seen_indptr=seen.indptr.astype(np.int64),
         seen_indices=seen.indices.astype(np.int32),
+        user_feature_indptr=user_features.indptr.astype(np.int64),
+        user_feature_indices=user_features.indices.astype(np.int32),
+        user_feature_weights=user_features.data,
+        item_feature_indptr=item_features.indptr.astype(np.int64),
+        item_feature_indices=item_features.indices.astype(np.int32),
+        item_feature_weights=item_features.data,
         feature_config=data.feature_config,
         params={
             **params.to_dict(),

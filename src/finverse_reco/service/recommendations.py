@@ -19,12 +19,9 @@ import numpy as np
 
 from finverse_reco.catalog.base import CatalogUnavailable, ProductCatalog
 from finverse_reco.events import InteractionColumns, InteractionEvent
-from finverse_reco.index import (
-    EmbeddingIndex,
-    fold_in,
-    item_row_from_features,
-    user_query_from_features,
-)
+from finverse_reco.index import EmbeddingIndex, item_row_from_features
+from finverse_reco.index.explain import QueryParts, feature_parts
+from finverse_reco.index.foldin import fold_in_parts, item_feature_rows
 from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
@@ -32,6 +29,17 @@ from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
 from finverse_reco.service.experiments import Assignment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder, category_of
+from finverse_reco.service.reasons import (
+    Basis,
+    Contribution,
+    Demographics,
+    FoldIn,
+    Neighbours,
+    Popular,
+    Reason,
+    TrainedUser,
+    explain,
+)
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -53,19 +61,45 @@ class ModelNotReady(RuntimeError):
     """No model is loaded yet (HTTP 503)."""
 
 
+class UnknownDemographic(ValueError):
+    """A demographic value the model has no feature for (HTTP 422): ignoring it would answer as
+    if it had not been given."""
+
+    def __init__(self, field_name: str, value: str, allowed: Sequence[str]) -> None:
+        super().__init__(
+            f"{field_name}={value!r} is not a value the model knows; allowed: {', '.join(allowed)}"
+        )
+        self.field_name = field_name
+        self.value = value
+        self.allowed = list(allowed)
+
+
+def check_demographics(index: EmbeddingIndex, demographics: Mapping[str, str] | None) -> None:
+    """Raise UnknownDemographic for a value the serving model has no feature for. Attributes
+    the model may not use (FINVERSE_MODEL_USER_ATTRIBUTES) are ignored, not judged."""
+    for field_name, value in index.feature_config.allowed_demographics(demographics).items():
+        allowed = index.demographic_values.get(field_name, ())
+        if value not in allowed:
+            raise UnknownDemographic(field_name, value, allowed)
+
+
 @dataclass(frozen=True, slots=True)
 class RecommendationResult:
     """The ranked products, best first, as parallel columns: the ids the model ranked, each one's
-    details (the catalog's own objects, or model metadata where the catalog lacks the product) and
-    score. A response builds its items in one pass, with no object per recommendation in between."""
+    details (the catalog's own objects, or model metadata where the catalog lacks the product),
+    raw score, relevance in [0, 1] (`index/relevance.py`) and reason (`reasons.py`). A response
+    builds its items in one pass, with no object per recommendation in between.
+    `contributions`: each item's split of its raw score, when asked for (`explain`)."""
 
     product_ids: list[str]
     products: list[Product]
     scores: list[float]
-    reason: str
+    relevance: list[float]
+    reasons: list[Reason]
     strategy: Strategy
     model_version: str
     degraded: bool
+    contributions: list[list[Contribution]] | None = None
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
     experiment: Assignment | None = None  # the experiment arm this answer was served under
     # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
@@ -88,7 +122,7 @@ class _Ranked:
     rows: np.ndarray
     scores: np.ndarray
     strategy: Strategy
-    reason: str
+    basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
     filtered: dict[str, int] = field(default_factory=dict)
 
@@ -124,9 +158,12 @@ class RecommendationService:
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
         channel: str | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
+        """`explain`: each item also carries the split of its score (`contributions`)."""
         assignment = self._assign(user_id)
         index = self._index(assignment)
+        check_demographics(index, demographics)
         allowed = self._allowed(index, category)
         row = index.users.row(user_id)
         contact = await self._contact_exclusions(index, user_id, channel)
@@ -135,18 +172,18 @@ class RecommendationService:
             segment = index.feature_config.allowed_demographics(demographics)
             exclude = merge_exclude(seen, contact.rows)
             rows, scores = await self._popular(index, limit, exclude, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now")
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, Popular(segment))
         elif row is not None:
             seen = index.seen_rows(row) if exclude_seen else None
             rows, scores = await self._batcher.recommend_for_user(
                 index, row, limit, exclude=merge_exclude(seen, contact.rows), allowed=allowed
             )
-            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
+            ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, TrainedUser(row))
         else:
             ranked = await self._for_new_user(
                 index, user_id, limit, allowed, exclude_seen, demographics, contact.rows
             )
-        return await self._present(index, _with_contact(ranked, contact), assignment)
+        return await self._present(index, _with_contact(ranked, contact), assignment, explain)
 
     async def for_session(
         self,
@@ -155,6 +192,7 @@ class RecommendationService:
         *,
         category: str | None = None,
         channel: str | None = None,
+        explain: bool = False,
     ) -> RecommendationResult:
         assignment = self._assign(session_id)
         index = self._index(assignment)
@@ -167,30 +205,32 @@ class RecommendationService:
             if customer is not None
             else Exclusions()
         )
-        weights = self._item_weights(index, events)
+        touched = await self._touched(index, events)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
-        query = fold_in(index, weights) if weights and not popular_arm else None
-        if query is not None:
-            touched = np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
+        parts = touched.parts(index) if not popular_arm else None
+        if parts is not None:
+            exclude = merge_exclude(touched.exclude(), contact.rows)
             rows, scores = await self._batcher.recommend(
-                index, query, limit, exclude=merge_exclude(touched, contact.rows), allowed=allowed
+                index, parts.query, limit, exclude=exclude, allowed=allowed
             )
-            ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
+            basis = FoldIn(parts, True, touched.event_types, touched.unseen_ids)
+            ranked = _Ranked(rows, scores, Strategy.SESSION, basis)
         else:
             segment = index.feature_config.allowed_demographics(_latest_demographics(events))
             rows, scores = await self._popular(index, limit, contact.rows, allowed, segment)
-            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
-        ranked.degraded = degraded
-        return await self._present(index, _with_contact(ranked, contact), assignment)
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, Popular(segment))
+        ranked.degraded = degraded or touched.degraded
+        return await self._present(index, _with_contact(ranked, contact), assignment, explain)
 
     async def similar_products(
-        self, product_id: str, limit: int, *, category: str | None = None
+        self, product_id: str, limit: int, *, category: str | None = None, explain: bool = False
     ) -> RecommendationResult:
         assignment = self._assign(product_id)
         index = self._index(assignment)
         allowed = self._allowed(index, category)
         row = index.items.row(product_id)
         if row is not None:
+            basis = Neighbours(product_id, index.item_matrix[row], index.item_feature_row(row)[0])
 
             def similar() -> tuple[np.ndarray, np.ndarray]:
                 return index.similar_items(np.array([row]), limit, allowed=allowed).of(0)
@@ -201,13 +241,14 @@ class RecommendationService:
             if product is None:
                 raise NotFound(f"product {product_id!r} is not in the catalog")
             vector = item_row_from_features(index, product)
+            basis = Neighbours(product_id, vector, item_feature_rows(index, product))
 
             def similar() -> tuple[np.ndarray, np.ndarray]:
                 return index.similar(vector[None, :], limit, allowed=allowed).of(0)
 
         rows, scores = await self._batcher.run(index, similar)
-        ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
-        return await self._present(index, ranked, assignment)
+        ranked = _Ranked(rows, scores, Strategy.SIMILAR, basis)
+        return await self._present(index, ranked, assignment, explain)
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -240,26 +281,27 @@ class RecommendationService:
             demographics or _latest_demographics(events)
         )
         features = demographic_features(demographics) if demographics else {}
-        weights = self._item_weights(index, events)
-        seen = (
-            np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
-            if exclude_seen and weights
-            else None
-        )
-        exclude = merge_exclude(seen, contact_rows)
-        if weights:
-            query = fold_in(index, weights, features or None)
-            strategy, reason = Strategy.PERSONALIZED, "matches your recent activity"
+        touched = await self._touched(index, events)
+        degraded = degraded or touched.degraded
+        exclude = merge_exclude(touched.exclude() if exclude_seen else None, contact_rows)
+        folded = touched.parts(index, features)
+        if folded is not None:
+            basis: Basis = FoldIn(folded, False, touched.event_types, touched.unseen_ids)
+            strategy, parts = Strategy.PERSONALIZED, folded
         else:
-            query = user_query_from_features(index, features) if features else None
-            strategy, reason = Strategy.FEATURES_COLD_START, "popular with people like you"
-        if query is None:
-            rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
-            return _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
+            from_features = feature_parts(index, features) if features else None
+            if from_features is None:
+                rows, scores = await self._popular(index, limit, exclude, allowed, demographics)
+                return _Ranked(rows, scores, Strategy.POPULAR, Popular(demographics), degraded)
+            basis, strategy, parts = (
+                Demographics(from_features),
+                Strategy.FEATURES_COLD_START,
+                from_features,
+            )
         rows, scores = await self._batcher.recommend(
-            index, query, limit, exclude=exclude, allowed=allowed
+            index, parts.query, limit, exclude=exclude, allowed=allowed
         )
-        return _Ranked(rows, scores, strategy, reason, degraded)
+        return _Ranked(rows, scores, strategy, basis, degraded)
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -321,21 +363,40 @@ class RecommendationService:
             log.warning("store read failed, answering from the model alone: %s", exc)
             return [], True
 
-    def _item_weights(
-        self, index: EmbeddingIndex, events: Sequence[InteractionEvent]
-    ) -> dict[int, float]:
-        """Interaction weight per known item row, weighed exactly as training does (decayed from
-        the newest of these events)."""
+    async def _touched(self, index: EmbeddingIndex, events: Sequence[InteractionEvent]) -> _Touched:
+        """What these events touched, weighed exactly as training does (decayed from the newest
+        of them): products the model knows by row; products it never saw placed by their
+        catalog features (`item_row_from_features`), so that a session on new products still
+        has neighbours. Degraded when the catalog cannot describe the unseen ones."""
         if not events:
-            return {}
+            return _Touched()
         now = max(e.timestamp for e in events)
         columns = InteractionColumns.from_events(events)
-        weights: dict[int, float] = {}
+        known: dict[int, float] = {}
+        unseen: dict[str, float] = {}
         for product_id, weight in interaction_weights(columns, self._config.weighting, now):
+            if weight <= 0:
+                continue
             row = index.items.row(product_id)
-            if row is not None and weight > 0:
-                weights[row] = weights.get(row, 0.0) + weight
-        return weights
+            if row is not None:
+                known[row] = known.get(row, 0.0) + weight
+            else:
+                unseen[product_id] = unseen.get(product_id, 0.0) + weight
+        event_types = _strongest_types(events, self._config.weighting.type_weights)
+        if not unseen:
+            return _Touched(known, event_types=event_types)
+        try:
+            details = await self._details(list(unseen))
+        except (CatalogUnavailable, TimeoutError) as exc:
+            log.warning("catalog unavailable, unseen products left out of the fold-in: %s", exc)
+            return _Touched(known, event_types=event_types, degraded=True)
+        placed = [product_id for product_id in unseen if product_id in details]
+        vectors = np.array(
+            [item_row_from_features(index, details[product_id]) for product_id in placed],
+            dtype=np.float32,
+        ).reshape(len(placed), index.dim + 1)
+        weights = np.array([unseen[product_id] for product_id in placed], dtype=np.float32)
+        return _Touched(known, tuple(placed), vectors, weights, event_types)
 
     async def _details(self, product_ids: list[str]) -> dict[str, Product]:
         at_hand = self._catalog.at_hand(product_ids)
@@ -348,16 +409,26 @@ class RecommendationService:
             return await self._catalog.get_many(product_ids)
 
     async def _present(
-        self, index: EmbeddingIndex, ranked: _Ranked, assignment: Assignment | None = None
+        self,
+        index: EmbeddingIndex,
+        ranked: _Ranked,
+        assignment: Assignment | None = None,
+        with_contributions: bool = False,
     ) -> RecommendationResult:
         rows = ranked.rows.tolist()
         ids = index.items.ids_of(rows)
         degraded = ranked.degraded
+        # Only the k items returned are explained, in one vectorised pass (reasons.py).
+        explanation = explain(
+            index, ranked.basis, ranked.rows, ranked.scores, with_contributions=with_contributions
+        )
+        evidence = [p for p in explanation.evidence_products() if p not in set(ids)]
+        wanted = ids + evidence
         # In memory (the usual case) the details need no coroutine and no timeout.
-        details = self._catalog.at_hand(ids)
+        details = self._catalog.at_hand(wanted)
         if details is None:
             try:
-                details = await self._fetch_details(ids)
+                details = await self._fetch_details(wanted)
             except CatalogUnavailable as exc:
                 log.warning("catalog unavailable, answering with model metadata: %s", exc)
                 details, degraded = dict(exc.known), True
@@ -370,14 +441,17 @@ class RecommendationService:
                 product or _model_details(index, row, product_id)
                 for product, row, product_id in zip(products, rows, ids, strict=True)
             ]
+        names = {product_id: product.name for product_id, product in details.items()}
         return RecommendationResult(
             ids,
             products,
             _rounded(ranked.scores),
-            ranked.reason,
+            [round(value, 6) for value in explanation.relevance],
+            explanation.reasons(names),
             ranked.strategy,
             index.version,
             degraded,
+            explanation.contributions,
             experiment=assignment,
             filtered=ranked.filtered,
         )
@@ -417,3 +491,46 @@ def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] |
             if values:
                 return values
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    """The products a session's or customer's events touched, with their interaction weights."""
+
+    known: Mapping[int, float] = field(default_factory=dict)  # item row → weight
+    unseen_ids: tuple[str, ...] = ()  # products the model never saw, placed by features
+    unseen_vectors: np.ndarray | None = None  # (len(unseen_ids), d + 1)
+    unseen_weights: np.ndarray | None = None
+    event_types: Mapping[str, str] = field(default_factory=dict)  # product id → strongest type
+    degraded: bool = False
+
+    def parts(
+        self, index: EmbeddingIndex, features: Mapping[str, float] | None = None
+    ) -> QueryParts | None:
+        """The fold-in of what was touched, mixed with `features`; None when nothing was."""
+        if not self.known and not self.unseen_ids:
+            return None
+        unseen = None
+        if self.unseen_ids:
+            unseen = (self.unseen_vectors, self.unseen_weights)
+        return fold_in_parts(index, self.known, features or None, unseen_items=unseen)
+
+    def exclude(self) -> np.ndarray | None:
+        """The touched rows, ascending (as the kernel and `merge_exclude` want)."""
+        if not self.known:
+            return None
+        return np.fromiter(sorted(self.known), dtype=np.int64, count=len(self.known))
+
+
+def _strongest_types(
+    events: Sequence[InteractionEvent], type_weights: Mapping[str, float]
+) -> dict[str, str]:
+    """Per product, the type of its weightiest event (an application over a view)."""
+    strongest: dict[str, str] = {}
+    for event in events:
+        kind = str(event.type)
+        for product_id in event.product_ids():
+            current = strongest.get(product_id)
+            if current is None or type_weights.get(kind, 0.0) > type_weights.get(current, 0.0):
+                strongest[product_id] = kind
+    return strongest

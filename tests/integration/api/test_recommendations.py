@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-FIELDS = {"id", "name", "category", "institution", "relevanceScore", "rank", "reason"}
+FIELDS = {"id", "name", "category", "institution", "relevanceScore", "score", "rank", "reason"}
 TOP = {"recommendations", "timestamp", "model_version", "strategy", "degraded"}
 
 
@@ -14,10 +14,15 @@ def assert_well_formed(body: dict, limit: int) -> list[dict]:
     assert len(recs) == limit
     assert [r["rank"] for r in recs] == list(range(1, limit + 1))
     assert len({r["id"] for r in recs}) == limit
-    scores = [r["relevanceScore"] for r in recs]
+    relevance = [r["relevanceScore"] for r in recs]
+    assert relevance == sorted(relevance, reverse=True)
+    assert all(0.0 <= value <= 1.0 for value in relevance)
+    scores = [r["score"] for r in recs]
     assert scores == sorted(scores, reverse=True)
     for rec in recs:
         assert rec.keys() == FIELDS
+        assert rec["reason"].keys() == {"code", "text", "evidence"}
+        assert rec["reason"]["text"] and rec["reason"]["evidence"]
     assert body["model_version"]
     return recs
 

@@ -197,7 +197,9 @@ def test_the_console_end_to_end(browser, server, screenshot_dir):
     expected = httpx.get(
         f"{server.url}/api/v1/recommendations/products/user_00001?limit=10", timeout=10
     ).json()
-    assert reasons.all_inner_texts() == [item["reason"] for item in expected["recommendations"]]
+    assert reasons.all_inner_texts() == [
+        item["reason"]["text"] for item in expected["recommendations"]
+    ]
     expect(page.locator("#events tr").first).to_contain_text("prod_")
     expect(page.locator("[data-unavailable]")).to_have_count(3)
     shoot(page, screenshot_dir, "customer")

@@ -56,23 +56,35 @@ class UserQuery(ChannelQuery):
 
 def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBytesResponse:
     telemetry.count_recommendation(subject, result.strategy.value, degraded=result.degraded)
-    reason = result.reason
+    items = [
+        {
+            "id": product_id,
+            "name": product.name,
+            "category": product.category,
+            "institution": product.institution,
+            "relevanceScore": relevance,
+            "score": score,
+            "rank": rank,
+            "reason": reason,
+        }
+        for rank, (product_id, product, score, relevance, reason) in enumerate(
+            zip(
+                result.product_ids,
+                result.products,
+                result.scores,
+                result.relevance,
+                result.reasons,
+                strict=True,
+            ),
+            start=1,
+        )
+    ]
+    if result.contributions is not None:  # asked for with `explain`
+        for item, parts in zip(items, result.contributions, strict=True):
+            item["contributions"] = [part.to_dict() for part in parts]
     return JSONBytesResponse(
         {
-            "recommendations": [
-                {
-                    "id": product_id,
-                    "name": product.name,
-                    "category": product.category,
-                    "institution": product.institution,
-                    "relevanceScore": score,
-                    "rank": rank,
-                    "reason": reason,
-                }
-                for rank, (product_id, product, score) in enumerate(
-                    zip(result.product_ids, result.products, result.scores, strict=True), start=1
-                )
-            ],
+            "recommendations": items,
             subject: subject_id,
             "timestamp": result.timestamp.isoformat().replace("+00:00", "Z"),
             "model_version": result.model_version,

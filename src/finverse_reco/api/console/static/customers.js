@@ -16,7 +16,7 @@ function renderRecommendations(result) {
     byId("recommendations"),
     result.recommendations.length
       ? result.recommendations.map((item) =>
-          recommendationRow(item, h("td", { "data-reason": "" }, item.reason)),
+          recommendationRow(item, h("td", { "data-reason": "" }, item.reason.text)),
         )
       : emptyRow(5, "Nothing to recommend."),
   );
