@@ -252,7 +252,8 @@ def experiments(settings: Settings, watcher: ModelWatcher) -> Experiments:
     return Experiments(ExperimentRegistry(settings.experiments_file), watcher)
 
 
-def online_stats(settings: Settings, store: InteractionStore) -> OnlineStats:
+def online_stats(settings: Settings, store: InteractionStore, models: ModelHolder) -> OnlineStats:
+    """Online metrics from `store`; a product's category from the model `models` serves."""
     from datetime import timedelta
 
     from finverse_reco.service.online_stats import OnlineStats
@@ -262,6 +263,7 @@ def online_stats(settings: Settings, store: InteractionStore) -> OnlineStats:
         window=timedelta(hours=settings.online_attribution_hours),
         metrics_period=timedelta(hours=settings.online_metrics_hours),
         metrics_refresh=timedelta(seconds=settings.online_metrics_refresh_seconds),
+        category_of=models.category_of,
     )
 
 

@@ -58,7 +58,7 @@ MODEL_LOADED_AT = Gauge(
 
 # --- online metrics (service/online_stats.py; set at scrape time from the store's events) -----------
 # One family per measure, labelled by the dimension (model_version, strategy, arm, channel,
-# age_group, income_range) and the group within it: every dimension on its own, never crossed, so
+# age_group, income_range, category) and the group within it: every dimension on its own, never crossed, so
 # the number of series stays the sum of the groups, not their product.
 ONLINE_MEASURES = (
     "impressions",
@@ -68,6 +68,7 @@ ONLINE_MEASURES = (
     "click_through_rate",
     "conversion_rate",
     "dismissal_rate",
+    "exposure_share",
 )
 ONLINE = {
     measure: Gauge(

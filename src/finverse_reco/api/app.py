@@ -102,7 +102,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         evaluation_dir=settings.evaluation_dir,
         experiments=running_experiments,
-        online=compose.online_stats(settings, store),
+        online=compose.online_stats(settings, store, models),
         consumer=consumer,
         admission=admission,
         audit=audit_trail,

@@ -345,6 +345,7 @@ class OnlineGroupOut(BaseModel):
     click_through_rate: float
     conversion_rate: float
     dismissal_rate: float
+    exposure_share: float = Field(description="The group's share of the impressed items")
 
 
 class OnlineTotalOut(BaseModel):
@@ -364,3 +365,7 @@ class OnlineStatsOut(BaseModel):
     by: list[str]
     groups: list[OnlineGroupOut]
     total: OnlineTotalOut
+    click_through_best_worst_ratio: float | None = Field(
+        description="With one dimension: the best group's click-through rate over the worst's "
+        "(known groups of 20+ impressed items; null with fewer than two)"
+    )

@@ -162,8 +162,7 @@ class ContactFilter:
         if time.monotonic() < self._retry_at:
             return Exclusions(degraded=True)
         try:
-            async with asyncio.timeout(self._timeout):
-                events = await self._history(customer_id, now - self.rules.lookback)
+            events = await self._history(customer_id, now - self.rules.lookback)
         except (StoreUnavailable, TimeoutError) as exc:
             # Contact limits protect the customer from repetition, not from harm: a list without
             # them beats no list. The answer says it is degraded.
@@ -198,9 +197,11 @@ class ContactFilter:
         self, batch: dict[str, list[asyncio.Future[list[FeedbackEvent]]]], since: datetime
     ) -> None:
         try:
-            found = await self._store.customers_events_of_types(
-                batch.keys(), CONTACT_TYPES, since, MAX_EVENTS
-            )
+            # One timeout for the batch: each request waits for this read and no longer.
+            async with asyncio.timeout(self._timeout):
+                found = await self._store.customers_events_of_types(
+                    batch.keys(), CONTACT_TYPES, since, MAX_EVENTS
+                )
         except Exception as exc:  # every waiting request learns it, none hangs
             for answers in batch.values():
                 for answer in answers:

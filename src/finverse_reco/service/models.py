@@ -20,6 +20,12 @@ from finverse_reco.model.artifacts import (
 log = logging.getLogger(__name__)
 
 
+def category_of(index: EmbeddingIndex, product_id: str) -> str | None:
+    """A product's category as `index` knows it (None: unknown)."""
+    row = index.items.row(product_id)
+    return None if row is None else index.item_meta(row)[0] or None
+
+
 class ModelHolder:
     """Holds the index every request reads. A request takes `holder.index` once and keeps that object,
     so a swap in the middle of a request never mixes two versions."""
@@ -35,6 +41,10 @@ class ModelHolder:
     @property
     def version(self) -> str | None:
         return self.index.version if self.index is not None else None
+
+    def category_of(self, product_id: str) -> str | None:
+        """A product's category as the serving model knows it (None: unknown)."""
+        return None if self.index is None else category_of(self.index, product_id)
 
     def index_of(self, version: str | None) -> EmbeddingIndex | None:
         """The index of `version` if this process serves it (CURRENT or beside it), else None;

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,7 +38,17 @@ REACTIONS = {
     EventType.DISMISS.value: "dismissals",
 }
 FEEDBACK_TYPES = frozenset({IMPRESSION, *REACTIONS})
-DIMENSIONS = ("model_version", "strategy", "arm", "channel", "age_group", "income_range")
+DIMENSIONS = (
+    "model_version",
+    "strategy",
+    "arm",
+    "channel",
+    "age_group",
+    "income_range",
+    "category",
+)
+# Groups with fewer impressed items are listed but left out of the best/worst ratio.
+MIN_RATIO_IMPRESSIONS = 20
 COUNTS = ("impressions", *REACTIONS.values())
 
 
@@ -53,8 +63,10 @@ class OnlineStats:
         window: timedelta,
         metrics_period: timedelta,
         metrics_refresh: timedelta,
+        category_of: Callable[[str], str | None] = lambda product: None,
     ) -> None:
         self._store = store
+        self._category_of = category_of
         self.window = window
         self.metrics_period = metrics_period
         self._metrics_refresh = metrics_refresh.total_seconds()
@@ -63,7 +75,12 @@ class OnlineStats:
     async def report(self, since: datetime, until: datetime, by: Sequence[str]) -> dict[str, Any]:
         """Raises StoreUnavailable, or ValueError for an unknown dimension."""
         return online_stats(
-            await self._events(since, until), since=since, until=until, by=by, window=self.window
+            await self._events(since, until),
+            since=since,
+            until=until,
+            by=by,
+            window=self.window,
+            category_of=self._category_of,
         )
 
     async def per_dimension(self, now: datetime) -> dict[str, dict[str, Any]]:
@@ -75,7 +92,14 @@ class OnlineStats:
         since = now - self.metrics_period
         events = await self._events(since, now)
         reports = {
-            name: online_stats(events, since=since, until=now, by=[name], window=self.window)
+            name: online_stats(
+                events,
+                since=since,
+                until=now,
+                by=[name],
+                window=self.window,
+                category_of=self._category_of,
+            )
             for name in DIMENSIONS
         }
         self._latest = (now.timestamp(), reports)
@@ -97,7 +121,8 @@ class _Impressed:
 
 
 def group_values(event: FeedbackEvent) -> dict[str, str]:
-    return {name: getattr(event, name) or UNKNOWN for name in DIMENSIONS}
+    """The groups an impression counts in (the product's category is added per item)."""
+    return {name: getattr(event, name) or UNKNOWN for name in DIMENSIONS if name != "category"}
 
 
 def online_stats(
@@ -107,15 +132,19 @@ def online_stats(
     until: datetime,
     by: Sequence[str],
     window: timedelta,
+    category_of: Callable[[str], str | None] = lambda product: None,
 ) -> dict[str, Any]:
     """Counts and rates per group of `by` (dimension names, in order) for the impressions with
-    since <= time < until; `events` must also hold the reactions up to `until + window`."""
+    since <= time < until; `events` must also hold the reactions up to `until + window`. Each
+    group's `exposure_share` is its share of the impressed items; with one dimension the report
+    also gives the best/worst click-through ratio over its known groups of at least
+    `MIN_RATIO_IMPRESSIONS` impressed items (fairness by group, docs/FAIRNESS.md)."""
     unknown = sorted(set(by) - set(DIMENSIONS))
     if unknown:
         raise ValueError(
             f"unknown dimension(s) {', '.join(unknown)}; known: {', '.join(DIMENSIONS)}"
         )
-    impressed, reactions = _sort(events, since.timestamp(), until.timestamp())
+    impressed, reactions = _sort(events, since.timestamp(), until.timestamp(), category_of)
     seconds = window.total_seconds()
     for key, reacted in reactions.items():
         shown = impressed.get(key)
@@ -133,17 +162,39 @@ def online_stats(
             counts["impressions"] += 1
             for kind in item.reactions:
                 counts[kind] += 1
+    total = _total(rows.values())
+    groups = [
+        {
+            "group": dict(zip(by, key, strict=True)),
+            **counts,
+            **rates(counts),
+            "exposure_share": counts["impressions"] / total["impressions"],
+        }
+        for key, counts in sorted(rows.items())
+    ]
     return {
         "since": since.isoformat(),
         "until": until.isoformat(),
         "window_seconds": seconds,
         "by": list(by),
-        "groups": [
-            {"group": dict(zip(by, key, strict=True)), **counts, **rates(counts)}
-            for key, counts in sorted(rows.items())
-        ],
-        "total": (total := _total(rows.values())) | rates(total),
+        "groups": groups,
+        "total": total | rates(total),
+        "click_through_best_worst_ratio": _best_worst(groups) if len(by) == 1 else None,
     }
+
+
+def _best_worst(groups: list[dict[str, Any]]) -> float | None:
+    """Highest click-through rate over the lowest, among known groups big enough to say; None
+    with fewer than two such groups, inf when one of them has no click."""
+    rates_ = [
+        g["click_through_rate"]
+        for g in groups
+        if g["impressions"] >= MIN_RATIO_IMPRESSIONS and UNKNOWN not in g["group"].values()
+    ]
+    if len(rates_) < 2:
+        return None
+    best, worst = max(rates_), min(rates_)
+    return best / worst if worst > 0 else (float("inf") if best > 0 else 1.0)
 
 
 def rates(counts: dict[str, int]) -> dict[str, float]:
@@ -164,7 +215,10 @@ def _total(rows: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def _sort(
-    events: Iterable[FeedbackEvent], since: float, until: float
+    events: Iterable[FeedbackEvent],
+    since: float,
+    until: float,
+    category_of: Callable[[str], str | None],
 ) -> tuple[
     dict[tuple[str, str], list[_Impressed]],
     dict[tuple[str, str], list[tuple[str, float, str | None]]],
@@ -179,8 +233,9 @@ def _sort(
             if since <= at < until:
                 groups = group_values(event)
                 for product in event.product_ids:
+                    item_groups = groups | {"category": category_of(product) or UNKNOWN}
                     impressed[(event.user_id, product)].append(
-                        _Impressed(at, event.recommendation_id, groups)
+                        _Impressed(at, event.recommendation_id, item_groups)
                     )
         elif event.type in REACTIONS and event.product_ids:
             key = (event.user_id, event.product_ids[0])

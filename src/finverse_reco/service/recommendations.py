@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from finverse_reco.service.batching import RankingBatcher
 from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
 from finverse_reco.service.customers import CustomerReader
 from finverse_reco.service.experiments import Assignment, ExperimentRegistry
-from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.models import ModelHolder, category_of
 from finverse_reco.service.reasons import (
     Basis,
     Contribution,
@@ -478,7 +479,7 @@ class RecommendationService:
             customer_id,
             datetime.now(UTC),
             index.items.row,
-            lambda product: _category_of(index, product),
+            partial(category_of, index),
             channel=channel,
         )
 
@@ -642,11 +643,6 @@ def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
     ranked.filtered = contact.counts
     ranked.degraded = ranked.degraded or contact.degraded
     return ranked
-
-
-def _category_of(index: EmbeddingIndex, product_id: str) -> str | None:
-    row = index.items.row(product_id)
-    return None if row is None else index.item_meta(row)[0] or None
 
 
 def _arm_strategy(assignment: Assignment | None) -> str | None:

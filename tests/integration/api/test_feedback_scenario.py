@@ -258,3 +258,43 @@ def test_experiment_and_stats_requests_are_checked(scenario_settings, tmp_path):
         assert client.get(stats, params={"by": "colour"}, headers=ADMIN).status_code == 422
         backwards = {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
         assert client.get(stats, params=backwards, headers=ADMIN).status_code == 422
+
+
+def test_replicas_sharing_the_file_assign_the_same_arms_and_stop_together(
+    scenario_settings, tmp_path
+):
+    settings = scenario_settings.model_copy(
+        update={
+            "experiments_file": tmp_path / "experiments.json",
+            "rabbitmq_url": None,
+            "model_poll_seconds": 0.2,
+        }
+    )
+    versions = sorted(list_versions(settings.model_dir))
+    users = load_version(settings.model_dir, versions[-1]).users.ids[:60]
+    experiment = {
+        "id": "shared",
+        "arms": [
+            {"name": "a", "share": 0.3, "model_version": versions[0]},
+            {"name": "b", "share": 0.7, "model_version": versions[1]},
+        ],
+    }
+
+    def arms(client: TestClient) -> list[str | None]:
+        answers = [client.get(f"/api/v1/recommendations/products/{u}").json() for u in users]
+        return [a["experiment"] and a["experiment"]["arm"] for a in answers]
+
+    with (
+        TestClient(create_app(settings)) as one,
+        TestClient(create_app(settings)) as other,
+    ):
+        assert (
+            one.post("/api/v1/admin/experiments", json=experiment, headers=ADMIN).status_code == 201
+        )
+        first = arms(one)
+        assert set(first) == {"a", "b"}
+        wait_for(lambda: arms(other) == first, seconds=10)  # the other replica reads the file
+        with TestClient(create_app(settings)) as restarted:
+            assert arms(restarted) == first
+        assert one.post("/api/v1/admin/experiments/shared/stop", headers=ADMIN).status_code == 200
+        wait_for(lambda: set(arms(other)) == {None}, seconds=10)

@@ -73,6 +73,7 @@ def test_counts_and_rates_per_arm():
         "click_through_rate": pytest.approx(1 / 3),
         "conversion_rate": pytest.approx(1 / 3),
         "dismissal_rate": pytest.approx(1 / 3),
+        "exposure_share": pytest.approx(3 / 5),
     }
     assert (by_arm["treatment"]["impressions"], by_arm["treatment"]["clicks"]) == (2, 1)
     assert report["total"]["impressions"] == 5 and report["total"]["clicks"] == 2
@@ -119,3 +120,32 @@ def test_impressions_outside_the_period_are_not_counted_and_groups_combine():
 def test_unknown_dimension_is_refused():
     with pytest.raises(ValueError, match="unknown dimension"):
         stats([], by=("colour",))
+
+
+def test_exposure_share_by_category_and_the_best_worst_click_through_ratio():
+    categories = {"card": "cards", "loan": "loans"}
+    events = []
+    for n in range(40):  # 40 customers see a card and a loan; 10 click the card, 5 the loan
+        user = f"u{n}"
+        events.append(shown(user, ["card", "loan"], 0, f"r{n}", age="25-34" if n % 2 else "65+"))
+        if n < 10:
+            events.append(reaction(user, "product_click", "card", 1))
+        if n < 5:
+            events.append(reaction(user, "product_click", "loan", 1))
+    report = online_stats(
+        events,
+        since=T0,
+        until=T0 + HOUR,
+        by=["category"],
+        window=HOUR,
+        category_of=categories.get,
+    )
+    by_category = {row["group"]["category"]: row for row in report["groups"]}
+    assert by_category["cards"]["exposure_share"] == 0.5
+    assert by_category["cards"]["click_through_rate"] == 0.25
+    assert by_category["loans"]["click_through_rate"] == 0.125
+    assert report["click_through_best_worst_ratio"] == 2.0
+    # 65+ (even customers) clicked 5 cards and 3 loans, 25-34 (odd) 5 and 2, of 40 items each.
+    by_age = stats(events, by=("age_group",))
+    assert by_age["click_through_best_worst_ratio"] == pytest.approx(8 / 7)
+    assert stats(events, by=("arm", "age_group"))["click_through_best_worst_ratio"] is None
