@@ -76,37 +76,54 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     return 0
 
 
-async def train_once(settings: Settings) -> int:
-    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
+async def train_once(settings: Settings, result_file: Path | None = None) -> int:
+    """One training run; its exit code says the outcome, and `result_file` (for `RefreshJobs`)
+    gets the same outcome as a typed result."""
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
+    from finverse_reco.service.training_result import TrainingOutcome, TrainingResult
+
+    def report(result: TrainingResult) -> int:
+        print(f"{result.outcome}: {result.reason}", file=sys.stderr)
+        if result_file is not None:
+            result.write(result_file)
+        return result.exit_code
 
     store = compose.store(settings, "trainer")
     catalog = compose.catalog(settings)
-    await store.open()
     try:
+        await store.open()
         with progress_bar("training (epochs)") as advance:
             outcome = await run_training(store, catalog, compose.training_config(settings), advance)
     except TrainingBusy as exc:
-        print(f"skipped: {exc}", file=sys.stderr)
-        return EXIT_BUSY
+        return report(TrainingResult(outcome=TrainingOutcome.BUSY, reason=str(exc)))
     except NoTrainingData as exc:
-        print(f"failed: {exc}", file=sys.stderr)
-        return 1
+        return report(TrainingResult(outcome=TrainingOutcome.FAILED, reason=str(exc)))
+    except Exception as exc:
+        report(
+            TrainingResult(outcome=TrainingOutcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        )
+        raise
     finally:
         await catalog.close()
         await store.close()
-    metrics = ", ".join(
-        f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()) if isinstance(v, float)
+    metrics = {k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)}
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    return report(
+        TrainingResult(
+            outcome=TrainingOutcome.ACTIVATED
+            if outcome.activated
+            else TrainingOutcome.NOT_ACTIVATED,
+            reason=f"model {outcome.version}: {outcome.reason}; {summary}",
+            version=outcome.version,
+            metrics=metrics,
+        )
     )
-    state = "activated" if outcome.activated else "not activated"
-    # The last stderr line is what a refresh job reports as its detail.
-    print(f"model {outcome.version} {state}: {outcome.reason}; {metrics}", file=sys.stderr)
-    return 0 if outcome.activated else EXIT_NOT_ACTIVATED
 
 
 async def train_on_schedule(settings: Settings) -> int:
     from finverse_reco import telemetry
-    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED, seconds_until_next
+    from finverse_reco.schedule import seconds_until_next
+    from finverse_reco.service.training_result import EXIT_BUSY, EXIT_NOT_ACTIVATED
 
     if settings.metrics_port:
         telemetry.serve_metrics(settings.metrics_port, settings.host)
@@ -347,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train_p = command("train", "Train a model from the store and publish a new version.")
     train_p.add_argument("--schedule", action="store_true", help="keep running, on the schedule")
+    train_p.add_argument(
+        "--result-file",
+        type=Path,
+        help="also write the outcome there as JSON (how a refresh job learns it)",
+    )
 
     seed_p = command(
         "seed-demo", "Generate the synthetic demo world into the catalog file and store."
@@ -447,7 +469,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         code = serve(settings, args.bootstrap)
     elif args.command == "train":
-        code = asyncio.run(train_on_schedule(settings) if args.schedule else train_once(settings))
+        code = asyncio.run(
+            train_on_schedule(settings) if args.schedule else train_once(settings, args.result_file)
+        )
     elif args.command == "seed-demo":
         code = asyncio.run(seed_demo(settings, args.seed, args.users, args.products, args.events))
     elif args.command == "models":

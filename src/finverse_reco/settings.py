@@ -11,11 +11,11 @@ from typing import Literal
 
 import limits
 import orjson
-from croniter import croniter
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
+from finverse_reco.schedule import OFF, is_valid_schedule
 
 DEFAULT_API_KEY = "change-me"
 
@@ -103,9 +103,9 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, value: str) -> str:
         value = value.strip()
-        if value in {"off", "none", ""}:
-            return "off"
-        if parse_interval_seconds(value) is None and not croniter.is_valid(value):
+        if value in {OFF, "none", ""}:
+            return OFF
+        if not is_valid_schedule(value):
             raise ValueError(
                 "use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')"
             )
@@ -158,14 +158,6 @@ class Settings(BaseSettings):
         if "*" in self.cors_origins and self.environment == "production":
             raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
         return self
-
-
-def parse_interval_seconds(value: str) -> float | None:
-    """'90s', '15m', '1h', '2d' → seconds; anything else → None."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(value) >= 2 and value[-1] in units and value[:-1].isdigit() and int(value[:-1]) > 0:
-        return float(int(value[:-1]) * units[value[-1]])
-    return None
 
 
 class SettingsError(SystemExit):

@@ -10,22 +10,25 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-
-from croniter import croniter
+from pathlib import Path
 
 from finverse_reco import telemetry
-from finverse_reco.settings import parse_interval_seconds
+from finverse_reco.schedule import seconds_until_next
+from finverse_reco.service.training_result import (
+    TrainingOutcome,
+    TrainingResult,
+    TrainingResultError,
+)
 
 log = logging.getLogger(__name__)
 
-EXIT_BUSY = 75  # `train` exit code when another process holds the training lock (EX_TEMPFAIL)
-EXIT_NOT_ACTIVATED = 3
 FINISHED_JOBS_KEPT = 50
 # Training shares the machine with the requests this process serves: it gets what they leave.
 TRAINING_NICENESS = 19
@@ -47,6 +50,7 @@ class RefreshJob:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     detail: str = ""
+    model_version: str | None = None  # the version the training wrote, activated or not
 
     def to_dict(self) -> dict[str, str | None]:
         return {
@@ -56,6 +60,7 @@ class RefreshJob:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "detail": self.detail,
+            "model_version": self.model_version,
         }
 
 
@@ -95,16 +100,19 @@ class RefreshJobs:
         started = time.perf_counter()
         process: asyncio.subprocess.Process | None = None
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                env=self._env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _lower_priority(process.pid)
-            _, stderr = await process.communicate()
-            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            job.state, job.detail = _outcome(process.returncode, tail[0])
+            with tempfile.TemporaryDirectory(prefix="finverse-refresh-") as scratch:
+                result_file = Path(scratch) / "result.json"
+                process = await asyncio.create_subprocess_exec(
+                    *self._command,
+                    "--result-file",
+                    str(result_file),
+                    env=self._env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                _lower_priority(process.pid)
+                _, stderr = await process.communicate()
+                _finish(job, process.returncode, result_file, stderr)
         except asyncio.CancelledError:
             # The server is stopping: take its training along rather than leave an orphan behind.
             if process is not None and process.returncode is None:
@@ -143,25 +151,36 @@ def _lower_priority(pid: int) -> None:
         log.warning("could not lower the training process's priority: %s", exc)
 
 
-def _outcome(returncode: int | None, last_line: str) -> tuple[JobState, str]:
-    if returncode == 0:
-        return JobState.SUCCEEDED, last_line
-    if returncode == EXIT_BUSY:
-        return JobState.SKIPPED, "another training was already running"
-    if returncode == EXIT_NOT_ACTIVATED:
-        return JobState.NOT_ACTIVATED, last_line
-    return JobState.FAILED, last_line or f"training exited with code {returncode}"
+_JOB_STATES = {
+    TrainingOutcome.ACTIVATED: JobState.SUCCEEDED,
+    TrainingOutcome.NOT_ACTIVATED: JobState.NOT_ACTIVATED,
+    TrainingOutcome.BUSY: JobState.SKIPPED,
+    TrainingOutcome.FAILED: JobState.FAILED,
+}
 
 
-def seconds_until_next(schedule: str, now: datetime | None = None) -> float | None:
-    """Seconds to the next scheduled refresh: an interval ('15m') or a cron expression; None if off."""
-    if schedule == "off":
-        return None
-    interval = parse_interval_seconds(schedule)
-    if interval is not None:
-        return interval
-    now = now or datetime.now(UTC)
-    return max(0.0, (croniter(schedule, now).get_next(datetime) - now).total_seconds())
+def _finish(job: RefreshJob, returncode: int | None, result_file: Path, stderr: bytes) -> None:
+    """The job's state from the result the training wrote; its exit code must agree with it."""
+    try:
+        result = TrainingResult.read(result_file)
+    except TrainingResultError as exc:
+        # A crash (killed, out of memory, a bug before the result was written): stderr's end is
+        # the best clue an operator gets.
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:]
+        job.state = JobState.FAILED
+        job.detail = f"training exited with code {returncode}: {exc}" + (
+            f" ({tail[0][:500]})" if tail else ""
+        )
+        return
+    if result.exit_code != returncode:
+        job.state = JobState.FAILED
+        job.detail = f"training exited with code {returncode} but reported {result.outcome}"
+        return
+    job.state, job.detail, job.model_version = (
+        _JOB_STATES[result.outcome],
+        result.reason,
+        result.version,
+    )
 
 
 class RefreshScheduler:

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from finverse_reco.model.artifacts import current_version, list_versions
-from finverse_reco.service.refresh import EXIT_BUSY, JobState, RefreshJobs
+from finverse_reco.service.refresh import JobState, RefreshJobs
 from finverse_reco.service.training import training_lock
+from finverse_reco.service.training_result import EXIT_BUSY
 from finverse_reco.settings import settings_env
 
 from .harness import ADMIN, RECS, ServeProcess, wait_for_job
