@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -52,7 +55,13 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     from finverse_reco.events import parse_event
 
     started = time.perf_counter()
-    world = generate_world(seed, n_users=users, n_products=products, n_events=events)
+    try:
+        world = generate_world(seed, n_users=users, n_products=products, n_events=events)
+    except ValueError as exc:  # arguments the world cannot be built from (too few products, …)
+        print(
+            f"finverse-reco seed-demo: {exc} (see finverse-reco seed-demo --help)", file=sys.stderr
+        )
+        return 2
     write_world(world, settings.catalog_path)
     store = compose.store(settings, "worker")
     await store.open()
@@ -170,29 +179,80 @@ def run_with_uvloop(coroutine) -> int:
     return uvloop.run(coroutine)
 
 
-def serve(settings: Settings, do_bootstrap: bool) -> int:
+def serve(settings: Settings, do_bootstrap: bool, workers: int) -> int:
+    """Bind the port first: a taken port is one error line, before any bootstrap or banner. With
+    several workers, each is a process running the app from the environment's settings, all
+    accepting on the one socket; their metrics are summed through PROMETHEUS_MULTIPROC_DIR."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from finverse_reco.api.app import create_app
+    from finverse_reco.api.http_limits import bounded_http_protocol
 
+    try:
+        listener = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"failed: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     if do_bootstrap:
         asyncio.run(bootstrap(settings))
+    options = {
+        "log_level": settings.log_level.lower(),
+        "loop": "uvloop",
+        "http": bounded_http_protocol(settings.max_header_bytes, settings.max_headers),
+        "access_log": False,
+        "log_config": None,  # keep the JSON logging configured in main()
+    }
+    if workers > 1:
+        _metrics_dir_for_workers()
+        config = uvicorn.Config(
+            "finverse_reco.api.app:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,
+        )
+    else:
+        from finverse_reco.api.app import create_app
+
+        config = uvicorn.Config(create_app(settings), **options)
     url = f"http://{settings.host}:{settings.port}"
     console.print(
-        f"\n[bold green]FinVerse Recommendation Service[/] on {url}  (API docs: {url}/docs)\n"
+        f"\n[bold green]FinVerse Recommendation Service[/] on {url}"
+        f" ({workers} worker{'s' if workers > 1 else ''}; API docs: {url}/docs)\n"
         f"  try: curl {url}/api/v1/recommendations/products/user_00001\n"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,  # keep the JSON logging configured in main()
-    )
+    if workers > 1:
+        Multiprocess(config, sockets=[listener]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def listening_socket(host: str, port: int):
+    """A bound socket for uvicorn (it listens once the app has started)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
+
+
+def _metrics_dir_for_workers() -> None:
+    """An empty directory for prometheus_client's multiprocess mode, inherited by the workers."""
+    import os
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="finverse-metrics-")
 
 
 async def migrate_store(settings: Settings, check_only: bool) -> int:
@@ -338,8 +398,46 @@ EXAMPLES = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the command and the argument, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; the message says which range."""
+    wanted = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float | None = None) -> Callable[[str], float]:
+    wanted = f"a number from {low} to {high}" if high is not None else f"a number >= {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not low <= value <= (high if high is not None else math.inf):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value:g}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="finverse-reco",
         description="FinVerse Recommendation Service. Settings come from FINVERSE_* variables and .env.",
     )
@@ -361,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seed demo data if the store is empty, train if no model",
     )
+    serve_p.add_argument(
+        "--workers",
+        type=bounded_int(1, 64),
+        help="worker processes on the one port (default FINVERSE_WORKERS, 1)",
+    )
 
     train_p = command("train", "Train a model from the store and publish a new version.")
     train_p.add_argument("--schedule", action="store_true", help="keep running, on the schedule")
@@ -373,10 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed_p = command(
         "seed-demo", "Generate the synthetic demo world into the catalog file and store."
     )
-    seed_p.add_argument("--seed", type=int, default=42)
-    seed_p.add_argument("--users", type=int, default=2000)
-    seed_p.add_argument("--products", type=int, default=240)
-    seed_p.add_argument("--events", type=int, default=100_000)
+    seed_p.add_argument("--seed", type=bounded_int(0), default=42)
+    seed_p.add_argument("--users", type=bounded_int(1), default=2000)
+    seed_p.add_argument("--products", type=bounded_int(1), default=240)
+    seed_p.add_argument("--events", type=bounded_int(1), default=100_000)
 
     models_p = command("models", "List model versions or activate one (rollback).")
     models_sub = models_p.add_subparsers(dest="models_command", required=True)
@@ -385,13 +488,19 @@ def build_parser() -> argparse.ArgumentParser:
     activate_p.add_argument("version")
 
     stub_p = command("banking-stub", "Serve the catalog file as a Banking Service stand-in.")
-    stub_p.add_argument("--port", type=int, default=8100)
+    stub_p.add_argument("--port", type=bounded_int(1, 65535), default=8100)
     stub_p.add_argument("--catalog", type=Path, help="catalog file (default FINVERSE_CATALOG_PATH)")
-    stub_p.add_argument("--latency-ms", type=float, default=0, help="added to every call")
-    stub_p.add_argument("--latency-spike-ms", type=float, default=0, help="extra on a spike")
-    stub_p.add_argument("--spike-rate", type=float, default=0, help="share of calls that spike")
     stub_p.add_argument(
-        "--failure-rate", type=float, default=0, help="share of calls that fail 503"
+        "--latency-ms", type=bounded_float(0), default=0, help="added to every call"
+    )
+    stub_p.add_argument(
+        "--latency-spike-ms", type=bounded_float(0), default=0, help="extra on a spike"
+    )
+    stub_p.add_argument(
+        "--spike-rate", type=bounded_float(0, 1), default=0, help="share of calls that spike"
+    )
+    stub_p.add_argument(
+        "--failure-rate", type=bounded_float(0, 1), default=0, help="share of calls that fail 503"
     )
     stub_p.add_argument("--seed", type=int, default=None)
 
@@ -467,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("serve", "train"):
         _check_params_file(settings)
     if args.command == "serve":
-        code = serve(settings, args.bootstrap)
+        code = serve(settings, args.bootstrap, args.workers or settings.workers)
     elif args.command == "train":
         code = asyncio.run(
             train_on_schedule(settings) if args.schedule else train_once(settings, args.result_file)

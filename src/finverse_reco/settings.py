@@ -33,7 +33,14 @@ class Settings(BaseSettings):
     api_key: str = DEFAULT_API_KEY
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    admin_rate_limit: str = "10/minute"  # per client address and replica, e.g. '30/hour'
+    # The request line plus headers: past either bound the connection gets 431 and is closed.
+    max_header_bytes: int = Field(65_536, ge=4096)
+    max_headers: int = Field(100, ge=10)
+    # The refresh action and failed authentications, per client address and replica, e.g. '30/hour'.
+    admin_rate_limit: str = "10/minute"
+    # Polling a refresh job's state: an operator or console checking every second stays under it.
+    admin_read_rate_limit: str = "120/minute"
+    workers: int = Field(1, ge=1, le=64)  # `serve` worker processes sharing the port
     metrics_port: int | None = Field(None, ge=1, le=65535)  # consume / train --schedule /metrics
     # Signs console session cookies; unset, it is derived from the API key (rotating either ends
     # every console session).
@@ -111,7 +118,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("admin_rate_limit")
+    @field_validator("admin_rate_limit", "admin_read_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:

@@ -25,13 +25,14 @@ from finverse_reco.api.routers import admin, console, health, interactions, reco
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.observability import configure_logging
 from finverse_reco.service.catalog_search import CatalogSearch
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
 from finverse_reco.service.status import ServiceStatus
-from finverse_reco.settings import Settings, settings_env
+from finverse_reco.settings import Settings, load_settings, settings_env
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -130,10 +131,21 @@ def create_app(
         path_prefixes=("/api/v1/admin", "/console/login"),
         rate=settings.admin_rate_limit,
     )
+    # Starting a training and polling its state are limited separately: an operator polling a
+    # running job must not use up the allowance for starting one, nor be locked out by it.
     app.add_middleware(
         AdminRateLimitMiddleware,
+        namespace="admin-action",
         path_prefixes=("/api/v1/recommendations/refresh-model",),
+        methods=("POST",),
         rate=settings.admin_rate_limit,
+    )
+    app.add_middleware(
+        AdminRateLimitMiddleware,
+        namespace="admin-read",
+        path_prefixes=("/api/v1/recommendations/refresh-model/",),
+        methods=("GET", "HEAD"),
+        rate=settings.admin_read_rate_limit,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -160,3 +172,10 @@ def create_app(
         name="docs-static",
     )
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one `serve --workers N` worker: it reads the same environment as its parent."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -4,7 +4,7 @@ observed by `middleware.RequestTelemetryMiddleware`."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from finverse_reco import telemetry
@@ -16,4 +16,4 @@ router = APIRouter(tags=["operations"])
 async def prometheus_metrics(request: Request) -> Response:
     models = request.app.state.components.models
     telemetry.observe_model(models.version, models.loaded_at)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ from ..api.conftest import settings, trained  # noqa: F401 (fixtures, reused)
 
 OPS_API_KEY = "ops-test-admin-key"
 ADMIN_RATE = 3  # per minute, per client address
+ADMIN_READ_RATE = 6  # job status lookups, per minute, per client address
 MAX_BODY_BYTES = 4096
 ALLOWED_ORIGIN = "https://app.finverse.example"
 
@@ -29,6 +30,7 @@ def bare_settings(tmp_path) -> Settings:
         api_key=OPS_API_KEY,
         refresh_schedule="off",
         admin_rate_limit=f"{ADMIN_RATE}/minute",
+        admin_read_rate_limit=f"{ADMIN_READ_RATE}/minute",
         max_body_bytes=MAX_BODY_BYTES,
         cors_origins=[ALLOWED_ORIGIN],
     )

@@ -11,13 +11,15 @@ from finverse_reco.api.schemas import HealthOut, ReadyOut
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=HealthOut, summary="Liveness")
+# HEAD answers like GET (status and headers, no body): load balancers and uptime checks use it.
+@router.api_route("/health", methods=["GET", "HEAD"], response_model=HealthOut, summary="Liveness")
 async def health() -> JSONBytesResponse:
     return JSONBytesResponse({"status": "ok"})
 
 
-@router.get(
+@router.api_route(
     "/ready",
+    methods=["GET", "HEAD"],
     response_model=ReadyOut,
     responses={503: {"model": ReadyOut}},
     summary="Readiness: model loaded, store reachable, broker connected if configured",
