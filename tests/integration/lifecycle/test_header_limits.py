@@ -73,9 +73,7 @@ def send_huge_header(port: int, outcome: dict) -> None:
 
 
 @pytest.mark.slow
-def test_a_100_mb_header_gets_431_within_a_second_and_other_clients_keep_their_p99(
-    world, tmp_path
-):
+def test_a_100_mb_header_gets_431_within_a_second_and_other_clients_keep_their_p99(world, tmp_path):
     with ServeProcess(world, tmp_path / "serve.log") as server:
         pid = server._process.pid
         latencies_for(server.url, 1.0)  # warm up
