@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from clustered_index import clustered_index  # tests/support
+from gridfs import GridFSBucket
 from mongo_stand_in import STORE_OPTIONS
 from pymongo import MongoClient
 
@@ -93,17 +94,15 @@ def tamper_stored_file(kind: str, place: str, version: str, name: str) -> None:
                 (bytes(data), version, name),
             )
     else:
+        # Through GridFS's own API (the stand-in keeps GridFS chunks where plain queries on
+        # `<bucket>.chunks` do not reach): the stored file replaced by a damaged copy.
         with MongoClient(place, serverSelectionTimeoutMS=5000) as client:
-            database = client.get_default_database()
-            stored = database[f"{BUCKET}.files"].find_one(
-                {"metadata.version": version, "metadata.name": name}
-            )
-            chunk = database[f"{BUCKET}.chunks"].find_one({"files_id": stored["_id"], "n": 0})
-            data = bytearray(chunk["data"])
+            bucket = GridFSBucket(client.get_default_database(), bucket_name=BUCKET)
+            (stored,) = bucket.find({"metadata.version": version, "metadata.name": name})
+            data = bytearray(bucket.open_download_stream(stored._id).read())
             data[len(data) // 2] ^= 0xFF
-            database[f"{BUCKET}.chunks"].update_one(
-                {"_id": chunk["_id"]}, {"$set": {"data": bytes(data)}}
-            )
+            bucket.delete(stored._id)
+            bucket.upload_from_stream(f"{version}/{name}", bytes(data), metadata=stored.metadata)
 
 
 async def test_a_stored_version_comes_back_byte_for_byte_and_loads(store, workdir, tmp_path):
@@ -157,7 +156,9 @@ async def test_a_corrupt_upload_is_refused_and_never_activated(store, workdir, d
     assert await store.current() is None
 
 
-async def test_an_upload_cut_off_before_its_commit_leaves_no_version(store, workdir, monkeypatch):
+async def test_an_upload_cut_off_before_its_commit_leaves_no_version(
+    store, workdir, monkeypatch, tmp_path
+):
     """The process dies between storing the files and the write that makes them a version: no
     cleanup runs either. Nothing is listed or activatable, and the name can be stored again."""
     version, source = new_version(workdir)
@@ -178,6 +179,8 @@ async def test_an_upload_cut_off_before_its_commit_leaves_no_version(store, work
         await store.activate(version)
     await store.put_version(version, source)
     assert await store.list_versions() == [version]
+    await store.fetch_version(version, tmp_path / "copy" / VERSIONS_DIR / version)
+    assert load_version(tmp_path / "copy", version).n_users == 30
 
 
 async def test_a_file_corrupted_in_the_store_fails_verification_of_the_fetched_copy(
