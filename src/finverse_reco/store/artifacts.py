@@ -192,7 +192,9 @@ class DirectoryArtifactStore:
         manifest, files = checked_files(version, source)
         if target.exists():
             raise ArtifactError(f"version {version} is already stored (versions are immutable)")
-        staging = self.model_dir / VERSIONS_DIR / f"{STAGING_PREFIX}{version}-{secrets.token_hex(4)}"
+        staging = (
+            self.model_dir / VERSIONS_DIR / f"{STAGING_PREFIX}{version}-{secrets.token_hex(4)}"
+        )
         staging.mkdir(parents=True)
         try:
             for name, path in files:

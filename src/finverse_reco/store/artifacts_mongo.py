@@ -13,6 +13,8 @@ version) and a new upload of the name deletes them first. Activation is one cond
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +107,9 @@ class MongoArtifactStore:
 
     async def list_versions(self) -> list[str]:
         with _driver_errors():
-            return sorted([doc["_id"] async for doc in self._db.model_versions.find({}, {"_id": 1})])
+            return sorted(
+                [doc["_id"] async for doc in self._db.model_versions.find({}, {"_id": 1})]
+            )
 
     async def manifest(self, version: str) -> dict[str, Any]:
         with _driver_errors():
@@ -116,7 +120,7 @@ class MongoArtifactStore:
 
     async def fetch_version(self, version: str, into: Path) -> None:
         manifest = await self.manifest(version)
-        into.mkdir(parents=True)
+        await asyncio.to_thread(into.mkdir, parents=True)
         bucket = self._bucket()
         with _driver_errors():
             for name in [*manifest["files"], MANIFEST_FILE]:
@@ -166,12 +170,10 @@ class MongoArtifactStore:
             await self._discard(version)
 
     async def _ensure_pointer(self) -> None:
-        try:
+        with contextlib.suppress(DuplicateKeyError):  # another process created it just now
             await self._db.model_pointer.update_one(
                 {"_id": POINTER}, {"$setOnInsert": {"version": None, "fence": 0}}, upsert=True
             )
-        except DuplicateKeyError:
-            pass  # another process created it at the same moment
 
 
 class _driver_errors:
