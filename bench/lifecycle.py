@@ -69,6 +69,7 @@ def world_settings(root: Path, **overrides: Any) -> Settings:
         "api_key": BENCH_API_KEY,
         "refresh_schedule": "off",
         "admin_rate_limit": "1000/minute",
+        "admin_read_rate_limit": "6000/minute",
         "log_level": "WARNING",
     }
     values.update(overrides)

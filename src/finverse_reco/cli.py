@@ -99,10 +99,20 @@ async def train_once(settings: Settings, result_file: Path | None = None) -> int
 
     store = compose.store(settings, "trainer")
     catalog = compose.catalog(settings)
+    artifacts = compose.artifact_store(settings)
+    coordination = compose.coordination(settings, "trainer")
     try:
-        await store.open()
+        for part in (store, artifacts, coordination):
+            await part.open()
         with progress_bar("training (epochs)") as advance:
-            outcome = await run_training(store, catalog, compose.training_config(settings), advance)
+            outcome = await run_training(
+                store,
+                catalog,
+                compose.training_config(settings),
+                artifacts=artifacts,
+                coordination=coordination,
+                progress=advance,
+            )
     except TrainingBusy as exc:
         return report(TrainingResult(outcome=TrainingOutcome.BUSY, reason=str(exc)))
     except NoTrainingData as exc:
@@ -114,7 +124,8 @@ async def train_once(settings: Settings, result_file: Path | None = None) -> int
         raise
     finally:
         await catalog.close()
-        await store.close()
+        for part in (coordination, artifacts, store):
+            await part.close()
     metrics = {k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)}
     summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
     return report(
@@ -153,8 +164,6 @@ async def train_on_schedule(settings: Settings) -> int:
 
 async def bootstrap(settings: Settings) -> None:
     """`make run`: migrate, seed the demo world into an empty store, train if no model exists."""
-    from finverse_reco.model.artifacts import current_version
-
     if await migrate_store(settings, check_only=False) != 0:
         raise SystemExit("migrate failed: see the table above")
     store = compose.store(settings, "worker")
@@ -166,7 +175,13 @@ async def bootstrap(settings: Settings) -> None:
     if empty and settings.seed_demo_on_empty:
         console.print("[bold]empty store:[/] seeding the demo world (first run only)")
         await seed_demo(settings, seed=42, users=2000, products=240, events=100_000)
-    if current_version(settings.model_dir) is None:
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
+    try:
+        active = await artifacts.current()
+    finally:
+        await artifacts.close()
+    if active is None:
         console.print("[bold]no model yet:[/] training one (first run only)")
         code = await train_once(settings)
         if code not in (0,):
@@ -338,19 +353,24 @@ async def publish(settings: Settings, path: Path | None, demo_seed: int | None, 
     return 0
 
 
-def models_list(settings: Settings) -> int:
-    from finverse_reco.model.artifacts import current_version, list_versions, read_manifest
+async def models_list(settings: Settings) -> int:
+    from finverse_reco.model.artifacts import ArtifactError
 
-    active = current_version(settings.model_dir)
-    versions = list_versions(settings.model_dir)[::-1]  # newest first
-    # The name is what `models activate` takes: never cut it short, even in an 80-column pipe.
-    name = Column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
-    table = Table(name, "active", "created", "precision@10 (val)", "note")
-    for version in versions:
-        try:
-            manifest = read_manifest(settings.model_dir, version)
-            metrics = manifest.get("metrics", {})
-            precision = metrics.get("validation_precision@10")
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
+    try:
+        active = await artifacts.current()
+        versions = (await artifacts.list_versions())[::-1]  # newest first
+        # The name is what `models activate` takes: never cut it short, even in an 80-column pipe.
+        name = Column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
+        table = Table(name, "active", "created", "precision@10 (val)", "note")
+        for version in versions:
+            try:
+                manifest = await artifacts.manifest(version)
+            except ArtifactError as exc:  # a broken version is listed as broken, not hidden
+                table.add_row(version, "", "", "", f"unreadable: {exc}")
+                continue
+            precision = manifest.get("metrics", {}).get("validation_precision@10")
             table.add_row(
                 version,
                 "*" if version == active else "",
@@ -358,21 +378,33 @@ def models_list(settings: Settings) -> int:
                 f"{precision:.4f}" if precision is not None else "",
                 str(manifest.get("activation_reason", "")),
             )
-        except Exception as exc:  # a broken version is listed as broken, not hidden
-            table.add_row(version, "", "", "", f"unreadable: {exc}")
+    finally:
+        await artifacts.close()
     Console().print(table)
     return 0
 
 
-def models_activate(settings: Settings, version: str) -> int:
-    from finverse_reco.model.artifacts import ArtifactError, activate, load_version
+async def models_activate(settings: Settings, version: str) -> int:
+    """Verify the version (downloaded into the model directory first with FINVERSE_ARTIFACTS=store),
+    then make it active; an operator's rollback is not fenced by the training lease."""
+    from finverse_reco.model.artifacts import ArtifactError, load_version
+    from finverse_reco.service.models import ModelHolder
 
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
     try:
-        load_version(settings.model_dir, version)  # verify checksums before pointing at it
-    except (ArtifactError, FileNotFoundError) as exc:
+        if version not in await artifacts.list_versions():
+            print(f"refused: no model version {version}", file=sys.stderr)
+            return 1
+        watcher = compose.model_watcher(settings, ModelHolder(), artifacts)
+        await watcher.ensure_local(version)
+        await asyncio.to_thread(load_version, settings.model_dir, version)
+        await artifacts.activate(version)
+    except ArtifactError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
-    activate(settings.model_dir, version)
+    finally:
+        await artifacts.close()
     print(f"{version} is now active; serving processes pick it up within their poll interval")
     return 0
 
@@ -585,9 +617,9 @@ def main(argv: list[str] | None = None) -> None:
         code = asyncio.run(seed_demo(settings, args.seed, args.users, args.products, args.events))
     elif args.command == "models":
         if args.models_command == "list":
-            code = models_list(settings)
+            code = asyncio.run(models_list(settings))
         else:
-            code = models_activate(settings, args.version)
+            code = asyncio.run(models_activate(settings, args.version))
     elif args.command == "migrate":
         code = asyncio.run(migrate_store(settings, args.check))
     elif args.command == "declare-topology":

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     # The training scan's URL, e.g. with `readPreference=secondaryPreferred`; default: store_url.
     store_trainer_url: str | None = None
     model_dir: Path = Path("data/models")
+    # Where model versions live: `dir` the model directory (shared by every process using it);
+    # `store` the interaction store's database (GridFS / a SQLite blob table), the model directory
+    # then only this process's local cache (docs/OPERATIONS.md, "Many replicas").
+    artifacts: Literal["dir", "store"] = "dir"
+    # One training at a time: a lease in the store, renewed every third of this while training; a
+    # killed trainer's lease runs out after it.
+    training_lease_seconds: float = Field(60.0, ge=1)
     catalog_path: Path = Path("data/catalog.json")
     banking_url: str | None = None
     banking_timeout_ms: int = Field(300, ge=10)

@@ -47,9 +47,11 @@ def create_app(
     store = store or compose.store(settings, "serving")
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
-    watcher = compose.model_watcher(settings, models)
+    artifacts = compose.artifact_store(settings)
+    coordination = compose.coordination(settings, "serving")
+    watcher = compose.model_watcher(settings, models, artifacts)
     service = RecommendationService(models, store, catalog, compose.service_config(settings))
-    jobs = RefreshJobs(settings_env(settings))
+    jobs = RefreshJobs(settings_env(settings), coordination)
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
     consumer = (
@@ -63,7 +65,7 @@ def create_app(
         store=store,
         jobs=jobs,
         status=ServiceStatus(models, store, catalog, jobs, consumer),
-        versions=ModelVersions(settings.model_dir, models, watcher),
+        versions=ModelVersions(artifacts, models, watcher, settings.model_dir),
         catalog_search=CatalogSearch(catalog, models),
         sessions=ConsoleSessions(
             settings.api_key,
@@ -94,6 +96,11 @@ def create_app(
         except StoreUnavailable as exc:
             # Serve from the model anyway; /ready reports the store until it comes back.
             log.error("interaction store unavailable at start: %s", exc)
+        for shared in (artifacts, coordination):
+            try:
+                await shared.open()
+            except StoreUnavailable as exc:  # their calls fail (503) until it answers
+                log.error("%r unavailable at start: %s", shared, exc)
         await watcher.check_once()
         watcher.start()
         scheduler.start()
@@ -108,6 +115,8 @@ def create_app(
             await scheduler.stop()
             await watcher.stop()
             await catalog.close()
+            await coordination.close()
+            await artifacts.close()
             await store.close()
 
     app = FastAPI(

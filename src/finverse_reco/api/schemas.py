@@ -51,6 +51,7 @@ class RefreshJobOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     detail: str = ""
+    model_version: str | None = None  # the version the training wrote (activated or not)
 
 
 class HealthOut(BaseModel):

@@ -1,7 +1,9 @@
 """Model refresh on demand and on a schedule, each run in a child `finverse-reco train` process.
 
 A child process keeps training off the serving event loop and the GIL. While a job runs, another
-request gets that job back instead of a second training; across processes the training lock decides.
+request to this process gets that job back instead of a second training; across processes and
+replicas the training lease decides (the child exits busy, the job is `skipped`). Job records live
+in the store (`Coordination`), so any replica answers `GET .../refresh-model/{job}`.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from finverse_reco.service.training_result import (
     TrainingResult,
     TrainingResultError,
 )
+from finverse_reco.store import StoreUnavailable
+from finverse_reco.store.coordination import Coordination
 
 log = logging.getLogger(__name__)
 
-FINISHED_JOBS_KEPT = 50
 # Training shares the machine with the requests this process serves: it gets what they leave.
 TRAINING_NICENESS = 19
 
@@ -63,30 +66,57 @@ class RefreshJob:
             "model_version": self.model_version,
         }
 
+    @classmethod
+    def from_dict(cls, record: Mapping[str, str | None]) -> RefreshJob:
+        finished = record.get("finished_at")
+        return cls(
+            id=str(record["job_id"]),
+            trigger=str(record["trigger"]),
+            state=JobState(record["state"]),
+            started_at=datetime.fromisoformat(str(record["started_at"])),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+            detail=str(record.get("detail") or ""),
+            model_version=record.get("model_version"),
+        )
+
 
 class RefreshJobs:
-    """Starts training processes, one at a time, and remembers recent jobs for status queries."""
+    """Starts training processes, one at a time per process, and records every job in the store."""
 
-    def __init__(self, child_env: Mapping[str, str], *, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        child_env: Mapping[str, str],
+        records: Coordination,
+        *,
+        command: list[str] | None = None,
+    ) -> None:
         self._env = {**os.environ, **child_env}
+        self._records = records
         self._command = command or [sys.executable, "-m", "finverse_reco", "train"]
-        self._jobs: dict[str, RefreshJob] = {}
         self._running: RefreshJob | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, trigger: str) -> tuple[RefreshJob, bool]:
-        """The running job (False) or a newly started one (True). Never two trainings at once."""
+    async def start(self, trigger: str) -> tuple[RefreshJob, bool]:
+        """The running job (False) or a newly started one (True). Never two trainings at once.
+        Raises StoreUnavailable if the job cannot be recorded (then nothing is started)."""
         if self._running is not None:
             return self._running, False
         job = RefreshJob(id=uuid.uuid4().hex, trigger=trigger)
-        self._jobs[job.id] = job
         self._running = job
+        try:
+            await self._records.save_job(job.to_dict())
+        except BaseException:
+            self._running = None
+            raise
         self._task = asyncio.create_task(self._run(job), name=f"refresh-{job.id}")
-        self._forget_old()
         return job, True
 
-    def get(self, job_id: str) -> RefreshJob | None:
-        return self._jobs.get(job_id)
+    async def get(self, job_id: str) -> RefreshJob | None:
+        """A job any replica started (this process's running one from memory: the freshest)."""
+        if self._running is not None and self._running.id == job_id:
+            return self._running
+        record = await self._records.job(job_id)
+        return RefreshJob.from_dict(record) if record is not None else None
 
     @property
     def running(self) -> RefreshJob | None:
@@ -124,6 +154,10 @@ class RefreshJobs:
             job.state, job.detail = JobState.FAILED, f"could not run training: {exc}"
         finally:
             job.finished_at = datetime.now(UTC)
+            try:
+                await self._records.save_job(job.to_dict())
+            except StoreUnavailable as exc:
+                log.error("refresh job %s finished but could not be recorded: %s", job.id, exc)
             self._running = None
             seconds = time.perf_counter() - started
             telemetry.record_training(job.state.value, seconds)
@@ -135,11 +169,6 @@ class RefreshJobs:
                 seconds,
                 job.detail,
             )
-
-    def _forget_old(self) -> None:
-        finished = [j for j in self._jobs.values() if j.state is not JobState.RUNNING]
-        for job in finished[:-FINISHED_JOBS_KEPT]:
-            del self._jobs[job.id]
 
 
 def _lower_priority(pid: int) -> None:
@@ -194,7 +223,10 @@ class RefreshScheduler:
     async def run(self) -> None:
         while (delay := seconds_until_next(self._schedule)) is not None:
             await asyncio.sleep(delay)
-            self._jobs.start("schedule")
+            try:
+                await self._jobs.start("schedule")
+            except StoreUnavailable as exc:  # the next scheduled time tries again
+                log.error("scheduled refresh not started: %s", exc)
 
     def start(self) -> None:
         if self._schedule != "off":
