@@ -13,7 +13,13 @@ turns, round after round, so a burst of load from elsewhere on the machine hits 
 not wall time: other processes do not count. The median over rounds is reported, with REF's CPU over
 this tree's (above 1: this tree is faster).
 
+CPU time still moves with a busy machine (shared caches, a sibling hyperthread). `--instructions`
+counts instead, under valgrind's callgrind, the instructions a fixed number of lists take: the same
+count for the same code and inputs whatever else the machine does. One round; it misses what costs
+no instructions (cache misses, memory bandwidth), so read it beside the CPU times.
+
     .venv/bin/python bench/ranking.py --compare e2dadb6 --json bench/results/ranking.json
+    .venv/bin/python bench/ranking.py --compare e2dadb6 --instructions
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +46,7 @@ SECTION = "## Ranking kernel (bench/ranking.py)"
 SHAPES = ("user", "batch16", "narrow", "wide", "similar", "popular")
 DIM, USERS, BATCH = 50, 2_000, 16
 SECONDS_PER_SHAPE = 0.15
+CALLS_COUNTED = 20
 
 
 # --- the child: measure the code on sys.path ---------------------------------------------------------
@@ -145,10 +153,32 @@ def measure(sizes: list[int]) -> dict[str, float]:
     return results
 
 
+def mark_for_callgrind() -> None:
+    """callgrind runs with `--dump-before=getppid`: each call closes one dump of the counts."""
+    os.getppid()
+
+
+def count_instructions(sizes: list[int]) -> list[str]:
+    """Under callgrind: each shape's `CALLS_COUNTED` calls between two marks; returns the keys in
+    the order of their dumps (the 2nd, 4th, … dump; the odd ones hold set-up and warm-up)."""
+    keys = []
+    for n_items in sizes:
+        index = build_index(n_items)
+        for shape, (lists, call) in _shapes(index).items():
+            for _ in range(3):  # warm up: first-call caches, lazy imports
+                call()
+            mark_for_callgrind()
+            for _ in range(CALLS_COUNTED):
+                call()
+            mark_for_callgrind()
+            keys.append(f"{n_items}/{shape}/{lists}")
+    return keys
+
+
 # --- the parent: children for each tree, taking turns --------------------------------------------------
 
 
-def child(tree: Path, sizes: list[int]) -> dict[str, float]:
+def child(tree: Path, sizes: list[int], instructions: bool = False) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OPENBLAS_NUM_THREADS": "1"}
     command = [
         sys.executable,
@@ -157,8 +187,28 @@ def child(tree: Path, sizes: list[int]) -> dict[str, float]:
         "--sizes",
         *map(str, sizes),
     ]
-    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.splitlines()[-1])
+    if not instructions:
+        output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        return json.loads(output.splitlines()[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "callgrind.out"
+        command = ["valgrind", "--tool=callgrind", "--dump-before=getppid",
+                   f"--callgrind-out-file={out}", *command, "--instructions"]  # fmt: skip
+        run = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        keys = json.loads(run.stdout.splitlines()[-1])
+        dumps = sorted(Path(folder).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
+        counted = [_callgrind_total(dumps[number]) for number in range(1, 2 * len(keys), 2)]
+    return {
+        key.rsplit("/", 1)[0]: total / (CALLS_COUNTED * int(key.rsplit("/", 1)[1]))
+        for key, total in zip(keys, counted, strict=True)
+    }
+
+
+def _callgrind_total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError(f"{dump}: no totals line")
 
 
 def run(arguments: argparse.Namespace) -> dict:
@@ -169,15 +219,16 @@ def run(arguments: argparse.Namespace) -> dict:
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
         for number in range(arguments.rounds):
             for name, tree in trees.items():
-                rounds[name].append(child(tree, arguments.sizes))
+                rounds[name].append(child(tree, arguments.sizes, arguments.instructions))
             print(f"round {number + 1}/{arguments.rounds} done", file=sys.stderr, flush=True)
     keys = list(rounds["this tree"][0])
     medians = {
         name: {k: float(np.median([r[k] for r in runs])) for k in keys}
         for name, runs in rounds.items()
     }
+    unit = "instructions" if arguments.instructions else "cpu_us"
     return {"machine": machine(), "rounds": arguments.rounds, "compare": arguments.compare,
-            "cpu_us": medians, "load_average": os.getloadavg()[0]}  # fmt: skip
+            "unit": unit, unit: medians, "load_average": os.getloadavg()[0]}  # fmt: skip
 
 
 @contextmanager
@@ -186,22 +237,25 @@ def _nothing():
 
 
 def markdown(result: dict, args: str) -> str:
-    medians, ref = result["cpu_us"], result["compare"]
+    medians, ref = result[result["unit"]], result["compare"]
+    unit = "instructions/list" if result["unit"] == "instructions" else "CPU µs/list"
     now = medians["this tree"]
     lines = [f"### Run of {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC — {result['machine']}",
              "", f"`bench/ranking.py {args}` ({result['rounds']} rounds, load avg {result['load_average']:.1f})", ""]  # fmt: skip
-    header = "| items | shape | this tree CPU µs/list |"
+    header = f"| items | shape | this tree {unit} |"
     rule = "|---|---|---|"
     if ref:
-        header += f" {ref} CPU µs/list | {ref} / this tree |"
+        header += f" {ref} {unit} | {ref} / this tree |"
         rule += "---|---|"
     lines += [header, rule]
     for key, value in now.items():
         size, shape = key.split("/")
-        row = f"| {int(size):,} | {shape} | {value:.1f} |"
+        shown = f"{value:,.0f}" if result["unit"] == "instructions" else f"{value:.1f}"
+        row = f"| {int(size):,} | {shape} | {shown} |"
         if ref:
             before = medians[ref][key]
-            row += f" {before:.1f} | {before / value:.2f} |"
+            shown = f"{before:,.0f}" if result["unit"] == "instructions" else f"{before:.1f}"
+            row += f" {shown} | {before / value:.2f} |"
         lines.append(row)
     lines.append("")
     return "\n".join(lines)
@@ -214,11 +268,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-docs", action="store_true", help="do not append to BENCHMARKS.md")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under callgrind (1 round)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        print(json.dumps(measure(arguments.sizes)))
+        counted = count_instructions if arguments.instructions else measure
+        print(json.dumps(counted(arguments.sizes)))
         return 0
+    if arguments.instructions:
+        arguments.rounds = 1  # the counts repeat exactly
     result = run(arguments)
     text = markdown(result, " ".join(sys.argv[1:]))
     print(text)
