@@ -262,12 +262,20 @@ def listening_socket(host: str, port: int):
 
 
 def _metrics_dir_for_workers() -> None:
-    """An empty directory for prometheus_client's multiprocess mode, inherited by the workers."""
+    """An empty directory for prometheus_client's multiprocess mode, inherited by the workers:
+    PROMETHEUS_MULTIPROC_DIR if set (emptied: files of a previous run's workers would be summed
+    in), else a new temporary one."""
     import os
     import tempfile
 
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not chosen:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="finverse-metrics-")
+        return
+    directory = Path(chosen)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 async def migrate_store(settings: Settings, check_only: bool) -> int:
