@@ -140,6 +140,14 @@ class Events:
     killed_at: float | None = None
     back_at: float | None = None
     refresh_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    rss_mb: dict[str, float] = field(default_factory=dict)  # each replica's, after the load
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def ready_version(url: str) -> str | None:
@@ -254,6 +262,7 @@ async def run(
             pending.append(asyncio.create_task(_request(client, rng.choice(user_ids), started)))
         samples = list(await asyncio.gather(*pending))
         await asyncio.gather(*side)
+        events.rss_mb = {name: rss_mb(replica._process.pid) for name, replica in replicas.items()}
     await artifacts.close()
     return sorted(samples, key=lambda s: s.sent), events
 
@@ -293,6 +302,7 @@ def summarize(
         "activated_at": activated,
         "reached_after_activation_s": lags,
         "swap_limit_s": poll_seconds + SWAP_SLACK_SECONDS,
+        "rss_mb": events.rss_mb,
         "killed_at": events.killed_at,
         "back_after_kill_s": (
             events.back_at - events.killed_at
