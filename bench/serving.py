@@ -27,6 +27,15 @@ first variant's, as a ratio; `--min-ratio R` makes `--check` require req/s ≥ R
 
     .venv/bin/python bench/serving.py http --variant before:tree=e2dadb6 --variant after
 
+`--feedback` gives every world what experiments and contact limits work on (docs/FEEDBACK.md): a
+second model version and `experiments.json` splitting customers 50/50 between the two versions,
+and impressions, clicks and dismissals for `FEEDBACK_USERS` of the customers (some over their
+contact limit). The experiment serves only where a variant names the file:
+
+    .venv/bin/python bench/serving.py http --feedback --sizes 1000 100000 --min-ratio 0.85 \
+        --variant off:FINVERSE_CONTACT_LIMITS=[],FINVERSE_DISMISS_DAYS=0 \
+        --variant on:FINVERSE_EXPERIMENTS_FILE=experiments.json
+
 Acceptance (the issue), checked by `--check`: one worker at 1,000 products, user endpoint ≥ 70% of
 the ceiling's requests/s and p99 ≤ 2× the ceiling's; 100,000 products, user p99 ≤ 25 ms; top-k
 ≥ 10× the naive path at 10,000 products; 1,000,000 users in ≤ 400 MB above the empty process.
@@ -62,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import scipy.sparse as sp
 import uvloop
 
@@ -85,6 +95,7 @@ INSTITUTIONS = tuple(f"bank_{n}" for n in range(12))
 SEEN_PER_USER = 5
 SESSIONS = 2_000
 EVENTS_PER_SESSION = 4
+FEEDBACK_USERS = 20_000  # at most; the first customers by row
 ENDPOINTS = ("ceiling", "user", "session", "similar")
 
 
@@ -222,6 +233,57 @@ async def seed_sessions(store_url: str, n_items: int, seed: int = 1) -> None:
         await store.close()
 
 
+def write_experiment(path: Path, control: str, treatment: str) -> None:
+    arms = [
+        {"name": "control", "share": 0.5, "model_version": control},
+        {"name": "treatment", "share": 0.5, "model_version": treatment},
+    ]
+    started = datetime.now(UTC).isoformat()
+    experiment = {"id": "bench", "salt": "bench", "arms": arms, "started_at": started}
+    path.write_bytes(orjson.dumps({"experiments": [experiment]}))
+
+
+async def seed_feedback(store_url: str, n_items: int, n_users: int, seed: int = 2) -> None:
+    """For the first FEEDBACK_USERS customers: a list of 5 products shown three times over the last
+    days (every third customer clicks the first one, so it stays), and a dismissal every fifth."""
+    rng = np.random.default_rng(seed)
+    now = datetime.now(UTC)
+    events = []
+    for row in range(min(n_users, FEEDBACK_USERS)):
+        user = user_id(row)
+        shown = [item_id(int(i)) for i in rng.integers(0, n_items, 5)]
+        for day in (3, 2, 1):
+            events.append(
+                InteractionEvent(
+                    event_id=f"bench-shown-{row}-{day}",
+                    user_id=user,
+                    type=EventType.IMPRESSION,
+                    recommendation_id=f"bench-{row}-{day}",
+                    timestamp=now - timedelta(days=day),
+                    data=EventData(productIDs=shown, channel="app_home"),
+                )
+            )
+        kinds = [(EventType.PRODUCT_CLICK, 0)] if row % 3 == 0 else []
+        kinds += [(EventType.DISMISS, 1)] if row % 5 == 0 else []
+        events += [
+            InteractionEvent(
+                event_id=f"bench-{kind.value}-{row}",
+                user_id=user,
+                type=kind,
+                timestamp=now - timedelta(hours=12),
+                data=EventData(productId=shown[position]),
+            )
+            for kind, position in kinds
+        ]
+    store = open_store(store_url, timeout_ms=10_000)
+    await store.open()
+    try:
+        for start in range(0, len(events), 10_000):
+            await store.insert_many(events[start : start + 10_000])
+    finally:
+        await store.close()
+
+
 # --- the server under test -----------------------------------------------------------------------
 
 
@@ -274,16 +336,24 @@ class World:
     store_url: str
 
 
-def generate_world(n_items: int, n_users: int, workdir: Path) -> World:
+def generate_world(n_items: int, n_users: int, workdir: Path, feedback: bool = False) -> World:
     started = time.perf_counter()
     where = workdir / f"catalog-{n_items}"
     world = World(
         where, where / "models", where / "catalog.json", f"sqlite:///{where / 'interactions.db'}"
     )
     index = synthetic_index(n_items, n_users, seed=n_items)
-    activate(world.model_dir, save_version(world.model_dir, index))
+    control = save_version(world.model_dir, index)
+    activate(world.model_dir, control)
     write_catalog_file(world.catalog, synthetic_products(index))
     asyncio.run(seed_sessions(world.store_url, n_items))
+    if feedback:
+        time.sleep(1.0)  # version names carry the second they were made
+        treatment = save_version(
+            world.model_dir, synthetic_index(n_items, n_users, seed=n_items + 1)
+        )
+        write_experiment(where / "experiments.json", control, treatment)
+        asyncio.run(seed_feedback(world.store_url, n_items, n_users))
     print(f"catalog {n_items:,}: generated in {time.perf_counter() - started:.1f}s", flush=True)
     return world
 
@@ -986,7 +1056,7 @@ def main(arguments: argparse.Namespace) -> int:
                 raise SystemExit("wrk is not installed: apt-get install -y wrk")
             with variant_sources(arguments.variant) as sources:
                 for n_items in arguments.sizes:
-                    world = generate_world(n_items, arguments.users, workdir)
+                    world = generate_world(n_items, arguments.users, workdir, arguments.feedback)
                     if command in {"all", "cpu"}:
                         cpu += bench_cpu(arguments, world, n_items)
                     if command in {"all", "http"}:
@@ -1042,6 +1112,11 @@ def parse_arguments() -> argparse.Namespace:
     )
     parser.add_argument(
         "--min-ratio", type=float, help="with variants: req/s each must keep of the first's"
+    )
+    parser.add_argument(
+        "--feedback",
+        action="store_true",
+        help="worlds with a second model version, experiments.json and customers' feedback",
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--no-docs", action="store_true", help="do not append to BENCHMARKS.md")

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from finverse_reco.ingest import IngestConfig
     from finverse_reco.model import ModelParams, TrainingParams
     from finverse_reco.pipeline import WeightingConfig
+    from finverse_reco.service.contact_limits import ContactFilter
+    from finverse_reco.service.experiments import Experiments
     from finverse_reco.service.models import ModelHolder, ModelWatcher
+    from finverse_reco.service.online_stats import OnlineStats
     from finverse_reco.service.recommendations import ServiceConfig
     from finverse_reco.service.training import TrainingConfig
     from finverse_reco.store import InteractionStore
@@ -123,6 +126,7 @@ def weighting(settings: Settings) -> WeightingConfig:
         type_weights=settings.type_weights,
         view_saturation_seconds=settings.view_saturation_seconds,
         decay_half_life_days=settings.decay_half_life_days,
+        dismiss_keep=settings.dismiss_keep,
     )
 
 
@@ -167,8 +171,11 @@ def training_params(
     FINVERSE_MODEL_* settings. LightFM runs on FINVERSE_MODEL_THREADS threads either way. A bad
     file raises `ParamsFileError`; every training run calls this, so a replaced file is picked up."""
     from finverse_reco.model import TrainingParams, read_params_file
+    from finverse_reco.pipeline import FeatureConfig
 
-    base = TrainingParams(model=model_params(settings), source="settings")
+    attributes = settings.model_user_attributes
+    features = FeatureConfig(user_attributes=None if attributes is None else tuple(attributes))
+    base = TrainingParams(model=model_params(settings), features=features, source="settings")
     path = params_file or settings.model_params_file
     if path is None:
         return base, {}
@@ -210,3 +217,34 @@ def model_watcher(
 
     remote = artifacts if settings.artifacts == "store" else None
     return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds, remote)
+
+
+def experiments(settings: Settings, watcher: ModelWatcher) -> Experiments:
+    """The experiments file and the model versions its arms serve (through `watcher`)."""
+    from finverse_reco.service.experiments import ExperimentRegistry, Experiments
+
+    return Experiments(ExperimentRegistry(settings.experiments_file), watcher)
+
+
+def online_stats(settings: Settings, store: InteractionStore) -> OnlineStats:
+    from datetime import timedelta
+
+    from finverse_reco.service.online_stats import OnlineStats
+
+    return OnlineStats(
+        store,
+        window=timedelta(hours=settings.online_attribution_hours),
+        metrics_period=timedelta(hours=settings.online_metrics_hours),
+        metrics_refresh=timedelta(seconds=settings.online_metrics_refresh_seconds),
+    )
+
+
+def contact_filter(settings: Settings, store: InteractionStore) -> ContactFilter:
+    """Contact limits and dismissals, read from `store` per request (docs/FEEDBACK.md)."""
+    from finverse_reco.service.contact_limits import ContactFilter, ContactLimit, ContactRules
+
+    rules = ContactRules(
+        limits=tuple(ContactLimit(**limit.model_dump()) for limit in settings.contact_limits),
+        dismiss_days=settings.dismiss_days,
+    )
+    return ContactFilter(store, rules, settings.store_timeout_ms / 1000)

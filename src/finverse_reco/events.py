@@ -25,6 +25,7 @@ ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 ID_RE = re.compile(ID_PATTERN)
 MAX_EVENT_BYTES = 16 * 1024
 MAX_COMPARED_PRODUCTS = 20
+MAX_SHOWN_PRODUCTS = 100  # an impression lists a whole served list (`limit` is at most 100)
 MAX_VIEW_SECONDS = 24 * 3600.0
 MAX_CLOCK_SKEW = timedelta(days=1)
 PROCESSED_BY = "recommendation-service"
@@ -43,11 +44,18 @@ class EventType(StrEnum):
     APPLICATION_START = "application_start"
     APPLICATION_SUBMIT = "application_submit"
     FAVORITE = "favorite"
+    # Feedback on served lists: these items of a `recommendation_id` were shown on `data.channel`
+    # (`data.productIDs`, or one `productId`); the customer rejected this item (`productId`).
+    IMPRESSION = "impression"
+    DISMISS = "dismiss"
 
 
 # What each event type is worth to training by default (an application outweighs a view); searches
-# name no product, so they weigh nothing and feed user features instead. `FINVERSE_TYPE_WEIGHTS`
-# overrides any of them.
+# name no product, so they weigh nothing and feed user features instead. An impression says only
+# that a product was shown, not that it was wanted; a dismissal is a negative signal, which no base
+# weight can express (LightFM's WARP learns from positives only): training takes it out of the
+# customer's positives instead (`WeightingConfig.dismiss_keep`, docs/FEEDBACK.md).
+# `FINVERSE_TYPE_WEIGHTS` overrides any of them.
 DEFAULT_TYPE_WEIGHTS: dict[str, float] = {
     "product_view": 1.0,
     "product_click": 1.5,
@@ -56,6 +64,8 @@ DEFAULT_TYPE_WEIGHTS: dict[str, float] = {
     "favorite": 3.0,
     "application_start": 4.0,
     "application_submit": 6.0,
+    "impression": 0.0,
+    "dismiss": 0.0,
 }
 
 
@@ -72,12 +82,20 @@ class EventData(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     productId: EntityId | None = None
-    productIDs: list[EntityId] | None = Field(default=None, max_length=MAX_COMPARED_PRODUCTS)
+    productIDs: list[EntityId] | None = Field(default=None, max_length=MAX_SHOWN_PRODUCTS)
     category: ShortText | None = None
     institution: ShortText | None = None
     viewDuration: float | None = Field(default=None, ge=0, le=MAX_VIEW_SECONDS, allow_inf_nan=False)
     query: Annotated[str, Field(max_length=256)] | None = None
     userDemographics: Demographics | None = None
+    # Where an impression was shown (or a click made): `app_home`, `email`, … Contact limits count
+    # per channel.
+    channel: Annotated[str, Field(pattern=ID_PATTERN, max_length=64)] | None = None
+    # Echoed by the client from the served list it reacts to: which experiment arm, model version
+    # and strategy produced it (online metrics group by them; docs/FEEDBACK.md).
+    arm: ShortText | None = None
+    modelVersion: ShortText | None = None
+    strategy: ShortText | None = None
 
 
 class InteractionEvent(BaseModel):
@@ -88,6 +106,8 @@ class InteractionEvent(BaseModel):
     event_id: EntityId
     user_id: EntityId
     session_id: EntityId | None = None
+    # The served list this event reacts to (the `recommendation_id` of its response), if any.
+    recommendation_id: EntityId | None = None
     type: EventType
     timestamp: datetime
     data: EventData = Field(default_factory=EventData)
@@ -114,9 +134,16 @@ class InteractionEvent(BaseModel):
 
     @model_validator(mode="after")
     def _needs_product(self) -> InteractionEvent:
-        if self.type is EventType.COMPARISON:
+        if self.type is EventType.IMPRESSION:
+            if not (self.data.productIDs or self.data.productId):
+                raise ValueError("an impression needs data.productIDs (the products shown)")
+            if self.recommendation_id is None or self.data.channel is None:
+                raise ValueError("an impression needs recommendation_id and data.channel")
+        elif self.type is EventType.COMPARISON:
             if not (self.data.productIDs or self.data.productId):
                 raise ValueError("a comparison needs data.productIDs")
+            if len(self.data.productIDs or ()) > MAX_COMPARED_PRODUCTS:
+                raise ValueError(f"a comparison names at most {MAX_COMPARED_PRODUCTS} products")
         elif self.type is not EventType.SEARCH and not self.data.productId:
             raise ValueError(f"a {self.type.value} event needs data.productId")
         return self
@@ -150,9 +177,17 @@ class InvalidEvent(ValueError):
         self.reason = reason
 
 
+# The fields a content-derived id hashes. `recommendation_id` is hashed only when present, so an event
+# without one keeps the id it had before the field existed (a resend stays a duplicate).
+LEGACY_ID_FIELDS = ("user_id", "session_id", "type", "timestamp", "data")
+CONTENT_ID_FIELDS = (*LEGACY_ID_FIELDS, "recommendation_id")
+
+
 def content_event_id(raw: dict[str, Any]) -> str:
     """Stable id from the event's content, so a producer that sends none still gets idempotency."""
-    identity = {k: raw.get(k) for k in ("user_id", "session_id", "type", "timestamp", "data")}
+    identity = {
+        k: raw.get(k) for k in CONTENT_ID_FIELDS if k in LEGACY_ID_FIELDS or raw.get(k) is not None
+    }
     digest = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS, default=str))
     return "h:" + digest.hexdigest()[:40]
 
@@ -269,6 +304,50 @@ class InteractionColumns:
         kept = None if timestamps is None else timestamps[readable]
         columns = _read_columns([docs[row] for row in readable], kept)
         return replace(columns, skipped=len(docs) - len(readable))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """What online metrics and contact limits read of a stored impression or reaction, without
+    validating the whole event again (a customer's feedback is read on every request)."""
+
+    event_id: str | None
+    user_id: str
+    type: str
+    timestamp: float  # seconds since the epoch
+    product_ids: tuple[str, ...]  # every product it touches (`touched_products`)
+    recommendation_id: str | None = None
+    channel: str | None = None
+    arm: str | None = None
+    model_version: str | None = None
+    strategy: str | None = None
+    age_group: str | None = None
+    income_range: str | None = None
+
+    @classmethod
+    def from_document(cls, document: Any, timestamp: float | None = None) -> FeedbackEvent:
+        """From a stored document (`InteractionEvent.to_document()` shape); `timestamp` when the
+        store keeps it apart. Raises one of `_UNREADABLE` for a document it cannot read."""
+        data = document.get("data") or {}
+        demographics = data.get("userDemographics") or {}
+        return cls(
+            event_id=document.get("event_id"),
+            user_id=document["user_id"],
+            type=str(document["type"]),
+            timestamp=_epoch(document["timestamp"]) if timestamp is None else timestamp,
+            product_ids=tuple(touched_products(data.get("productId"), data.get("productIDs"))),
+            recommendation_id=document.get("recommendation_id"),
+            channel=data.get("channel"),
+            arm=data.get("arm"),
+            model_version=data.get("modelVersion"),
+            strategy=data.get("strategy"),
+            age_group=demographics.get("age_group"),
+            income_range=demographics.get("income_range"),
+        )
+
+    @classmethod
+    def from_event(cls, event: InteractionEvent) -> FeedbackEvent:
+        return cls.from_document(event.to_document())
 
 
 _UNREADABLE = (KeyError, AttributeError, TypeError, ValueError)

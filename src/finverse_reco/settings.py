@@ -11,13 +11,31 @@ from typing import Literal
 
 import limits
 import orjson
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
+from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, ID_PATTERN
 from finverse_reco.schedule import OFF, is_valid_schedule
 
 DEFAULT_API_KEY = "change-me"
+
+
+class ContactLimitSetting(BaseModel):
+    """One entry of FINVERSE_CONTACT_LIMITS (`service/contact_limits.py` applies it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_impressions: int = Field(3, ge=1)
+    days: float = Field(7.0, gt=0)
+    channel: str | None = Field(None, pattern=ID_PATTERN)
+    category: str | None = Field(None, max_length=128)
 
 
 class Settings(BaseSettings):
@@ -101,12 +119,37 @@ class Settings(BaseSettings):
     # A params file from `finverse-reco tune`: when set, it decides what is fitted (the model_*
     # values above except model_threads are then unused), for every training run.
     model_params_file: Path | None = None
+    # The customer attributes the model may learn from and serve by (demographics: age_group,
+    # income_range, location); unset: all. E.g. '["age_group", "income_range"]' trains and serves
+    # without location (docs/FAIRNESS.md).
+    model_user_attributes: list[str] | None = None
 
     # --- interaction weighting
     type_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_TYPE_WEIGHTS))
     view_saturation_seconds: float = Field(30.0, gt=0)
     decay_half_life_days: float = Field(90.0, gt=0)
     training_window_days: int | None = Field(None, ge=1)
+    # Share of a customer's positive weight on a product kept once they dismissed it (0: the pair
+    # leaves the positives; 1: dismissals ignored by training). docs/FEEDBACK.md.
+    dismiss_keep: float = Field(0.0, ge=0, le=1)
+
+    # --- feedback: experiments and online metrics (docs/FEEDBACK.md)
+    # The experiments (arms, shares); written by the admin API, re-read by every replica when it
+    # changes. Put it where every replica sees the same file (beside the models).
+    experiments_file: Path = Path("data/experiments.json")
+    # A click, application or dismissal counts for an impression it follows within this time.
+    online_attribution_hours: float = Field(24.0, gt=0)
+    # /metrics: the online metrics of the impressions of the trailing period, re-read from the
+    # store at most this often.
+    online_metrics_hours: float = Field(24.0, gt=0)
+    online_metrics_refresh_seconds: float = Field(60.0, ge=0)
+    # Contact limits: a product is not shown to a customer after `max_impressions` impressions in
+    # `days` without a click, optionally only on one `channel` or for one product `category`;
+    # [] turns them off. A dismissed product is not shown for `dismiss_days` (0: off).
+    contact_limits: list[ContactLimitSetting] = Field(
+        default_factory=lambda: [ContactLimitSetting()]
+    )
+    dismiss_days: float = Field(30.0, ge=0)
 
     # --- lifecycle
     refresh_schedule: str = "@hourly"

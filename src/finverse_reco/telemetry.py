@@ -72,6 +72,41 @@ MODEL_LOADED_AT = Gauge(
     "Unix time at which this process swapped in the serving model (NaN while none is loaded)",
 )
 
+# --- online metrics (service/online_stats.py; set at scrape time from the store's events) -----------
+# One family per measure, labelled by the dimension (model_version, strategy, arm, channel,
+# age_group, income_range) and the group within it: every dimension on its own, never crossed, so
+# the number of series stays the sum of the groups, not their product.
+ONLINE_MEASURES = (
+    "impressions",
+    "clicks",
+    "applications",
+    "dismissals",
+    "click_through_rate",
+    "conversion_rate",
+    "dismissal_rate",
+)
+ONLINE = {
+    measure: Gauge(
+        f"finverse_online_{measure}",
+        f"Online {measure.replace('_', ' ')} of impressed items over the trailing period "
+        "(FINVERSE_ONLINE_METRICS_HOURS), by dimension and group",
+        ["dimension", "group"],
+    )
+    for measure in ONLINE_MEASURES
+}
+
+
+def observe_online(reports: dict[str, dict]) -> None:
+    """Point the online gauges at `OnlineStats.per_dimension` (called on every scrape)."""
+    for gauge in ONLINE.values():
+        gauge.clear()
+    for dimension, report in reports.items():
+        for row in report["groups"]:
+            group = row["group"][dimension]
+            for measure, gauge in ONLINE.items():
+                gauge.labels(dimension, group).set(row[measure])
+
+
 # --- training (service/refresh.py for jobs the API starts, cli.py for `train --schedule`) -----------
 TRAINING_OUTCOMES = ("succeeded", "not_activated", "skipped", "failed")
 TRAINING_SECONDS = Histogram(

@@ -21,7 +21,15 @@ from finverse_reco.api.middleware import (
     FailedAuthRateLimitMiddleware,
     RequestTelemetryMiddleware,
 )
-from finverse_reco.api.routers import admin, console, health, interactions, recommendations
+from finverse_reco.api.routers import (
+    admin,
+    console,
+    experiments,
+    health,
+    interactions,
+    recommendations,
+    stats,
+)
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
@@ -50,7 +58,15 @@ def create_app(
     artifacts = compose.artifact_store(settings)
     coordination = compose.coordination(settings, "serving")
     watcher = compose.model_watcher(settings, models, artifacts)
-    service = RecommendationService(models, store, catalog, compose.service_config(settings))
+    running_experiments = compose.experiments(settings, watcher)
+    service = RecommendationService(
+        models,
+        store,
+        catalog,
+        compose.service_config(settings),
+        experiments=running_experiments.registry,
+        contact=compose.contact_filter(settings, store),
+    )
     jobs = RefreshJobs(settings_env(settings), coordination)
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
@@ -76,6 +92,8 @@ def create_app(
         api_key=settings.api_key,
         max_body_bytes=settings.max_body_bytes,
         evaluation_dir=settings.evaluation_dir,
+        experiments=running_experiments,
+        online=compose.online_stats(settings, store),
         consumer=consumer,
     )
 
@@ -103,11 +121,15 @@ def create_app(
                 log.error("%r unavailable at start: %s", shared, exc)
         await watcher.check_once()
         watcher.start()
+        await running_experiments.sync()
+        polling = asyncio.create_task(running_experiments.run(settings.model_poll_seconds))
         scheduler.start()
         consuming = asyncio.create_task(start_consumer()) if consumer is not None else None
         try:
             yield
         finally:
+            polling.cancel()
+            await asyncio.gather(polling, return_exceptions=True)
             if consuming is not None:
                 consuming.cancel()
                 await asyncio.gather(consuming, return_exceptions=True)
@@ -137,7 +159,7 @@ def create_app(
     # → routes.
     app.add_middleware(
         FailedAuthRateLimitMiddleware,
-        path_prefixes=("/api/v1/admin", "/console/login"),
+        path_prefixes=("/api/v1/admin", "/api/v1/stats", "/console/login"),
         rate=settings.admin_rate_limit,
     )
     # Starting a training and polling its state are limited separately: an operator polling a
@@ -171,6 +193,8 @@ def create_app(
     app.include_router(interactions.router)
     app.include_router(metrics.router)
     app.include_router(admin.router)
+    app.include_router(experiments.router)
+    app.include_router(stats.router)
     app.include_router(console.router)
     app.mount(
         console.CONSOLE_STATIC_URL, StaticFiles(directory=console.STATIC_DIR), name="console-static"

@@ -14,8 +14,10 @@ from finverse_reco.api.errors import APIError
 from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER, ConsoleSessions
 from finverse_reco.ingest import InteractionConsumer
 from finverse_reco.service.catalog_search import CatalogSearch
+from finverse_reco.service.experiments import Experiments
 from finverse_reco.service.model_versions import ModelVersions
 from finverse_reco.service.models import ModelHolder
+from finverse_reco.service.online_stats import OnlineStats
 from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs
 from finverse_reco.service.status import ServiceStatus
@@ -35,6 +37,8 @@ class Components:
     api_key: str
     max_body_bytes: int
     evaluation_dir: Path
+    experiments: Experiments
+    online: OnlineStats
     consumer: InteractionConsumer | None = None  # the in-process RabbitMQ consumer, if configured
 
 

@@ -18,6 +18,11 @@ class RecommendationOut(BaseModel):
     reason: str
 
 
+class ExperimentArmOut(BaseModel):
+    id: str = Field(description="The running experiment")
+    arm: str = Field(description="The arm this answer was served under")
+
+
 class RecommendationsOut(BaseModel):
     recommendations: list[RecommendationOut]
     user_id: str | None = None
@@ -27,6 +32,9 @@ class RecommendationsOut(BaseModel):
     model_version: str
     strategy: Literal["personalized", "features_cold_start", "popular", "session", "similar"]
     degraded: bool
+    experiment: ExperimentArmOut | None = Field(
+        None, description="The experiment arm, while an experiment runs (null otherwise)"
+    )
 
 
 class ErrorBody(BaseModel):
@@ -211,3 +219,33 @@ class EvaluationReportOut(BaseModel):
     file: str
     modified_at: datetime
     report: dict[str, Any] = Field(description="As written by `finverse-reco evaluate --json`")
+
+
+class OnlineGroupOut(BaseModel):
+    group: dict[str, str]
+    impressions: int
+    clicks: int
+    applications: int
+    dismissals: int
+    click_through_rate: float
+    conversion_rate: float
+    dismissal_rate: float
+
+
+class OnlineTotalOut(BaseModel):
+    impressions: int
+    clicks: int
+    applications: int
+    dismissals: int
+    click_through_rate: float
+    conversion_rate: float
+    dismissal_rate: float
+
+
+class OnlineStatsOut(BaseModel):
+    since: datetime
+    until: datetime
+    window_seconds: float = Field(description="Attribution window after an impression")
+    by: list[str]
+    groups: list[OnlineGroupOut]
+    total: OnlineTotalOut

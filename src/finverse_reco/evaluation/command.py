@@ -61,6 +61,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG chart here (needs matplotlib)")
+    parser.add_argument(
+        "--fairness",
+        action="store_true",
+        help="also report exposure share per product category and precision per customer "
+        "group (each user attribute), with the best/worst ratio (docs/FAIRNESS.md)",
+    )
+    parser.add_argument(
+        "--dismissals",
+        action="store_true",
+        help="demo only: the hybrid with dismissals ignored and as negatives, on the demo world "
+        "plus rule-made dismissals (docs/FEEDBACK.md)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +101,7 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
     """`evaluate`. `params`: what the hybrid fits (one LightFM thread: reproducible);
     `tuned_on`: the params file's provenance ({} without a file)."""
     from finverse_reco.evaluation.datasets import DatasetError
+    from finverse_reco.evaluation.fairness import fairness_lines
     from finverse_reco.evaluation.harness import evaluate, table_lines, write_json, write_plot
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -100,7 +113,23 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
     if args.plot and not _importable("matplotlib"):
         return _fail("--plot needs matplotlib: pip install -e '.[bench]'")
     protocol = args.protocol or ("holdout" if args.dataset == "demo" else "ms-recommenders")
-    if protocol == "session":
+    if args.dismissals:
+        if args.dataset != "demo":
+            return _fail("--dismissals needs the demo world (--dataset demo)")
+        from finverse_reco.evaluation.dismissals import evaluate_dismissals
+
+        result = evaluate_dismissals(args.seed, world_seed=args.world_seed, k=args.k, params=params)
+        print(
+            f"demo + {result['dismissals']} dismissals by {result['customers_with_dismissals']} "
+            f"customers / holdout / seed {args.seed}"
+        )
+        for row in result["results"]:
+            print(
+                f"{row['model']:<26} precision@{args.k} {row[f'precision@{args.k}']:.4f}   "
+                f"ndcg@{args.k} {row[f'ndcg@{args.k}']:.4f}   dismissed-category share "
+                f"{row['dismissed_category_share']:.4f}"
+            )
+    elif protocol == "session":
         if args.dataset != "demo":
             return _fail("the session protocol needs the demo world (--dataset demo)")
         from finverse_reco.evaluation.sessions import evaluate_sessions
@@ -125,14 +154,19 @@ def run(args: argparse.Namespace, params: Any, tuned_on: dict[str, Any], weighti
                     k=args.k,
                     models=models,
                     progress=advance,
+                    fairness=args.fairness,
                 )
         except (DatasetError, ValueError) as exc:
             return _fail(str(exc))
         print("\n".join(table_lines(result)))
+        if args.fairness:
+            for row in result["results"]:
+                if "fairness" in row:
+                    print("\n".join(fairness_lines(row["model"], row["fairness"], args.k)))
     if args.json:
         write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
-    if args.plot and protocol != "session":
+    if args.plot and protocol != "session" and not args.dismissals:
         write_plot(result, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0

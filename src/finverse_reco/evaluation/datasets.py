@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,6 +37,9 @@ from finverse_reco.pipeline import (
 )
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.pipeline.idmap import IdMap
+
+if TYPE_CHECKING:
+    from finverse_reco.demo.world import DemoWorld
 
 # u.user age bands (lower bounds), as in the MovieLens-1M documentation.
 MOVIELENS_AGE_EDGES = (18, 25, 35, 45, 50, 56)
@@ -88,6 +91,9 @@ class Dataset:
     timestamps: np.ndarray  # float64 per pair (first touch, epoch seconds); NaN when unknown
     user_labels: tuple[Mapping[str, str], ...]
     build_view: Callable[[np.ndarray, FeatureConfig], TrainView] = field(repr=False)
+    # Per item row, the categories its exposure counts for (the fairness report): a product's
+    # category, a film's genres; empty when unknown.
+    item_categories: tuple[tuple[str, ...], ...] = ()
 
     @property
     def n_users(self) -> int:
@@ -126,9 +132,11 @@ def tabular_dataset(
     raw_timestamps: np.ndarray,
     user_labels: Mapping[str, Mapping[str, str]],
     item_labels: Mapping[str, Sequence[str]],
+    item_categories: Mapping[str, Sequence[str]] | None = None,
 ) -> Dataset:
     """Pairs from raw rows (duplicates summed, earliest timestamp kept) with static labels: a
-    user's columns (`{"age_group": "25-34"}`), an item's feature names (`genre:7`)."""
+    user's columns (`{"age_group": "25-34"}`), an item's feature names (`genre:7`) and the
+    categories its exposure counts for (default: its `category:` labels)."""
     user_ids = IdMap(sorted(set(user_ids) | set(raw_users)))
     item_ids = IdMap(sorted(set(item_ids) | set(raw_items)))
     if not raw_users:
@@ -173,6 +181,16 @@ def tabular_dataset(
         timestamps=timestamps,
         user_labels=labels,
         build_view=build_view,
+        item_categories=tuple(
+            tuple(
+                item_categories.get(v, ())
+                if item_categories is not None
+                else [
+                    n.split(":", 1)[1] for n in item_labels.get(v, ()) if n.startswith("category:")
+                ]
+            )
+            for v in item_ids
+        ),
     )
 
 
@@ -193,12 +211,14 @@ def load_movielens_100k(directory: Path) -> Dataset:
             "occupation": occupation,
             "zip_region": region,
         }
-    item_labels = {}
+    genre_names = _genre_names(directory)
+    item_labels, item_genres = {}, {}
     for fields in _read_delimited(directory / "u.item", "|", 24):
         year = fields[2][-4:]
         decade = f"decade:{int(year) // 10 * 10}" if year.isdigit() else "decade:unknown"
-        genres = [f"genre:{g}" for g, flag in enumerate(fields[5:24]) if flag == "1"]
-        item_labels[fields[0]] = [*genres, decade]
+        flags = [g for g, flag in enumerate(fields[5:24]) if flag == "1"]
+        item_labels[fields[0]] = [*(f"genre:{g}" for g in flags), decade]
+        item_genres[fields[0]] = [genre_names.get(g, str(g)) for g in flags]
     try:
         timestamps = np.array([float(r[3]) for r in rows])
     except ValueError as exc:
@@ -213,7 +233,15 @@ def load_movielens_100k(directory: Path) -> Dataset:
         timestamps,
         user_labels,
         item_labels,
+        item_genres,
     )
+
+
+def _genre_names(directory: Path) -> dict[int, str]:
+    """`u.genre` (name|index); without it genres are known by their index."""
+    if not (directory / "u.genre").is_file():
+        return {}
+    return {int(index): name for name, index in _read_delimited(directory / "u.genre", "|", 2)}
 
 
 def load_interactions_csv(
@@ -272,16 +300,20 @@ def demo_dataset(
     n_products: int = 240,
     n_events: int = 100_000,
     weighting: WeightingConfig | None = None,
+    world: DemoWorld | None = None,
 ) -> Dataset:
     """The synthetic FinVerse world. A pair is (user, product touched by any weighted event); a
     view trains the pipeline on the events of training pairs only, so behavioural features
     (categories engaged with, activity, searches) never see a test pair. Searches name no
     product: they stay with their user unless the whole user is held out. With every pair in
     training, a view's data is what `finverse-reco train` builds from the same events. A user's
-    labels are the demographics their events carry."""
+    labels are the demographics their events carry. `world`: an already generated world (the
+    seed and sizes are then its own)."""
     from finverse_reco.demo import generate_world
 
-    world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
+    if world is None:
+        world = generate_world(seed, n_users=n_users, n_products=n_products, n_events=n_events)
+    catalog = {product.id: product for product in world.products}
     weighting = weighting or WeightingConfig()
     weighted_types = {t for t, w in weighting.type_weights.items() if w > 0}
     user_ids = IdMap(sorted({u.id for u in world.users} | {e["user_id"] for e in world.events}))
@@ -343,6 +375,10 @@ def demo_dataset(
         timestamps=np.array([first_seen[int(k)] for k in pair_keys]),
         user_labels=tuple(labels),
         build_view=build_view,
+        item_categories=tuple(
+            (catalog[item].category,) if item in catalog and catalog[item].category else ()
+            for item in item_ids
+        ),
     )
 
 

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from finverse_reco.evaluation import MODEL_NAMES
 from finverse_reco.evaluation.datasets import Dataset, DatasetError
+from finverse_reco.evaluation.fairness import fairness_report
 from finverse_reco.evaluation.metrics import ranking_metrics, top_k_excluding, user_auc
 from finverse_reco.evaluation.protocols import Split, split_pairs, validation_split
 from finverse_reco.evaluation.recommenders import ScoreFunction, Validation, build_recommender
@@ -54,6 +55,13 @@ class RankingTask:
         return cls(users, sp.csr_matrix(relevant), sp.csr_matrix(seen), candidates, k)
 
     def measure(self, scores: ScoreFunction, *, with_auc: bool = True) -> dict[str, float]:
+        return self.measure_lists(scores, with_auc=with_auc)[0]
+
+    def measure_lists(
+        self, scores: ScoreFunction, *, with_auc: bool = True
+    ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+        """The metrics, each test user's top k (candidate positions, -1 for an empty place) and
+        how many of them are held-out positives."""
         top_rows, relevant_rows, aucs = [], [], []
         for start in range(0, len(self.users), _CHUNK_USERS):
             chunk = self.users[start : start + _CHUNK_USERS]
@@ -73,7 +81,14 @@ class RankingTask:
         metrics = ranking_metrics(top, relevant_rows, self.k, len(self.candidates))
         if with_auc:
             metrics["auc"] = float(np.mean(aucs)) if aucs else 0.0
-        return metrics
+        hits = np.array(
+            [
+                np.isin(row[row >= 0], relevant).sum()
+                for row, relevant in zip(top, relevant_rows, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        return metrics, top, hits
 
     def precision(self, scores: ScoreFunction) -> float:
         return self.measure(scores, with_auc=False)[f"precision@{self.k}"]
@@ -91,10 +106,11 @@ def evaluate(
     k: int = 10,
     models: Sequence[str] = MODEL_NAMES,
     progress: Callable[[int, int], None] | None = None,
+    fairness: bool = False,
 ) -> dict[str, Any]:
     """Every model on one split; the result in the documented JSON form. `params`: what the
     `hybrid` row fits (as `finverse-reco train` would). `progress(done, total)` is called as each
-    model finishes."""
+    model finishes. `fairness`: each row also carries its group report (`fairness.py`)."""
     params = params or TrainingParams()
     split = split_pairs(protocol, dataset.users, dataset.items, dataset.timestamps, seed)
     if not split.train.any() or not split.test.any():
@@ -123,14 +139,27 @@ def evaluate(
             validation = validation_for(dataset, protocol, split, seed, k, params.features)
         started, cpu_started = time.perf_counter(), time.process_time()
         model.fit(view, validation if name == "ease" else None)
+        fit_seconds = round(time.perf_counter() - started, 2)
+        fit_cpu_seconds = round(time.process_time() - cpu_started, 2)
+        metrics, top, hits = task.measure_lists(model.scores)
         row = {
             "model": name,
-            **task.measure(model.scores),
-            "fit_seconds": round(time.perf_counter() - started, 2),
-            "fit_cpu_seconds": round(time.process_time() - cpu_started, 2),
+            **metrics,
+            "fit_seconds": fit_seconds,
+            "fit_cpu_seconds": fit_cpu_seconds,
         }
         if model.choices:
             row["chosen"] = model.choices
+        if fairness:
+            row["fairness"] = fairness_report(
+                top,
+                hits,
+                task.users,
+                task.candidates,
+                dataset.user_labels,
+                dataset.item_categories,
+                k,
+            )
         results.append(row)
     if progress is not None:
         progress(len(models), len(models))
@@ -140,6 +169,9 @@ def evaluate(
         "seed": seed,
         "k": k,
         "params": params.source,
+        "user_attributes": (
+            "all" if params.features.user_attributes is None else params.features.user_attributes
+        ),
         "test_users": len(task.users),
         "test_pairs": int(split.test.sum()),
         "train_pairs": int(split.train.sum()),

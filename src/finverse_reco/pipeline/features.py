@@ -54,6 +54,10 @@ class FeatureConfig:
     # Segments (demographic values) with popularity lists: at least this many users, at most this many.
     min_segment_users: int = 5
     max_segments: int = 64
+    # The customer attributes (demographics, a dataset's label columns) that may become model
+    # features and popularity segments; None: all. Without `location`, neither training nor
+    # serving uses where a customer lives (docs/FAIRNESS.md).
+    user_attributes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("user_identity_weight", "item_identity_weight"):
@@ -68,6 +72,15 @@ class FeatureConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def allows(self, attribute: str) -> bool:
+        return self.user_attributes is None or attribute in self.user_attributes
+
+    def allowed_demographics(self, demographics: Mapping[str, str] | None) -> dict[str, str]:
+        """`demographics` without the attributes the model may not use."""
+        if not demographics:
+            return {}
+        return {key: value for key, value in demographics.items() if self.allows(key)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FeatureConfig:

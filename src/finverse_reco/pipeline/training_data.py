@@ -30,6 +30,7 @@ from finverse_reco.pipeline.features import (
 )
 from finverse_reco.pipeline.idmap import IdMap
 from finverse_reco.pipeline.weighting import (
+    DISMISS_TYPE,
     SEARCH_TYPE,
     VIEW_TYPE,
     WeightingConfig,
@@ -116,7 +117,8 @@ def build_labelled_training_data(
         raise ValueError("one label set per user and per item")
     demographics: dict[int, dict[str, str]] = {}
     for row, labels in enumerate(user_labels):
-        clean = {k: v.strip() for k, v in labels.items() if v and v.strip()}
+        allowed = feature_config.allowed_demographics(labels)
+        clean = {k: v.strip() for k, v in allowed.items() if v and v.strip()}
         if clean:
             demographics[row] = clean
     names = [
@@ -206,6 +208,7 @@ class TrainingDataBuilder:
         )
         self._view_code = self._type_codes.get(VIEW_TYPE, -1)
         self._search_code = self._type_codes[SEARCH_TYPE]
+        self._dismiss_code = self._type_codes.get(DISMISS_TYPE, -1)
         self._user_codes: dict[str, int] = {}
         self._item_codes: dict[str, int] = {}
         self._doc_users: list[np.ndarray] = []  # per batch: user code of every document
@@ -217,12 +220,17 @@ class TrainingDataBuilder:
         self._search_category_rows: list[tuple[int, int, float]] = []  # user, code, time
         self._search_terms: dict[str, int] = {}
         self._search_term_rows: list[tuple[int, int, float]] = []
+        # (user code, product id, time) of every dismissal: product ids, not codes, so a product
+        # known only by dismissals never becomes an item.
+        self._dismissals: list[tuple[int, str, float]] = []
         self._demographics: dict[int, tuple[float, Mapping[str, Any]]] = {}  # newest per user
         self._item_event_meta: dict[int, tuple[str | None, str | None]] = {}
         self._complete_meta: set[int] = set()
         self._first_ts = math.inf
         self._last_ts = -math.inf
-        self._counts = dict.fromkeys(("documents", "skipped", "searches", "unknown_type"), 0)
+        self._counts = dict.fromkeys(
+            ("documents", "skipped", "searches", "unknown_type", "dismissals"), 0
+        )
 
     def add(self, columns: InteractionColumns) -> None:
         self._counts["documents"] += len(columns) + columns.skipped
@@ -243,6 +251,12 @@ class TrainingDataBuilder:
         self._commit_demographics(users, columns)
         for i in np.flatnonzero(codes == self._search_code).tolist():
             self._add_search(int(users[i]), columns, i)
+        for i in np.flatnonzero(codes == self._dismiss_code).tolist():
+            if columns.product_ids[i]:
+                self._dismissals.append(
+                    (int(users[i]), columns.product_ids[i], float(columns.timestamps[i]))
+                )
+        self._counts["dismissals"] = len(self._dismissals)
         self._commit_products(users, c)
 
     def _commit_demographics(self, users: np.ndarray, c: InteractionColumns) -> None:
@@ -303,6 +317,26 @@ class TrainingDataBuilder:
             if None not in meta:
                 complete.add(items[k])
 
+    def _dismissed_before(self, pairs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per (event, product) pair: whether the customer dismissed the product at or after it
+        (`WeightingConfig.dismiss_keep` then scales its weight)."""
+        width = max(len(self._item_codes), 1)
+        latest: dict[int, float] = {}
+        for user, product_id, ts in self._dismissals:
+            item = self._item_codes.get(product_id)
+            if item is not None:
+                key = user * width + item
+                latest[key] = max(latest.get(key, -math.inf), ts)
+        if not latest:
+            return np.zeros(len(pairs["user"]), dtype=bool)
+        keys = np.fromiter(latest.keys(), dtype=np.int64, count=len(latest))
+        times = np.fromiter(latest.values(), dtype=np.float64, count=len(latest))
+        order = np.argsort(keys)
+        keys, times = keys[order], times[order]
+        pair_keys = pairs["user"] * width + pairs["item"]
+        at = np.minimum(np.searchsorted(keys, pair_keys), len(keys) - 1)
+        return (keys[at] == pair_keys) & (pairs["time"] <= times[at])
+
     def _add_search(self, user: int, c: InteractionColumns, row: int) -> None:
         self._counts["searches"] += 1
         category, ts = c.categories[row], float(c.timestamps[row])
@@ -343,6 +377,7 @@ class TrainingDataBuilder:
             reference - pairs["time"],
             config,
         )
+        weights = np.where(self._dismissed_before(pairs), weights * config.dismiss_keep, weights)
         rows = user_rank[pairs["user"]]
         cols = item_rank[pairs["item"]]
         matrix = sp.csr_matrix((weights, (rows, cols)), shape=(n_users, n_items))  # sums duplicates
@@ -350,7 +385,7 @@ class TrainingDataBuilder:
         interactions = matrix.astype(np.float32).tocoo()
 
         item_meta, item_labels = _item_meta(self._item_event_meta, catalog, item_ids, item_rank)
-        demographics = _latest_demographics(self._demographics, user_rank)
+        demographics = _latest_demographics(self._demographics, user_rank, feature_config)
         event_counts = np.bincount(
             user_rank[_concatenate(self._doc_users, np.int64)], minlength=n_users
         )
@@ -477,22 +512,22 @@ def _item_meta(
 
 
 def _latest_demographics(
-    stored: Mapping[int, tuple[float, Any]], user_rank: np.ndarray
+    stored: Mapping[int, tuple[float, Any]], user_rank: np.ndarray, feature_config: FeatureConfig
 ) -> dict[int, dict[str, str]]:
-    """Row → demographics with blank fields dropped. There are few distinct combinations, so each
-    is cleaned once and users with the same one share a dict."""
+    """Row → demographics with blank fields and attributes the model may not use dropped. There
+    are few distinct combinations, so each is cleaned once and users with the same one share a
+    dict."""
+    fields = [name for name in DEMOGRAPHIC_FIELDS if feature_config.allows(name)]
     cleaned: dict[tuple[Any, ...], dict[str, str]] = {}
     by_row = {}
     for code, (_, raw) in stored.items():
         if not isinstance(raw, Mapping):
             continue
-        values = tuple(v if isinstance(v, str) else None for v in map(raw.get, DEMOGRAPHIC_FIELDS))
+        values = tuple(v if isinstance(v, str) else None for v in map(raw.get, fields))
         clean = cleaned.get(values)
         if clean is None:
             clean = cleaned[values] = {
-                k: v.strip()
-                for k, v in zip(DEMOGRAPHIC_FIELDS, values, strict=True)
-                if v and v.strip()
+                k: v.strip() for k, v in zip(fields, values, strict=True) if v and v.strip()
             }
         if clean:
             by_row[int(user_rank[code])] = clean

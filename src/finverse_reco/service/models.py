@@ -36,10 +36,20 @@ class ModelHolder:
         self.loaded_at = time.time() if index is not None else None
         # Why CURRENT is not what this process serves; None while it is.
         self.last_refusal: str | None = None
+        # Versions served beside CURRENT (an experiment's arms), by name; replaced whole.
+        self.also_serving: dict[str, EmbeddingIndex] = {}
 
     @property
     def version(self) -> str | None:
         return self.index.version if self.index is not None else None
+
+    def index_of(self, version: str | None) -> EmbeddingIndex | None:
+        """The index of `version` if this process serves it (CURRENT or beside it), else None;
+        `version=None` is CURRENT."""
+        index = self.index
+        if version is None or (index is not None and index.version == version):
+            return index
+        return self.also_serving.get(version)
 
     def swap(self, index: EmbeddingIndex) -> None:
         self.index = index  # one reference assignment: atomic for every reader
@@ -163,6 +173,24 @@ class ModelWatcher:
             return current_version(self._model_dir)
         except ArtifactError:
             return None
+
+    async def serve_also(self, versions: set[str]) -> dict[str, str]:
+        """Keep these versions loaded beside CURRENT (two model versions side by side for an
+        experiment), dropping the ones no longer wanted. Returns why a version could not be
+        loaded, by name; those are not served (requests for them get CURRENT)."""
+        kept = {v: i for v, i in self._holder.also_serving.items() if v in versions}
+        refused = {}
+        for version in sorted(versions - kept.keys()):
+            try:
+                await self.ensure_local(version)
+                kept[version] = await asyncio.to_thread(load_version, self._model_dir, version)
+            except (ArtifactError, StoreUnavailable) as exc:
+                refused[version] = str(exc)
+                log.error("model version %s not served beside CURRENT: %s", version, exc)
+        if kept.keys() != self._holder.also_serving.keys():
+            self._holder.also_serving = kept  # one reference assignment, as for CURRENT
+            gc.freeze()
+        return refused
 
     async def _refuse(self, name: str, exc: ArtifactError) -> None:
         refused = (name, await asyncio.to_thread(self._fingerprint, name))

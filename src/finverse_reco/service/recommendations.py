@@ -28,6 +28,8 @@ from finverse_reco.pipeline import WeightingConfig, interaction_weights
 from finverse_reco.pipeline.features import demographic_features
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
+from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
+from finverse_reco.service.experiments import Assignment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.store import InsertResult, InteractionStore, StoreUnavailable
 
@@ -64,6 +66,9 @@ class RecommendationResult:
     model_version: str
     degraded: bool
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
+    experiment: Assignment | None = None  # the experiment arm this answer was served under
+    # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
+    filtered: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ class _Ranked:
     strategy: Strategy
     reason: str
     degraded: bool = False
+    filtered: dict[str, int] = field(default_factory=dict)
 
 
 class RecommendationService:
@@ -93,11 +99,15 @@ class RecommendationService:
         store: InteractionStore,
         catalog: ProductCatalog,
         config: ServiceConfig,
+        experiments: ExperimentRegistry | None = None,
+        contact: ContactFilter | None = None,
     ) -> None:
         self._models = models
         self._store = store
         self._catalog = catalog
         self._config = config
+        self._experiments = experiments
+        self._contact = contact
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -112,47 +122,71 @@ class RecommendationService:
         category: str | None = None,
         exclude_seen: bool = True,
         demographics: Mapping[str, str] | None = None,
+        channel: str | None = None,
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(user_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         row = index.users.row(user_id)
-        if row is not None:
-            exclude = index.seen_rows(row) if exclude_seen else None
+        contact = await self._contact_exclusions(index, user_id, channel)
+        if _arm_strategy(assignment) == Strategy.POPULAR:
+            seen = index.seen_rows(row) if exclude_seen and row is not None else None
+            segment = index.feature_config.allowed_demographics(demographics)
+            exclude = merge_exclude(seen, contact.rows)
+            rows, scores = await self._popular(index, limit, exclude, allowed, segment)
+            ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now")
+        elif row is not None:
+            seen = index.seen_rows(row) if exclude_seen else None
             rows, scores = await self._batcher.recommend_for_user(
-                index, row, limit, exclude=exclude, allowed=allowed
+                index, row, limit, exclude=merge_exclude(seen, contact.rows), allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.PERSONALIZED, "matches your activity")
         else:
             ranked = await self._for_new_user(
-                index, user_id, limit, allowed, exclude_seen, demographics
+                index, user_id, limit, allowed, exclude_seen, demographics, contact.rows
             )
-        return await self._present(index, ranked)
+        return await self._present(index, _with_contact(ranked, contact), assignment)
 
     async def for_session(
-        self, session_id: str, limit: int, *, category: str | None = None
+        self,
+        session_id: str,
+        limit: int,
+        *,
+        category: str | None = None,
+        channel: str | None = None,
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(session_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
+        # The session's customer (its latest event says who), for their contact limits.
+        customer = events[-1].user_id if events else None
+        contact = (
+            await self._contact_exclusions(index, customer, channel)
+            if customer is not None
+            else Exclusions()
+        )
         weights = self._item_weights(index, events)
-        query = fold_in(index, weights) if weights else None
+        popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
+        query = fold_in(index, weights) if weights and not popular_arm else None
         if query is not None:
-            exclude = np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+            touched = np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
             rows, scores = await self._batcher.recommend(
-                index, query, limit, exclude=exclude, allowed=allowed
+                index, query, limit, exclude=merge_exclude(touched, contact.rows), allowed=allowed
             )
             ranked = _Ranked(rows, scores, Strategy.SESSION, "fits this browsing session")
         else:
-            segment = _latest_demographics(events)
-            rows, scores = await self._popular(index, limit, None, allowed, segment)
+            segment = index.feature_config.allowed_demographics(_latest_demographics(events))
+            rows, scores = await self._popular(index, limit, contact.rows, allowed, segment)
             ranked = _Ranked(rows, scores, Strategy.POPULAR, "popular right now", degraded)
         ranked.degraded = degraded
-        return await self._present(index, ranked)
+        return await self._present(index, _with_contact(ranked, contact), assignment)
 
     async def similar_products(
         self, product_id: str, limit: int, *, category: str | None = None
     ) -> RecommendationResult:
-        index = self._index()
+        assignment = self._assign(product_id)
+        index = self._index(assignment)
         allowed = self._allowed(index, category)
         row = index.items.row(product_id)
         if row is not None:
@@ -172,7 +206,7 @@ class RecommendationService:
 
         rows, scores = await self._batcher.run(index, similar)
         ranked = _Ranked(rows, scores, Strategy.SIMILAR, f"similar to {product_id}")
-        return await self._present(index, ranked)
+        return await self._present(index, ranked, assignment)
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
         return await self._store.insert_many(events)
@@ -195,18 +229,23 @@ class RecommendationService:
         allowed: np.ndarray | None,
         exclude_seen: bool,
         demographics: Mapping[str, str] | None,
+        contact_rows: np.ndarray | None,
     ) -> _Ranked:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
         events, degraded = await self._recent(self._store.user_interactions(user_id))
-        demographics = demographics or _latest_demographics(events)
+        # Only the attributes the model was allowed to learn from (FINVERSE_MODEL_USER_ATTRIBUTES).
+        demographics = index.feature_config.allowed_demographics(
+            demographics or _latest_demographics(events)
+        )
         features = demographic_features(demographics) if demographics else {}
         weights = self._item_weights(index, events)
-        exclude = (
-            np.fromiter(weights.keys(), dtype=np.int64, count=len(weights))
+        seen = (
+            np.fromiter(sorted(weights), dtype=np.int64, count=len(weights))
             if exclude_seen and weights
             else None
         )
+        exclude = merge_exclude(seen, contact_rows)
         if weights:
             query = fold_in(index, weights, features or None)
             strategy, reason = Strategy.PERSONALIZED, "matches your recent activity"
@@ -223,8 +262,28 @@ class RecommendationService:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _index(self) -> EmbeddingIndex:
+    async def _contact_exclusions(
+        self, index: EmbeddingIndex, customer_id: str, channel: str | None
+    ) -> Exclusions:
+        if self._contact is None:
+            return Exclusions()
+        return await self._contact.exclusions(
+            customer_id,
+            datetime.now(UTC),
+            index.items.row,
+            lambda product: _category_of(index, product),
+            channel=channel,
+        )
+
+    def _assign(self, subject_id: str) -> Assignment | None:
+        return None if self._experiments is None else self._experiments.assign(subject_id)
+
+    def _index(self, assignment: Assignment | None = None) -> EmbeddingIndex:
+        """CURRENT, or the version the experiment arm serves when this process has it loaded (a
+        version that failed to load serves CURRENT; the response names the version it got)."""
         index = self._models.index
+        if assignment is not None and assignment.arm.model_version is not None:
+            index = self._models.index_of(assignment.arm.model_version) or index
         if index is None:
             raise ModelNotReady("no model is loaded yet; train one with `finverse-reco train`")
         return index
@@ -287,7 +346,9 @@ class RecommendationService:
         async with asyncio.timeout(self._config.catalog_budget_seconds):
             return await self._catalog.get_many(product_ids)
 
-    async def _present(self, index: EmbeddingIndex, ranked: _Ranked) -> RecommendationResult:
+    async def _present(
+        self, index: EmbeddingIndex, ranked: _Ranked, assignment: Assignment | None = None
+    ) -> RecommendationResult:
         rows = ranked.rows.tolist()
         ids = index.items.ids_of(rows)
         degraded = ranked.degraded
@@ -316,7 +377,24 @@ class RecommendationService:
             ranked.strategy,
             index.version,
             degraded,
+            experiment=assignment,
+            filtered=ranked.filtered,
         )
+
+
+def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
+    ranked.filtered = contact.counts
+    ranked.degraded = ranked.degraded or contact.degraded
+    return ranked
+
+
+def _category_of(index: EmbeddingIndex, product_id: str) -> str | None:
+    row = index.items.row(product_id)
+    return None if row is None else index.item_meta(row)[0] or None
+
+
+def _arm_strategy(assignment: Assignment | None) -> str | None:
+    return None if assignment is None else assignment.arm.strategy
 
 
 def _rounded(scores: np.ndarray) -> list[float]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 
 # The fields of a document that `scan`'s columns are made of (MongoDB projects to these, so a
 # training scan reads and sends less).
@@ -92,3 +92,21 @@ class InteractionStore(Protocol):
         """Stream every interaction with since <= timestamp < until in batches of columns
         (training input). MongoDB reads only `SCAN_FIELDS`, from the trainer's URL, which may name
         a secondary (docs/STORES.md)."""
+
+    async def events_of_types(
+        self, types: Collection[str], since: datetime, until: datetime | None = None
+    ) -> list[FeedbackEvent]:
+        """The events of these types with since <= timestamp < until, newest first, as the fields
+        feedback is judged by (online metrics read a period of impressions and reactions). A
+        stored document that cannot be read is left out."""
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        """Per customer, their events of these types since `since`, newest first, at most `limit`
+        each (customers with none are absent). Contact limits read this on every request, for all
+        the requests that arrived together at once: one round trip, no second validation."""

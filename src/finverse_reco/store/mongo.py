@@ -19,7 +19,7 @@ operations used are listed in docs/STORES.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -28,7 +28,7 @@ from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     SCAN_FIELDS,
     EventsRefused,
@@ -77,6 +77,11 @@ WITHOUT_ID = {"_id": 0}
 # Only what training reads: top-level fields, so a secondary sends less and no nested projection
 # is needed.
 SCAN_PROJECTION = {"_id": 0, **dict.fromkeys(SCAN_FIELDS, 1)}
+# What `FeedbackEvent` reads: no nested projection (the whole `data`, a few hundred bytes).
+FEEDBACK_PROJECTION = {
+    "_id": 0,
+    **dict.fromkeys(("event_id", "user_id", "type", "timestamp", "recommendation_id", "data"), 1),
+}
 # Per-document write errors that describe the server's state, not the document (MongoDB's error
 # categories NotPrimaryError, RetriableError, ShutdownError, InterruptionError,
 # ExceededTimeLimitError, StaleShardVersionError; write conflicts; lock timeouts): the batch is
@@ -249,6 +254,46 @@ class MongoInteractionStore:
         documents = await self._newest({"session_id": session_id}, limit)
         return [InteractionEvent.model_validate(document) for document in reversed(documents)]
 
+    async def events_of_types(
+        self, types: Collection[str], since: datetime, until: datetime | None = None
+    ) -> list[FeedbackEvent]:
+        kinds = sorted(set(types))
+        if not kinds:
+            return []
+        query = {"type": {"$in": kinds}, **time_window(since, until)}
+        with self._driver_errors():
+            cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
+            return feedback_events(await cursor.to_list())
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        require_positive_limit(limit)
+        kinds = sorted(set(types))
+        customers = sorted(set(user_ids))
+        if not kinds or not customers:
+            return {}
+        # One find for every customer of the batch (the user_id, timestamp index answers each);
+        # the per-customer cap is applied here, as no standard find can cap per group.
+        query = {
+            "user_id": {"$in": customers},
+            "type": {"$in": kinds},
+            **time_window(since, None),
+        }
+        with self._driver_errors():
+            cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
+            events = feedback_events(await cursor.to_list())
+        found: dict[str, list[FeedbackEvent]] = {}
+        for event in events:
+            mine = found.setdefault(event.user_id, [])
+            if len(mine) < limit:
+                mine.append(event)
+        return found
+
     async def count(self, since: datetime | None = None) -> int:
         with self._driver_errors():
             collection = self._ready()
@@ -314,6 +359,17 @@ def describe(write_error: dict[str, Any]) -> str:
     name = TRANSIENT_WRITE_ERRORS.get(code) or KNOWN_REFUSALS.get(code)
     label = f"{code} {name}" if name else str(code)
     return f"MongoDB error {label}: {write_error.get('errmsg', '')}"[:MAX_REASON_CHARS]
+
+
+def feedback_events(documents: list[dict[str, Any]]) -> list[FeedbackEvent]:
+    """Documents as feedback; one this service did not write and cannot be read is left out."""
+    events = []
+    for document in documents:
+        try:
+            events.append(FeedbackEvent.from_document(document))
+        except (KeyError, AttributeError, TypeError, ValueError):
+            continue
+    return events
 
 
 def time_window(since: datetime | None, until: datetime | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 import orjson
 
-from finverse_reco.events import InteractionColumns, InteractionEvent
+from finverse_reco.events import FeedbackEvent, InteractionColumns, InteractionEvent
 from finverse_reco.store.base import (
     EventsRefused,
     InsertResult,
@@ -200,6 +200,52 @@ class SQLiteInteractionStore:
             ).fetchall()
         )
         return [InteractionEvent.model_validate(row_document(row)) for row in reversed(rows)]
+
+    async def events_of_types(
+        self, types: Collection[str], since: datetime, until: datetime | None = None
+    ) -> list[FeedbackEvent]:
+        kinds = sorted(set(types))
+        if not kinds:
+            return []
+        conditions = [f"type IN ({', '.join('?' * len(kinds))})", "ts_us >= ?"]
+        parameters: list[Any] = [*kinds, to_microseconds(since)]
+        if until is not None:
+            conditions.append("ts_us < ?")
+            parameters.append(to_microseconds(until))
+        where = " AND ".join(conditions)
+        query = f"SELECT ts_us, body FROM interactions WHERE {where} ORDER BY ts_us DESC, id DESC"
+        rows = await self._read(lambda db: db.execute(query, parameters).fetchall())
+        return feedback_events(rows)
+
+    async def customers_events_of_types(
+        self,
+        user_ids: Collection[str],
+        types: Collection[str],
+        since: datetime,
+        limit: int,
+    ) -> dict[str, list[FeedbackEvent]]:
+        require_positive_limit(limit)
+        kinds = sorted(set(types))
+        customers = sorted(set(user_ids))
+        if not kinds or not customers:
+            return {}
+        # One query per customer, all in one trip to a reader thread: each walks the
+        # (user_id, ts_us) index for its own newest `limit`.
+        query = (
+            "SELECT ts_us, body FROM interactions WHERE user_id = ? AND ts_us >= ?"
+            f" AND type IN ({', '.join('?' * len(kinds))}) ORDER BY ts_us DESC, id DESC LIMIT ?"
+        )
+        start = to_microseconds(since)
+
+        def read(db: sqlite3.Connection) -> dict[str, list[tuple[int, str]]]:
+            found = {}
+            for user_id in customers:
+                rows = db.execute(query, (user_id, start, *kinds, limit)).fetchall()
+                if rows:
+                    found[user_id] = rows
+            return found
+
+        return {user: feedback_events(rows) for user, rows in (await self._read(read)).items()}
 
     async def count(self, since: datetime | None = None) -> int:
         if since is None:
@@ -412,6 +458,17 @@ def row_document(row: tuple[int, int | None, str]) -> dict[str, Any]:
     if received_us is not None:
         document["received_at"] = EPOCH + timedelta(microseconds=received_us)
     return document
+
+
+def feedback_events(rows: Sequence[tuple[int, str]]) -> list[FeedbackEvent]:
+    """(ts_us, body) rows as feedback; a body that cannot be read is left out."""
+    events = []
+    for ts_us, body in rows:
+        try:
+            events.append(FeedbackEvent.from_document(orjson.loads(body), ts_us / 1e6))
+        except (orjson.JSONDecodeError, KeyError, AttributeError, TypeError, ValueError):
+            continue
+    return events
 
 
 def require_positive_limit(limit: int) -> None:

@@ -253,9 +253,10 @@ def test_the_schema_documents_every_parameter_the_endpoints_read(client):
     prefix = "/api/v1/recommendations"
     expected = {
         "/products/{user_id}": {
-            "user_id", "limit", "category", "exclude_seen", "age_group", "income_range", "location"
+            "user_id", "limit", "category", "channel", "exclude_seen", "age_group",
+            "income_range", "location",
         },
-        "/session/{session_id}": {"session_id", "limit", "category"},
+        "/session/{session_id}": {"session_id", "limit", "category", "channel"},
         "/similar-products/{product_id}": {"product_id", "limit", "category"},
     }  # fmt: skip
     for path, names in expected.items():

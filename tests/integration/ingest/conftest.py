@@ -30,8 +30,10 @@ def make_events(count: int, *, tag: str = "e") -> list[InteractionEvent]:
         data: dict[str, object] = {"category": "credit_card", "institution": f"bank-{n % 5}"}
         if event_type is EventType.SEARCH:
             data["query"] = f"cashback {n}"
-        elif event_type is EventType.COMPARISON:
+        elif event_type in (EventType.COMPARISON, EventType.IMPRESSION):
             data["productIDs"] = [f"p-{n % 50}", f"p-{(n + 1) % 50}"]
+            if event_type is EventType.IMPRESSION:
+                data["channel"] = "app_home"
         else:
             data["productId"] = f"p-{n % 50}"
         if event_type is EventType.PRODUCT_VIEW:
@@ -41,6 +43,8 @@ def make_events(count: int, *, tag: str = "e") -> list[InteractionEvent]:
                 event_id=f"{tag}-{n}",
                 user_id=f"u-{n % 97}",
                 session_id=f"s-{n % 31}",
+                # Every event may name the served list it reacts to; an impression must.
+                recommendation_id=f"rec-{n // 10}" if n % 2 or event_type == "impression" else None,
                 type=event_type,
                 timestamp=start + timedelta(milliseconds=n),
                 data=data,
@@ -73,6 +77,13 @@ def malformed_messages() -> list[tuple[str, bytes, str, str]]:
         ("oversize", body(padding="x" * MAX_EVENT_BYTES), view, "more than"),
         ("bad id", body(user_id="robert'); DROP TABLE"), view, "user_id"),
         ("unknown routing key", body(type="teleport"), "teleport.web", "no binding"),
+        (
+            "impression without its list",
+            body(type="impression", data={"productIDs": ["p-1"], "channel": "app_home"}),
+            "impression.web",
+            "recommendation_id",
+        ),
+        ("dismiss without product", body(type="dismiss", data={}), "dismiss.web", "productId"),
         ("key and type differ", body(), "favorite.web", "does not match"),
     ]
 

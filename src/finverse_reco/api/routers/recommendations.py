@@ -34,7 +34,13 @@ class ListQuery(QueryParameters):
     )
 
 
-class UserQuery(ListQuery):
+class ChannelQuery(ListQuery):
+    channel: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = Field(
+        None, description="Where the list will be shown (contact limits scoped to a channel)"
+    )
+
+
+class UserQuery(ChannelQuery):
     exclude_seen: bool = Field(True, description="Leave out products the user has interacted with")
     age_group: SegmentValue | None = Field(None, description="For a new user: their age group")
     income_range: SegmentValue | None = Field(None, description="For a new user: income range")
@@ -73,6 +79,11 @@ def _body(result: RecommendationResult, subject: str, subject_id: str) -> JSONBy
             "model_version": result.model_version,
             "strategy": result.strategy.value,
             "degraded": result.degraded,
+            "experiment": (
+                None
+                if result.experiment is None
+                else {"id": result.experiment.experiment, "arm": result.experiment.arm.name}
+            ),
         }
     )
 
@@ -97,6 +108,7 @@ async def for_user(request: Request) -> JSONBytesResponse:
         category=options.category,
         exclude_seen=options.exclude_seen,
         demographics=options.demographics(),
+        channel=options.channel,
     )
     return _body(result, "user_id", user_id)
 
@@ -106,13 +118,13 @@ async def for_user(request: Request) -> JSONBytesResponse:
     response_model=RecommendationsOut,
     responses=ERRORS,
     summary="Recommendations for a browsing session, from its interactions so far",
-    openapi_extra=openapi_parameters(ListQuery, {"session_id": "The session id"}),
+    openapi_extra=openapi_parameters(ChannelQuery, {"session_id": "The session id"}),
 )
 async def for_session(request: Request) -> JSONBytesResponse:
     session_id = path_id(request, "session_id")
-    options = query(request, ListQuery)
+    options = query(request, ChannelQuery)
     result = await recommendation_service(request).for_session(
-        session_id, options.limit, category=options.category
+        session_id, options.limit, category=options.category, channel=options.channel
     )
     return _body(result, "session_id", session_id)
 
