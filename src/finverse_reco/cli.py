@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -20,6 +20,9 @@ from rich.table import Column, Table
 from finverse_reco import compose
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from finverse_reco.store.coordination import Coordination
 
 console = Console(stderr=True)
 log = logging.getLogger("finverse_reco")
@@ -85,9 +88,11 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     return 0
 
 
-async def train_once(settings: Settings, result_file: Path | None = None) -> int:
+async def train_once(
+    settings: Settings, result_file: Path | None = None, job_id: str | None = None
+) -> int:
     """One training run; its exit code says the outcome, and `result_file` (for `RefreshJobs`)
-    gets the same outcome as a typed result."""
+    gets the same outcome as a typed result; `job_id`'s record gets the fit's progress."""
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
     from finverse_reco.service.training_result import TrainingOutcome, TrainingResult
 
@@ -105,14 +110,19 @@ async def train_once(settings: Settings, result_file: Path | None = None) -> int
         for part in (store, artifacts, coordination):
             await part.open()
         with progress_bar("training (epochs)") as advance:
-            outcome = await run_training(
-                store,
-                catalog,
-                compose.training_config(settings),
-                artifacts=artifacts,
-                coordination=coordination,
-                progress=advance,
-            )
+            reporter = JobProgress(coordination, job_id, advance)
+            reporter.start()
+            try:
+                outcome = await run_training(
+                    store,
+                    catalog,
+                    compose.training_config(settings),
+                    artifacts=artifacts,
+                    coordination=coordination,
+                    progress=reporter.advance,
+                )
+            finally:
+                await reporter.stop()
     except TrainingBusy as exc:
         return report(TrainingResult(outcome=TrainingOutcome.BUSY, reason=str(exc)))
     except NoTrainingData as exc:
@@ -138,6 +148,53 @@ async def train_once(settings: Settings, result_file: Path | None = None) -> int
             metrics=metrics,
         )
     )
+
+
+class JobProgress:
+    """The fit's epochs to the progress bar at once and, when training for a refresh job, to the
+    job's record about once a second (the fit calls `advance` from its thread)."""
+
+    def __init__(
+        self, coordination: Coordination, job_id: str | None, bar: Callable[[int, int], None]
+    ) -> None:
+        self._coordination, self._job_id, self._bar = coordination, job_id, bar
+        self._latest: tuple[int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def advance(self, done: int, total: int) -> None:
+        self._bar(done, total)
+        self._latest = (done, total)
+
+    def start(self) -> None:
+        if self._job_id is not None:
+            self._task = asyncio.create_task(self._report_until_stopped())
+
+    async def _report_until_stopped(self) -> None:
+        reported = None
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                reported = await self._report(reported)
+        finally:
+            await self._report(reported)  # the last epochs, before the result
+
+    async def _report(self, reported: tuple[int, int] | None) -> tuple[int, int] | None:
+        from finverse_reco.store import StoreUnavailable
+
+        latest = self._latest
+        if latest is None or latest == reported:
+            return reported
+        try:
+            await self._coordination.update_job_progress(self._job_id, *latest)
+        except StoreUnavailable as exc:  # progress is a courtesy; the training goes on
+            log.warning("could not record the job's progress: %s", exc)
+            return reported
+        return latest
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def train_on_schedule(settings: Settings) -> int:
@@ -512,6 +569,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write the outcome there as JSON (how a refresh job learns it)",
     )
+    train_p.add_argument(
+        "--job-id",
+        type=str,
+        help="the refresh job whose record gets the fit's progress (set by a refresh job)",
+    )
 
     seed_p = command(
         "seed-demo", "Generate the synthetic demo world into the catalog file and store."
@@ -619,7 +681,9 @@ def main(argv: list[str] | None = None) -> None:
         code = serve(settings, args.bootstrap, args.workers or settings.workers)
     elif args.command == "train":
         code = asyncio.run(
-            train_on_schedule(settings) if args.schedule else train_once(settings, args.result_file)
+            train_on_schedule(settings)
+            if args.schedule
+            else train_once(settings, args.result_file, args.job_id)
         )
     elif args.command == "seed-demo":
         code = asyncio.run(seed_demo(settings, args.seed, args.users, args.products, args.events))

@@ -107,6 +107,20 @@ async def test_a_job_saved_by_one_replica_is_read_by_the_other(replicas):
     assert await b.job("f" * 32) is None
 
 
+async def test_progress_updates_only_the_progress_of_a_recorded_job(replicas):
+    a, b = replicas
+    running = a_job(2, "running")
+    await a.save_job(running)
+    await b.update_job_progress(running["job_id"], 3, 20)
+    await b.update_job_progress(running["job_id"], 7, 20)
+    assert await a.job(running["job_id"]) == {
+        **running,
+        "progress": {"epochs_done": 7, "epochs_total": 20},
+    }
+    await b.update_job_progress("e" * 32, 1, 2)  # no such job: nothing is created
+    assert await a.job("e" * 32) is None
+
+
 @pytest.mark.slow
 async def test_old_finished_jobs_are_forgotten_running_ones_never(replicas):
     a, _ = replicas

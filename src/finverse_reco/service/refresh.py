@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from finverse_reco import telemetry
 from finverse_reco.schedule import seconds_until_next
@@ -54,8 +55,9 @@ class RefreshJob:
     finished_at: datetime | None = None
     detail: str = ""
     model_version: str | None = None  # the version the training wrote, activated or not
+    progress: dict[str, int] | None = None  # {"epochs_done", "epochs_total"}, from the training
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.id,
             "state": self.state.value,
@@ -64,10 +66,11 @@ class RefreshJob:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "detail": self.detail,
             "model_version": self.model_version,
+            "progress": self.progress,
         }
 
     @classmethod
-    def from_dict(cls, record: Mapping[str, str | None]) -> RefreshJob:
+    def from_dict(cls, record: Mapping[str, Any]) -> RefreshJob:
         finished = record.get("finished_at")
         return cls(
             id=str(record["job_id"]),
@@ -77,6 +80,7 @@ class RefreshJob:
             finished_at=datetime.fromisoformat(finished) if finished else None,
             detail=str(record.get("detail") or ""),
             model_version=record.get("model_version"),
+            progress=record.get("progress"),
         )
 
 
@@ -112,11 +116,18 @@ class RefreshJobs:
         return job, True
 
     async def get(self, job_id: str) -> RefreshJob | None:
-        """A job any replica started (this process's running one from memory: the freshest)."""
-        if self._running is not None and self._running.id == job_id:
-            return self._running
-        record = await self._records.job(job_id)
-        return RefreshJob.from_dict(record) if record is not None else None
+        """A job any replica started, as recorded (with the training's progress). This process's
+        running job is answered from memory when the records cannot be read."""
+        running = (
+            self._running if self._running is not None and self._running.id == job_id else None
+        )
+        try:
+            record = await self._records.job(job_id)
+        except StoreUnavailable:
+            if running is None:
+                raise
+            return running
+        return RefreshJob.from_dict(record) if record is not None else running
 
     @property
     def running(self) -> RefreshJob | None:
@@ -136,6 +147,8 @@ class RefreshJobs:
                     *self._command,
                     "--result-file",
                     str(result_file),
+                    "--job-id",
+                    job.id,
                     env=self._env,
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.PIPE,
@@ -155,6 +168,8 @@ class RefreshJobs:
         finally:
             job.finished_at = datetime.now(UTC)
             try:
+                recorded = await self._records.job(job.id)  # the progress the training wrote
+                job.progress = (recorded or {}).get("progress", job.progress)
                 await self._records.save_job(job.to_dict())
             except StoreUnavailable as exc:
                 log.error("refresh job %s finished but could not be recorded: %s", job.id, exc)

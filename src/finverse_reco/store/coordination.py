@@ -49,3 +49,7 @@ class Coordination(Protocol):
         forgotten beyond the newest FINISHED_JOBS_KEPT."""
 
     async def job(self, job_id: str) -> dict[str, Any] | None: ...
+
+    async def update_job_progress(self, job_id: str, done: int, total: int) -> None:
+        """Set a recorded job's `progress` ({"epochs_done", "epochs_total"}): the training
+        process reports it while it fits; nothing else of the record changes."""

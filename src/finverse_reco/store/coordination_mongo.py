@@ -121,3 +121,12 @@ class MongoCoordination:
             return None
         document.pop("_id")
         return document
+
+    async def update_job_progress(self, job_id: str, done: int, total: int) -> None:
+        try:
+            await self._db.refresh_jobs.update_one(
+                {"_id": job_id},
+                {"$set": {"progress": {"epochs_done": done, "epochs_total": total}}},
+            )
+        except PyMongoError as exc:
+            raise StoreUnavailable(f"coordination store: {exc}") from exc

@@ -109,6 +109,23 @@ class SQLiteCoordination:
 
         return await self._run(find)
 
+    async def update_job_progress(self, job_id: str, done: int, total: int) -> None:
+        def update(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(
+                "SELECT record FROM refresh_jobs WHERE job_id = ?", (job_id,)
+            ).fetchone()
+            if row is None:
+                return
+            record = orjson.loads(row[0])
+            record["progress"] = {"epochs_done": done, "epochs_total": total}
+            db.execute(
+                "UPDATE refresh_jobs SET record = ? WHERE job_id = ?",
+                (orjson.dumps(record), job_id),
+            )
+
+        await self._run(update)
+
     async def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         def in_transaction() -> T:
             # Autocommit; an operation that reads then writes opens BEGIN IMMEDIATE itself.

@@ -99,3 +99,18 @@ async def test_a_refresh_job_is_skipped_while_another_process_trains(world):
     await coordination.release_lease(lease)
     assert job.state is JobState.SKIPPED, job
     assert job.finished_at is not None and jobs.running is None
+
+
+async def test_a_refresh_job_records_the_fits_progress_and_its_version(world):
+    """The training child reports its epochs into the job's record; the record ends with them."""
+    coordination = compose.coordination(world, "worker")
+    await coordination.open()
+    jobs = RefreshJobs(settings_env(world), coordination)
+    job, _ = await jobs.start("test")
+    await jobs.wait()
+    recorded = await coordination.job(job.id)
+    assert recorded["state"] == "succeeded", recorded
+    progress = recorded["progress"]
+    assert progress["epochs_total"] >= world.model_epochs
+    assert progress["epochs_done"] == progress["epochs_total"]
+    assert recorded["model_version"] == current_version(world.model_dir)
