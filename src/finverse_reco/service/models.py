@@ -20,11 +20,16 @@ from finverse_reco.model.artifacts import (
     current_version,
     list_versions,
     load_version,
+    prune,
 )
 from finverse_reco.store import StoreUnavailable
 from finverse_reco.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+# Versions a replica keeps in its cache with FINVERSE_ARTIFACTS=store: the active one and the one
+# before it (what was serving until the swap).
+CACHED_VERSIONS_KEPT = 2
 
 
 class ModelHolder:
@@ -102,7 +107,8 @@ class ModelWatcher:
         if version is None:
             return False
         if version == self._holder.version:
-            self._holder.last_refusal = None
+            if self._refused_remote is None:  # else the store's active version was refused
+                self._holder.last_refusal = None
             return False
         if self._refused == (version, await asyncio.to_thread(self._fingerprint, version)):
             return False
@@ -133,6 +139,8 @@ class ModelWatcher:
         try:
             await self.ensure_local(version)
             await asyncio.to_thread(activate, self._model_dir, version)  # verifies, then points
+            # A cache, not an archive: the store keeps the versions (a rollback downloads again).
+            await asyncio.to_thread(prune, self._model_dir, CACHED_VERSIONS_KEPT)
         except ArtifactError as exc:
             await asyncio.to_thread(
                 shutil.rmtree, self._model_dir / VERSIONS_DIR / version, ignore_errors=True
