@@ -12,14 +12,17 @@ router = APIRouter(tags=["health"])
 
 
 # HEAD answers like GET (status and headers, no body): load balancers and uptime checks use it.
-@router.api_route("/health", methods=["GET", "HEAD"], response_model=HealthOut, summary="Liveness")
+# Registered apart and left out of the schema: one route with both methods gives both one
+# OpenAPI operation id.
+@router.head("/health", include_in_schema=False)
+@router.get("/health", response_model=HealthOut, summary="Liveness")
 async def health() -> JSONBytesResponse:
     return JSONBytesResponse({"status": "ok"})
 
 
-@router.api_route(
+@router.head("/ready", include_in_schema=False)
+@router.get(
     "/ready",
-    methods=["GET", "HEAD"],
     response_model=ReadyOut,
     responses={503: {"model": ReadyOut}},
     summary="Readiness: model loaded, store reachable, broker connected if configured",
