@@ -40,7 +40,7 @@ def test_three_replicas_behind_haproxy_refresh_kill_and_no_failed_request(haprox
     summary = replicas.measure(
         tmp_path,
         rate=100,
-        duration=45,
+        duration=30,
         refresh_at=3,
         kill_at=10,
         poll_seconds=POLL_SECONDS,
