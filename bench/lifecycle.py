@@ -69,6 +69,7 @@ def world_settings(root: Path, **overrides: Any) -> Settings:
         "api_key": BENCH_API_KEY,
         "refresh_schedule": "off",
         "admin_rate_limit": "1000/minute",
+        "admin_read_rate_limit": "6000/minute",
         "log_level": "WARNING",
     }
     values.update(overrides)
@@ -93,8 +94,18 @@ class ServeProcess:
     """`finverse-reco serve` in a subprocess with `settings` as FINVERSE_* variables, ready on exit
     from `__enter__` (its /ready answers 200) and stopped on `__exit__`. Output goes to `log_path`."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, start_timeout: float = 60) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        start_timeout: float = 60,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self._args = args
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._start_timeout = start_timeout
@@ -104,6 +115,7 @@ class ServeProcess:
             "FINVERSE_HOST": "127.0.0.1",
             "FINVERSE_PORT": str(self.port),
             "OPENBLAS_NUM_THREADS": "1",
+            **(env or {}),
         }
         self._cwd = log_path.parent  # no stray .env from the caller's directory
         self._process: subprocess.Popen[bytes] | None = None
@@ -112,7 +124,7 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         self._log = self.log_path.open("w")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "finverse_reco", "serve"],
+            [sys.executable, "-m", "finverse_reco", "serve", *self._args],
             env=self._env,
             cwd=self._cwd,
             stdout=self._log,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the local services the tests talk to are up: RabbitMQ and Redis on their standard ports,
-# and Debian's Chromium for the console's browser tests (Playwright drives it; it never downloads one).
+# Debian's Chromium for the console's browser tests (Playwright drives it; it never downloads one),
+# and Debian's HAProxy for the replica test (which starts its own on a free port).
 # Starts a stopped one; installs a missing one with apt-get (the CI machine is Debian, run as root).
 # The MongoDB stand-in (nx-27017) comes from the dev extras and is started by the tests themselves.
 set -euo pipefail
@@ -48,4 +49,6 @@ fi
 if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium
 fi
-echo "ensure-services: RabbitMQ :5672 and Redis :6379 are up; Chromium at /usr/bin/chromium"
+command -v haproxy >/dev/null || apt_install haproxy
+echo "ensure-services: RabbitMQ :5672 and Redis :6379 are up; Chromium at /usr/bin/chromium;" \
+  "HAProxy $(haproxy -v | head -1 | cut -d' ' -f3)"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +21,9 @@ from rich.table import Column, Table
 from finverse_reco import compose
 from finverse_reco.observability import configure_logging
 from finverse_reco.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from finverse_reco.store.coordination import Coordination
 
 console = Console(stderr=True)
 log = logging.getLogger("finverse_reco")
@@ -53,7 +59,13 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     from finverse_reco.events import parse_event
 
     started = time.perf_counter()
-    world = generate_world(seed, n_users=users, n_products=products, n_events=events)
+    try:
+        world = generate_world(seed, n_users=users, n_products=products, n_events=events)
+    except ValueError as exc:  # arguments the world cannot be built from (too few products, …)
+        print(
+            f"finverse-reco seed-demo: {exc} (see finverse-reco seed-demo --help)", file=sys.stderr
+        )
+        return 2
     write_world(world, settings.catalog_path)
     store = compose.store(settings, "worker")
     await store.open()
@@ -79,37 +91,119 @@ async def seed_demo(settings: Settings, seed: int, users: int, products: int, ev
     return 0
 
 
-async def train_once(settings: Settings) -> int:
-    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED
+async def train_once(
+    settings: Settings, result_file: Path | None = None, job_id: str | None = None
+) -> int:
+    """One training run; its exit code says the outcome, and `result_file` (for `RefreshJobs`)
+    gets the same outcome as a typed result; `job_id`'s record gets the fit's progress."""
     from finverse_reco.service.training import NoTrainingData, TrainingBusy, run_training
+    from finverse_reco.service.training_result import TrainingOutcome, TrainingResult
+
+    def report(result: TrainingResult) -> int:
+        print(f"{result.outcome}: {result.reason}", file=sys.stderr)
+        if result_file is not None:
+            result.write(result_file)
+        return result.exit_code
 
     store = compose.store(settings, "trainer")
     catalog = compose.catalog(settings)
-    await store.open()
+    artifacts = compose.artifact_store(settings)
+    coordination = compose.coordination(settings, "trainer")
     try:
+        for part in (store, artifacts, coordination):
+            await part.open()
         with progress_bar("training (epochs)") as advance:
-            outcome = await run_training(store, catalog, compose.training_config(settings), advance)
+            reporter = JobProgress(coordination, job_id, advance)
+            reporter.start()
+            try:
+                outcome = await run_training(
+                    store,
+                    catalog,
+                    compose.training_config(settings),
+                    artifacts=artifacts,
+                    coordination=coordination,
+                    progress=reporter.advance,
+                )
+            finally:
+                await reporter.stop()
     except TrainingBusy as exc:
-        print(f"skipped: {exc}", file=sys.stderr)
-        return EXIT_BUSY
+        return report(TrainingResult(outcome=TrainingOutcome.BUSY, reason=str(exc)))
     except NoTrainingData as exc:
-        print(f"failed: {exc}", file=sys.stderr)
-        return 1
+        return report(TrainingResult(outcome=TrainingOutcome.FAILED, reason=str(exc)))
+    except Exception as exc:
+        report(
+            TrainingResult(outcome=TrainingOutcome.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        )
+        raise
     finally:
         await catalog.close()
-        await store.close()
-    metrics = ", ".join(
-        f"{k}={v:.4f}" for k, v in sorted(outcome.metrics.items()) if isinstance(v, float)
+        for part in (coordination, artifacts, store):
+            await part.close()
+    metrics = {k: float(v) for k, v in outcome.metrics.items() if isinstance(v, int | float)}
+    summary = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
+    return report(
+        TrainingResult(
+            outcome=TrainingOutcome.ACTIVATED
+            if outcome.activated
+            else TrainingOutcome.NOT_ACTIVATED,
+            reason=f"model {outcome.version}: {outcome.reason}; {summary}",
+            version=outcome.version,
+            metrics=metrics,
+        )
     )
-    state = "activated" if outcome.activated else "not activated"
-    # The last stderr line is what a refresh job reports as its detail.
-    print(f"model {outcome.version} {state}: {outcome.reason}; {metrics}", file=sys.stderr)
-    return 0 if outcome.activated else EXIT_NOT_ACTIVATED
+
+
+class JobProgress:
+    """The fit's epochs to the progress bar at once and, when training for a refresh job, to the
+    job's record about once a second (the fit calls `advance` from its thread)."""
+
+    def __init__(
+        self, coordination: Coordination, job_id: str | None, bar: Callable[[int, int], None]
+    ) -> None:
+        self._coordination, self._job_id, self._bar = coordination, job_id, bar
+        self._latest: tuple[int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def advance(self, done: int, total: int) -> None:
+        self._bar(done, total)
+        self._latest = (done, total)
+
+    def start(self) -> None:
+        if self._job_id is not None:
+            self._task = asyncio.create_task(self._report_until_stopped())
+
+    async def _report_until_stopped(self) -> None:
+        reported = None
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                reported = await self._report(reported)
+        finally:
+            await self._report(reported)  # the last epochs, before the result
+
+    async def _report(self, reported: tuple[int, int] | None) -> tuple[int, int] | None:
+        from finverse_reco.store import StoreUnavailable
+
+        latest = self._latest
+        if latest is None or latest == reported:
+            return reported
+        try:
+            await self._coordination.update_job_progress(self._job_id, *latest)
+        except StoreUnavailable as exc:  # progress is a courtesy; the training goes on
+            log.warning("could not record the job's progress: %s", exc)
+            return reported
+        return latest
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def train_on_schedule(settings: Settings) -> int:
     from finverse_reco import telemetry
-    from finverse_reco.service.refresh import EXIT_BUSY, EXIT_NOT_ACTIVATED, seconds_until_next
+    from finverse_reco.schedule import seconds_until_next
+    from finverse_reco.service.training_result import EXIT_BUSY, EXIT_NOT_ACTIVATED
 
     if settings.metrics_port:
         telemetry.serve_metrics(settings.metrics_port, settings.host)
@@ -130,8 +224,6 @@ async def train_on_schedule(settings: Settings) -> int:
 
 async def bootstrap(settings: Settings) -> None:
     """`make run`: migrate, seed the demo world into an empty store, train if no model exists."""
-    from finverse_reco.model.artifacts import current_version
-
     if await migrate_store(settings, check_only=False) != 0:
         raise SystemExit("migrate failed: see the table above")
     store = compose.store(settings, "worker")
@@ -143,7 +235,13 @@ async def bootstrap(settings: Settings) -> None:
     if empty and settings.seed_demo_on_empty:
         console.print("[bold]empty store:[/] seeding the demo world (first run only)")
         await seed_demo(settings, seed=42, users=2000, products=240, events=100_000)
-    if current_version(settings.model_dir) is None:
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
+    try:
+        active = await artifacts.current()
+    finally:
+        await artifacts.close()
+    if active is None:
         console.print("[bold]no model yet:[/] training one (first run only)")
         code = await train_once(settings)
         if code not in (0,):
@@ -156,16 +254,48 @@ def run_with_uvloop(coroutine) -> int:
     return uvloop.run(coroutine)
 
 
-def serve(settings: Settings, do_bootstrap: bool) -> int:
+def serve(settings: Settings, do_bootstrap: bool, workers: int) -> int:
+    """Bind the port first: a taken port is one error line, before any bootstrap or banner. With
+    several workers, each is a process running the app from the environment's settings, all
+    accepting on the one socket; their metrics are summed through PROMETHEUS_MULTIPROC_DIR."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from finverse_reco.api.app import create_app
+    from finverse_reco.api.http_limits import bounded_http_protocol
 
+    try:
+        listener = listening_socket(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"failed: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     if do_bootstrap:
         asyncio.run(bootstrap(settings))
+    options = {
+        "log_level": settings.log_level.lower(),
+        "loop": "uvloop",
+        "http": bounded_http_protocol(settings.max_header_bytes, settings.max_headers),
+        "access_log": False,
+        "log_config": None,  # keep the JSON logging configured in main()
+    }
+    if workers > 1:
+        _metrics_dir_for_workers()
+        config = uvicorn.Config(
+            "finverse_reco.api.app:create_app_from_environment",
+            factory=True,
+            workers=workers,
+            **options,
+        )
+    else:
+        from finverse_reco.api.app import create_app
+
+        config = uvicorn.Config(create_app(settings), **options)
     url = f"http://{settings.host}:{settings.port}"
     console.print(
-        f"\n[bold green]FinVerse Recommendation Service[/] on {url}  (API docs: {url}/docs)\n"
+        f"\n[bold green]FinVerse Recommendation Service[/] on {url}"
+        f" ({workers} worker{'s' if workers > 1 else ''}; API docs: {url}/docs)\n"
         f"  try: curl {url}/api/v1/recommendations/products/user_00001\n"
     )
     if do_bootstrap and settings.writer_api_keys:
@@ -183,17 +313,44 @@ def serve(settings: Settings, do_bootstrap: bool) -> int:
             markup=False,
             soft_wrap=True,  # one line, so that the command can be copied
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,  # keep the JSON logging configured in main()
-    )
+    if workers > 1:
+        Multiprocess(config, sockets=[listener]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[listener])
     return 0
+
+
+def listening_socket(host: str, port: int):
+    """A bound socket for uvicorn (it listens once the app has started)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
+
+
+def _metrics_dir_for_workers() -> None:
+    """An empty directory for prometheus_client's multiprocess mode, inherited by the workers:
+    PROMETHEUS_MULTIPROC_DIR if set (emptied: files of a previous run's workers would be summed
+    in), else a new temporary one."""
+    import os
+    import tempfile
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not chosen:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="finverse-metrics-")
+        return
+    directory = Path(chosen)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
 
 
 async def migrate_store(settings: Settings, check_only: bool) -> int:
@@ -285,19 +442,24 @@ async def publish(settings: Settings, path: Path | None, demo_seed: int | None, 
     return 0
 
 
-def models_list(settings: Settings) -> int:
-    from finverse_reco.model.artifacts import current_version, list_versions, read_manifest
+async def models_list(settings: Settings) -> int:
+    from finverse_reco.model.artifacts import ArtifactError
 
-    active = current_version(settings.model_dir)
-    versions = list_versions(settings.model_dir)[::-1]  # newest first
-    # The name is what `models activate` takes: never cut it short, even in an 80-column pipe.
-    name = Column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
-    table = Table(name, "active", "created", "precision@10 (val)", "note")
-    for version in versions:
-        try:
-            manifest = read_manifest(settings.model_dir, version)
-            metrics = manifest.get("metrics", {})
-            precision = metrics.get("validation_precision@10")
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
+    try:
+        active = await artifacts.current()
+        versions = (await artifacts.list_versions())[::-1]  # newest first
+        # The name is what `models activate` takes: never cut it short, even in an 80-column pipe.
+        name = Column("version", no_wrap=True, min_width=max(map(len, versions), default=7))
+        table = Table(name, "active", "created", "precision@10 (val)", "note")
+        for version in versions:
+            try:
+                manifest = await artifacts.manifest(version)
+            except ArtifactError as exc:  # a broken version is listed as broken, not hidden
+                table.add_row(version, "", "", "", f"unreadable: {exc}")
+                continue
+            precision = manifest.get("metrics", {}).get("validation_precision@10")
             table.add_row(
                 version,
                 "*" if version == active else "",
@@ -305,21 +467,33 @@ def models_list(settings: Settings) -> int:
                 f"{precision:.4f}" if precision is not None else "",
                 str(manifest.get("activation_reason", "")),
             )
-        except Exception as exc:  # a broken version is listed as broken, not hidden
-            table.add_row(version, "", "", "", f"unreadable: {exc}")
+    finally:
+        await artifacts.close()
     Console().print(table)
     return 0
 
 
-def models_activate(settings: Settings, version: str) -> int:
-    from finverse_reco.model.artifacts import ArtifactError, activate, load_version
+async def models_activate(settings: Settings, version: str) -> int:
+    """Verify the version (downloaded into the model directory first with FINVERSE_ARTIFACTS=store),
+    then make it active; an operator's rollback is not fenced by the training lease."""
+    from finverse_reco.model.artifacts import ArtifactError, load_version
+    from finverse_reco.service.models import ModelHolder
 
+    artifacts = compose.artifact_store(settings)
+    await artifacts.open()
     try:
-        load_version(settings.model_dir, version)  # verify checksums before pointing at it
-    except (ArtifactError, FileNotFoundError) as exc:
+        if version not in await artifacts.list_versions():
+            print(f"refused: no model version {version}", file=sys.stderr)
+            return 1
+        watcher = compose.model_watcher(settings, ModelHolder(), artifacts)
+        await watcher.ensure_local(version)
+        await asyncio.to_thread(load_version, settings.model_dir, version)
+        await artifacts.activate(version)
+    except ArtifactError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 1
-    activate(settings.model_dir, version)
+    finally:
+        await artifacts.close()
     print(f"{version} is now active; serving processes pick it up within their poll interval")
     return 0
 
@@ -345,8 +519,46 @@ EXAMPLES = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Bad arguments: one line naming the command and the argument, exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; the message says which range."""
+    wanted = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
+        return value
+
+    return parse
+
+
+def bounded_float(low: float, high: float | None = None) -> Callable[[str], float]:
+    wanted = f"a number from {low} to {high}" if high is not None else f"a number >= {low}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
+        if not low <= value <= (high if high is not None else math.inf):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value:g}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="finverse-reco",
         description="FinVerse Recommendation Service. Settings come from FINVERSE_* variables and .env.",
     )
@@ -368,17 +580,32 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="seed demo data if the store is empty, train if no model",
     )
+    serve_p.add_argument(
+        "--workers",
+        type=bounded_int(1, 64),
+        help="worker processes on the one port (default FINVERSE_WORKERS, 1)",
+    )
 
     train_p = command("train", "Train a model from the store and publish a new version.")
     train_p.add_argument("--schedule", action="store_true", help="keep running, on the schedule")
+    train_p.add_argument(
+        "--result-file",
+        type=Path,
+        help="also write the outcome there as JSON (how a refresh job learns it)",
+    )
+    train_p.add_argument(
+        "--job-id",
+        type=str,
+        help="the refresh job whose record gets the fit's progress (set by a refresh job)",
+    )
 
     seed_p = command(
         "seed-demo", "Generate the synthetic demo world into the catalog file and store."
     )
-    seed_p.add_argument("--seed", type=int, default=42)
-    seed_p.add_argument("--users", type=int, default=2000)
-    seed_p.add_argument("--products", type=int, default=240)
-    seed_p.add_argument("--events", type=int, default=100_000)
+    seed_p.add_argument("--seed", type=bounded_int(0), default=42)
+    seed_p.add_argument("--users", type=bounded_int(1), default=2000)
+    seed_p.add_argument("--products", type=bounded_int(1), default=240)
+    seed_p.add_argument("--events", type=bounded_int(1), default=100_000)
 
     models_p = command("models", "List model versions or activate one (rollback).")
     models_sub = models_p.add_subparsers(dest="models_command", required=True)
@@ -387,13 +614,19 @@ def build_parser() -> argparse.ArgumentParser:
     activate_p.add_argument("version")
 
     stub_p = command("banking-stub", "Serve the catalog file as a Banking Service stand-in.")
-    stub_p.add_argument("--port", type=int, default=8100)
+    stub_p.add_argument("--port", type=bounded_int(1, 65535), default=8100)
     stub_p.add_argument("--catalog", type=Path, help="catalog file (default FINVERSE_CATALOG_PATH)")
-    stub_p.add_argument("--latency-ms", type=float, default=0, help="added to every call")
-    stub_p.add_argument("--latency-spike-ms", type=float, default=0, help="extra on a spike")
-    stub_p.add_argument("--spike-rate", type=float, default=0, help="share of calls that spike")
     stub_p.add_argument(
-        "--failure-rate", type=float, default=0, help="share of calls that fail 503"
+        "--latency-ms", type=bounded_float(0), default=0, help="added to every call"
+    )
+    stub_p.add_argument(
+        "--latency-spike-ms", type=bounded_float(0), default=0, help="extra on a spike"
+    )
+    stub_p.add_argument(
+        "--spike-rate", type=bounded_float(0, 1), default=0, help="share of calls that spike"
+    )
+    stub_p.add_argument(
+        "--failure-rate", type=bounded_float(0, 1), default=0, help="share of calls that fail 503"
     )
     stub_p.add_argument("--seed", type=int, default=None)
 
@@ -471,16 +704,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.command in ("serve", "train"):
         _check_params_file(settings)
     if args.command == "serve":
-        code = serve(settings, args.bootstrap)
+        code = serve(settings, args.bootstrap, args.workers or settings.workers)
     elif args.command == "train":
-        code = asyncio.run(train_on_schedule(settings) if args.schedule else train_once(settings))
+        code = asyncio.run(
+            train_on_schedule(settings)
+            if args.schedule
+            else train_once(settings, args.result_file, args.job_id)
+        )
     elif args.command == "seed-demo":
         code = asyncio.run(seed_demo(settings, args.seed, args.users, args.products, args.events))
     elif args.command == "models":
         if args.models_command == "list":
-            code = models_list(settings)
+            code = asyncio.run(models_list(settings))
         else:
-            code = models_activate(settings, args.version)
+            code = asyncio.run(models_activate(settings, args.version))
     elif args.command == "migrate":
         code = asyncio.run(migrate_store(settings, args.check))
     elif args.command == "declare-topology":

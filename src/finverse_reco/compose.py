@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from finverse_reco.service.recommendations import ServiceConfig
     from finverse_reco.service.training import TrainingConfig
     from finverse_reco.store import InteractionStore
+    from finverse_reco.store.artifacts import ArtifactStore
+    from finverse_reco.store.coordination import Coordination
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,38 @@ def store(settings: Settings, process: ProcessKind) -> InteractionStore:
     from finverse_reco.store import open_store
 
     return open_store(store_url(settings, process), **store_options(settings, process))
+
+
+def artifact_store(settings: Settings) -> ArtifactStore:
+    """Where model versions live (FINVERSE_ARTIFACTS): the model directory, or the store's database."""
+    from finverse_reco.store.artifacts import DirectoryArtifactStore
+
+    if settings.artifacts == "dir":
+        return DirectoryArtifactStore(settings.model_dir)
+    if settings.store_url.startswith("sqlite://"):
+        from finverse_reco.store.artifacts_sqlite import SQLiteArtifactStore
+
+        return SQLiteArtifactStore(_sqlite_path(settings.store_url))
+    from finverse_reco.store.artifacts_mongo import MongoArtifactStore
+
+    return MongoArtifactStore.from_url(settings.store_url, **store_options(settings, "worker"))
+
+
+def coordination(settings: Settings, process: ProcessKind) -> Coordination:
+    """The training lease and refresh job records, in the interaction store's database."""
+    if settings.store_url.startswith("sqlite://"):
+        from finverse_reco.store.coordination_sqlite import SQLiteCoordination
+
+        return SQLiteCoordination(_sqlite_path(settings.store_url))
+    from finverse_reco.store.coordination_mongo import MongoCoordination
+
+    return MongoCoordination.from_url(settings.store_url, **store_options(settings, process))
+
+
+def _sqlite_path(url: str) -> Path:
+    from finverse_reco.store.sqlite import SQLiteInteractionStore
+
+    return SQLiteInteractionStore.from_url(url).path
 
 
 def store_url(settings: Settings, process: ProcessKind) -> str:
@@ -188,6 +222,7 @@ def training_config(settings: Settings) -> TrainingConfig:
         keep_versions=settings.model_keep_versions,
         max_precision_drop=settings.model_max_precision_drop,
         erasure_key=settings.erasure_key,
+        lease_seconds=settings.training_lease_seconds,
     )
 
 
@@ -238,11 +273,15 @@ def audit_config(settings: Settings) -> AuditConfig:
     )
 
 
-def model_watcher(settings: Settings, models: ModelHolder) -> ModelWatcher:
-    """Keeps `models` on the active version of FINVERSE_MODEL_DIR (hot swap)."""
+def model_watcher(
+    settings: Settings, models: ModelHolder, artifacts: ArtifactStore | None = None
+) -> ModelWatcher:
+    """Keeps `models` on the active version (hot swap): FINVERSE_MODEL_DIR's, or with
+    FINVERSE_ARTIFACTS=store the store's, downloaded into the model directory first."""
     from finverse_reco.service.models import ModelWatcher
 
-    return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds)
+    remote = artifacts if settings.artifacts == "store" else None
+    return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds, remote)
 
 
 def experiments(settings: Settings, watcher: ModelWatcher) -> Experiments:

@@ -12,7 +12,6 @@ from typing import Literal
 
 import limits
 import orjson
-from croniter import croniter
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, ID_PATTERN
+from finverse_reco.schedule import OFF, is_valid_schedule
 
 DEFAULT_API_KEY = "change-me"
 # The development writer key (`make run` prints it); production refuses to start with it.
@@ -65,7 +65,14 @@ class Settings(BaseSettings):
     event_max_future_seconds: int = Field(300, ge=0)
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(1_048_576, ge=1024)
-    admin_rate_limit: str = "10/minute"  # per client address and replica, e.g. '30/hour'
+    # The request line plus headers: past either bound the connection gets 431 and is closed.
+    max_header_bytes: int = Field(65_536, ge=4096)
+    max_headers: int = Field(100, ge=10)
+    # The refresh action and failed authentications, per client address and replica, e.g. '30/hour'.
+    admin_rate_limit: str = "10/minute"
+    # Polling a refresh job's state: an operator or console checking every second stays under it.
+    admin_read_rate_limit: str = "120/minute"
+    workers: int = Field(1, ge=1, le=64)  # `serve` worker processes sharing the port
     metrics_port: int | None = Field(None, ge=1, le=65535)  # consume / train --schedule /metrics
     # Signs console session cookies; unset, it is derived from the API key (rotating either ends
     # every console session).
@@ -86,6 +93,13 @@ class Settings(BaseSettings):
     # The training scan's URL, e.g. with `readPreference=secondaryPreferred`; default: store_url.
     store_trainer_url: str | None = None
     model_dir: Path = Path("data/models")
+    # Where model versions live: `dir` the model directory (shared by every process using it);
+    # `store` the interaction store's database (GridFS / a SQLite blob table), the model directory
+    # then only this process's local cache (docs/OPERATIONS.md, "Many replicas").
+    artifacts: Literal["dir", "store"] = "dir"
+    # One training at a time: a lease in the store, renewed every third of this while training; a
+    # killed trainer's lease runs out after it.
+    training_lease_seconds: float = Field(60.0, ge=1)
     catalog_path: Path = Path("data/catalog.json")
     # The policy step (docs/POLICY.md): the rules file (unset: the shipped default), and an off
     # switch for measurements only (refused in production).
@@ -176,9 +190,9 @@ class Settings(BaseSettings):
     @classmethod
     def _schedule(cls, value: str) -> str:
         value = value.strip()
-        if value in {"off", "none", ""}:
-            return "off"
-        if parse_interval_seconds(value) is None and not croniter.is_valid(value):
+        if value in {OFF, "none", ""}:
+            return OFF
+        if not is_valid_schedule(value):
             raise ValueError(
                 "use a cron expression ('0 * * * *', '@hourly') or an interval ('15m')"
             )
@@ -198,7 +212,7 @@ class Settings(BaseSettings):
             raise ValueError("needs a time zone, e.g. 2000-01-01T00:00:00Z")
         return value
 
-    @field_validator("admin_rate_limit")
+    @field_validator("admin_rate_limit", "admin_read_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         try:
@@ -255,14 +269,6 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.erasure_key == DEFAULT_ERASURE_KEY:
             raise ValueError("FINVERSE_ERASURE_KEY must be set to a secret in production")
         return self
-
-
-def parse_interval_seconds(value: str) -> float | None:
-    """'90s', '15m', '1h', '2d' → seconds; anything else → None."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if len(value) >= 2 and value[-1] in units and value[:-1].isdigit() and int(value[:-1]) > 0:
-        return float(int(value[:-1]) * units[value[-1]])
-    return None
 
 
 class SettingsError(SystemExit):

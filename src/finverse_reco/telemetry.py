@@ -3,17 +3,33 @@
 Metric objects live in the process-wide default registry: each process (serve, consume, train) exposes
 its own. `serve` answers `GET /metrics`; `consume` and `train --schedule` start a small metrics server
 when `FINVERSE_METRICS_PORT` is set (`serve_metrics`).
+
+`serve --workers N` runs prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
+`cli.serve` before the workers start): each worker writes its samples to files there and whichever
+worker answers `/metrics` reads them all (`exposition`). Counters and histograms sum over workers;
+gauges carry a `pid` label; the cache-hit-ratio collector is left out (it reads only its own
+process's counters, which the summed `finverse_product_cache_lookups_total` already covers).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -203,3 +219,12 @@ REGISTRY.register(_CacheHitRatio())
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
     """Expose this process's metrics on http://host:port/metrics (a daemon thread)."""
     start_http_server(port, addr=host)
+
+
+def exposition() -> bytes:
+    """The text `/metrics` answers: this process's registry, or every worker's in multiprocess mode."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)

@@ -70,3 +70,16 @@ print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {"fastapi", "
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert loaded == ""
+
+
+COMPOSITION_ROOTS = {"compose.py", "cli.py", "api/app.py", "settings.py"}
+
+
+def test_only_the_composition_roots_import_settings():
+    offending = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if str(path.relative_to(PACKAGE)) not in COMPOSITION_ROOTS
+        and "finverse_reco.settings" in imported_modules(path)
+    }
+    assert not offending

@@ -37,6 +37,7 @@ from finverse_reco.api.routers import (
 from finverse_reco.api.sessions import ConsoleSessions
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.ingest import InteractionConsumer
+from finverse_reco.observability import configure_logging
 from finverse_reco.service.audit import AuditTrail
 from finverse_reco.service.catalog_search import CatalogSearch
 from finverse_reco.service.erasure import CustomerErasure, ErasureWatcher
@@ -45,7 +46,7 @@ from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import RecommendationService
 from finverse_reco.service.refresh import RefreshJobs, RefreshScheduler
 from finverse_reco.service.status import ServiceStatus
-from finverse_reco.settings import Settings, settings_env
+from finverse_reco.settings import Settings, load_settings, settings_env
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,9 @@ def create_app(
     store = store or compose.store(settings, "serving")
     catalog = catalog or compose.catalog(settings)
     models = ModelHolder()
-    watcher = compose.model_watcher(settings, models)
+    artifacts = compose.artifact_store(settings)
+    coordination = compose.coordination(settings, "serving")
+    watcher = compose.model_watcher(settings, models, artifacts)
     erased = compose.erased_customers(settings)
     erasure_watcher = ErasureWatcher(store, erased, settings.model_poll_seconds)
     running_experiments = compose.experiments(settings, watcher)
@@ -76,6 +79,7 @@ def create_app(
     )
     audit_trail = AuditTrail(store, compose.audit_config(settings), erased)
     jobs = RefreshJobs(settings_env(settings))
+    jobs = RefreshJobs(settings_env(settings), coordination)
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
     admission = compose.event_admission(settings, catalog, store, erased)
@@ -90,7 +94,7 @@ def create_app(
         store=store,
         jobs=jobs,
         status=ServiceStatus(models, store, catalog, jobs, consumer),
-        versions=ModelVersions(settings.model_dir, models, watcher),
+        versions=ModelVersions(artifacts, models, watcher, settings.model_dir),
         catalog_search=CatalogSearch(catalog, models),
         sessions=ConsoleSessions(
             settings.api_key,
@@ -128,6 +132,11 @@ def create_app(
         except StoreUnavailable as exc:
             # Serve from the model anyway; /ready reports the store until it comes back.
             log.error("interaction store unavailable at start: %s", exc)
+        for shared in (artifacts, coordination):
+            try:
+                await shared.open()
+            except StoreUnavailable as exc:  # their calls fail (503) until it answers
+                log.error("%r unavailable at start: %s", shared, exc)
         await watcher.check_once()
         watcher.start()
         await erasure_watcher.check_once()
@@ -151,6 +160,8 @@ def create_app(
             await erasure_watcher.stop()
             await audit_trail.stop()  # before the store closes: writes what is buffered
             await catalog.close()
+            await coordination.close()
+            await artifacts.close()
             await store.close()
 
     app = FastAPI(
@@ -180,10 +191,21 @@ def create_app(
         ),
         rate=settings.admin_rate_limit,
     )
+    # Starting a training and polling its state are limited separately: an operator polling a
+    # running job must not use up the allowance for starting one, nor be locked out by it.
     app.add_middleware(
         AdminRateLimitMiddleware,
+        namespace="admin-action",
         path_prefixes=("/api/v1/recommendations/refresh-model",),
+        methods=("POST",),
         rate=settings.admin_rate_limit,
+    )
+    app.add_middleware(
+        AdminRateLimitMiddleware,
+        namespace="admin-read",
+        path_prefixes=("/api/v1/recommendations/refresh-model/",),
+        methods=("GET", "HEAD"),
+        rate=settings.admin_read_rate_limit,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     if settings.cors_origins:
@@ -216,3 +238,10 @@ def create_app(
         name="docs-static",
     )
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one `serve --workers N` worker: it reads the same environment as its parent."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

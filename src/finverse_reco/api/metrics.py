@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from finverse_reco import telemetry
@@ -28,4 +28,4 @@ async def prometheus_metrics(request: Request) -> Response:
         # The other metrics still matter most when the store is down; the online ones keep
         # their last values.
         log.warning("online metrics not refreshed: %s", exc)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(telemetry.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from limits import parse
 from limits.aio.storage import MemoryStorage
@@ -152,17 +153,27 @@ class _PerClientRateLimit:
 
     namespace = ""
 
-    def __init__(self, app: ASGIApp, *, path_prefixes: Sequence[str], rate: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path_prefixes: Sequence[str],
+        rate: str,
+        methods: Sequence[str] | None = None,
+    ) -> None:
         if not path_prefixes:
             raise ValueError("path_prefixes must name at least one path")
         self.app = app
         self._prefixes = tuple(path_prefixes)
+        self._methods = frozenset(methods) if methods is not None else None
         self._rate = parse(rate)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
 
     def _address(self, scope: Scope) -> str | None:
         """The client address when the limit applies to this request, else None."""
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            return None
+        if self._methods is not None and scope["method"] not in self._methods:
             return None
         client = scope.get("client")
         return client[0] if client else "unknown"
@@ -180,10 +191,13 @@ class _PerClientRateLimit:
 
 
 class AdminRateLimitMiddleware(_PerClientRateLimit):
-    """Counts every request on the admin paths. It runs before authentication, so it also slows
-    down guessing the API key."""
+    """Counts every request on the admin paths (of the given methods). It runs before
+    authentication, so it also slows down guessing the API key. One instance per limit: the
+    refresh action and the polling of its state count in separate windows (`namespace`)."""
 
-    namespace = "admin"
+    def __init__(self, app: ASGIApp, *, namespace: str = "admin", **limit: Any) -> None:
+        super().__init__(app, **limit)
+        self.namespace = namespace
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         address = self._address(scope)

@@ -135,6 +135,11 @@ class IngestOut(BaseModel):
     )
 
 
+class JobProgressOut(BaseModel):
+    epochs_done: int
+    epochs_total: int
+
+
 class RefreshJobOut(BaseModel):
     job_id: str
     state: Literal["running", "succeeded", "not_activated", "skipped", "failed"]
@@ -142,6 +147,8 @@ class RefreshJobOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None = None
     detail: str = ""
+    model_version: str | None = None  # the version the training wrote (activated or not)
+    progress: JobProgressOut | None = None  # the fit's epochs, reported by the training process
 
 
 class HealthOut(BaseModel):

@@ -5,19 +5,31 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
+import shutil
 import time
 from pathlib import Path
 
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.model.artifacts import (
     CURRENT_FILE,
+    STAGING_PREFIX,
     VERSIONS_DIR,
     ArtifactError,
+    activate,
     current_version,
+    list_versions,
     load_version,
+    prune,
 )
+from finverse_reco.store import StoreUnavailable
+from finverse_reco.store.artifacts import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+# Versions a replica keeps in its cache with FINVERSE_ARTIFACTS=store: the active one and the one
+# before it (what was serving until the swap).
+CACHED_VERSIONS_KEPT = 2
 
 
 def category_of(index: EmbeddingIndex, product_id: str) -> str | None:
@@ -65,17 +77,38 @@ class ModelWatcher:
     Loading happens in a thread (it reads and checksums arrays); a version that fails to load is
     refused, logged and the old one keeps serving. A refused version is tried again only once its
     files change (a copy onto a shared volume may still be arriving), not on every poll.
+
+    With a `remote` artifact store (FINVERSE_ARTIFACTS=store) the model directory is a local cache:
+    each poll asks the store for its active version first, downloads one this replica lacks into a
+    staging directory, renames it into place, and points the local CURRENT at it only once its
+    checksums verify. A copy that fails is deleted and not fetched again until the store's active
+    version changes.
     """
 
-    def __init__(self, holder: ModelHolder, model_dir: Path, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        model_dir: Path,
+        poll_seconds: float,
+        remote: ArtifactStore | None = None,
+    ) -> None:
         self._holder = holder
         self._model_dir = Path(model_dir)
         self._poll_seconds = poll_seconds
+        self._remote = remote
         self._refused: tuple[str, tuple] | None = None
+        self._refused_remote: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def check_once(self) -> bool:
         """Swap in CURRENT if it names a version other than the one serving. True if swapped."""
+        if self._remote is not None:
+            try:
+                await self._follow_remote()
+            except StoreUnavailable as exc:  # the cache keeps serving what it has
+                log.warning(
+                    "artifact store unavailable, still serving %s: %s", self._holder.version, exc
+                )
         try:
             version = await asyncio.to_thread(current_version, self._model_dir)
         except ArtifactError as exc:
@@ -84,7 +117,8 @@ class ModelWatcher:
         if version is None:
             return False
         if version == self._holder.version:
-            self._holder.last_refusal = None
+            if self._refused_remote is None:  # else the store's active version was refused
+                self._holder.last_refusal = None
             return False
         if self._refused == (version, await asyncio.to_thread(self._fingerprint, version)):
             return False
@@ -104,6 +138,60 @@ class ModelWatcher:
         log.info("model version %s now serving", version)
         return True
 
+    async def _follow_remote(self) -> None:
+        """Make the local CURRENT name the store's active version, downloading it if needed."""
+        assert self._remote is not None
+        version = await self._remote.current()
+        if version is None or version == self._refused_remote:
+            return
+        if version == await asyncio.to_thread(self._local_current):
+            return
+        try:
+            await self.ensure_local(version)
+            await asyncio.to_thread(activate, self._model_dir, version)  # verifies, then points
+            # A cache, not an archive: the store keeps the versions (a rollback downloads again).
+            await asyncio.to_thread(prune, self._model_dir, CACHED_VERSIONS_KEPT)
+        except ArtifactError as exc:
+            await asyncio.to_thread(
+                shutil.rmtree, self._model_dir / VERSIONS_DIR / version, ignore_errors=True
+            )
+            self._refused_remote = version
+            self._holder.last_refusal = exc.reason
+            log.error(
+                "model version %s from the artifact store refused, still serving %s: %s",
+                version,
+                self._holder.version,
+                exc.reason,
+            )
+            return
+        self._refused_remote = None
+
+    async def ensure_local(self, version: str) -> None:
+        """A copy of `version` in the model directory (downloaded from the store if missing)."""
+        if self._remote is None or version in await asyncio.to_thread(
+            list_versions, self._model_dir
+        ):
+            return
+        versions = self._model_dir / VERSIONS_DIR
+        staging = versions / f"{STAGING_PREFIX}{version}-{secrets.token_hex(4)}"
+        await asyncio.to_thread(versions.mkdir, parents=True, exist_ok=True)
+        try:
+            await self._remote.fetch_version(version, staging)
+            try:
+                await asyncio.to_thread(staging.rename, versions / version)
+            except OSError:
+                if not (versions / version).is_dir():
+                    raise  # else another worker sharing this cache stored it first
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, ignore_errors=True)
+        log.info("model version %s downloaded from the artifact store", version)
+
+    def _local_current(self) -> str | None:
+        try:
+            return current_version(self._model_dir)
+        except ArtifactError:
+            return None
+
     async def serve_also(self, versions: set[str]) -> dict[str, str]:
         """Keep these versions loaded beside CURRENT (two model versions side by side for an
         experiment), dropping the ones no longer wanted. Returns why a version could not be
@@ -112,10 +200,11 @@ class ModelWatcher:
         refused = {}
         for version in sorted(versions - kept.keys()):
             try:
+                await self.ensure_local(version)
                 kept[version] = await asyncio.to_thread(load_version, self._model_dir, version)
-            except ArtifactError as exc:
-                refused[version] = exc.reason
-                log.error("model version %s not served beside CURRENT: %s", version, exc.reason)
+            except (ArtifactError, StoreUnavailable) as exc:
+                refused[version] = str(exc)
+                log.error("model version %s not served beside CURRENT: %s", version, exc)
         if kept.keys() != self._holder.also_serving.keys():
             self._holder.also_serving = kept  # one reference assignment, as for CURRENT
             gc.freeze()

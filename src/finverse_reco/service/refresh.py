@@ -1,7 +1,9 @@
 """Model refresh on demand and on a schedule, each run in a child `finverse-reco train` process.
 
 A child process keeps training off the serving event loop and the GIL. While a job runs, another
-request gets that job back instead of a second training; across processes the training lock decides.
+request to this process gets that job back instead of a second training; across processes and
+replicas the training lease decides (the child exits busy, the job is `skipped`). Job records live
+in the store (`Coordination`), so any replica answers `GET .../refresh-model/{job}`.
 """
 
 from __future__ import annotations
@@ -10,23 +12,28 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-
-from croniter import croniter
+from pathlib import Path
+from typing import Any
 
 from finverse_reco import telemetry
-from finverse_reco.settings import parse_interval_seconds
+from finverse_reco.schedule import seconds_until_next
+from finverse_reco.service.training_result import (
+    TrainingOutcome,
+    TrainingResult,
+    TrainingResultError,
+)
+from finverse_reco.store import StoreUnavailable
+from finverse_reco.store.coordination import Coordination
 
 log = logging.getLogger(__name__)
 
-EXIT_BUSY = 75  # `train` exit code when another process holds the training lock (EX_TEMPFAIL)
-EXIT_NOT_ACTIVATED = 3
-FINISHED_JOBS_KEPT = 50
 # Training shares the machine with the requests this process serves: it gets what they leave.
 TRAINING_NICENESS = 19
 
@@ -47,8 +54,10 @@ class RefreshJob:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     detail: str = ""
+    model_version: str | None = None  # the version the training wrote, activated or not
+    progress: dict[str, int] | None = None  # {"epochs_done", "epochs_total"}, from the training
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "job_id": self.id,
             "state": self.state.value,
@@ -56,32 +65,69 @@ class RefreshJob:
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "detail": self.detail,
+            "model_version": self.model_version,
+            "progress": self.progress,
         }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> RefreshJob:
+        finished = record.get("finished_at")
+        return cls(
+            id=str(record["job_id"]),
+            trigger=str(record["trigger"]),
+            state=JobState(record["state"]),
+            started_at=datetime.fromisoformat(str(record["started_at"])),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+            detail=str(record.get("detail") or ""),
+            model_version=record.get("model_version"),
+            progress=record.get("progress"),
+        )
 
 
 class RefreshJobs:
-    """Starts training processes, one at a time, and remembers recent jobs for status queries."""
+    """Starts training processes, one at a time per process, and records every job in the store."""
 
-    def __init__(self, child_env: Mapping[str, str], *, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        child_env: Mapping[str, str],
+        records: Coordination,
+        *,
+        command: list[str] | None = None,
+    ) -> None:
         self._env = {**os.environ, **child_env}
+        self._records = records
         self._command = command or [sys.executable, "-m", "finverse_reco", "train"]
-        self._jobs: dict[str, RefreshJob] = {}
         self._running: RefreshJob | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def start(self, trigger: str) -> tuple[RefreshJob, bool]:
-        """The running job (False) or a newly started one (True). Never two trainings at once."""
+    async def start(self, trigger: str) -> tuple[RefreshJob, bool]:
+        """The running job (False) or a newly started one (True). Never two trainings at once.
+        Raises StoreUnavailable if the job cannot be recorded (then nothing is started)."""
         if self._running is not None:
             return self._running, False
         job = RefreshJob(id=uuid.uuid4().hex, trigger=trigger)
-        self._jobs[job.id] = job
         self._running = job
+        try:
+            await self._records.save_job(job.to_dict())
+        except BaseException:
+            self._running = None
+            raise
         self._task = asyncio.create_task(self._run(job), name=f"refresh-{job.id}")
-        self._forget_old()
         return job, True
 
-    def get(self, job_id: str) -> RefreshJob | None:
-        return self._jobs.get(job_id)
+    async def get(self, job_id: str) -> RefreshJob | None:
+        """A job any replica started, as recorded (with the training's progress). This process's
+        running job is answered from memory when the records cannot be read."""
+        running = (
+            self._running if self._running is not None and self._running.id == job_id else None
+        )
+        try:
+            record = await self._records.job(job_id)
+        except StoreUnavailable:
+            if running is None:
+                raise
+            return running
+        return RefreshJob.from_dict(record) if record is not None else running
 
     @property
     def running(self) -> RefreshJob | None:
@@ -95,16 +141,21 @@ class RefreshJobs:
         started = time.perf_counter()
         process: asyncio.subprocess.Process | None = None
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self._command,
-                env=self._env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-            )
-            _lower_priority(process.pid)
-            _, stderr = await process.communicate()
-            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            job.state, job.detail = _outcome(process.returncode, tail[0])
+            with tempfile.TemporaryDirectory(prefix="finverse-refresh-") as scratch:
+                result_file = Path(scratch) / "result.json"
+                process = await asyncio.create_subprocess_exec(
+                    *self._command,
+                    "--result-file",
+                    str(result_file),
+                    "--job-id",
+                    job.id,
+                    env=self._env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+                _lower_priority(process.pid)
+                _, stderr = await process.communicate()
+                _finish(job, process.returncode, result_file, stderr)
         except asyncio.CancelledError:
             # The server is stopping: take its training along rather than leave an orphan behind.
             if process is not None and process.returncode is None:
@@ -116,6 +167,12 @@ class RefreshJobs:
             job.state, job.detail = JobState.FAILED, f"could not run training: {exc}"
         finally:
             job.finished_at = datetime.now(UTC)
+            try:
+                recorded = await self._records.job(job.id)  # the progress the training wrote
+                job.progress = (recorded or {}).get("progress", job.progress)
+                await self._records.save_job(job.to_dict())
+            except StoreUnavailable as exc:
+                log.error("refresh job %s finished but could not be recorded: %s", job.id, exc)
             self._running = None
             seconds = time.perf_counter() - started
             telemetry.record_training(job.state.value, seconds)
@@ -128,11 +185,6 @@ class RefreshJobs:
                 job.detail,
             )
 
-    def _forget_old(self) -> None:
-        finished = [j for j in self._jobs.values() if j.state is not JobState.RUNNING]
-        for job in finished[:-FINISHED_JOBS_KEPT]:
-            del self._jobs[job.id]
-
 
 def _lower_priority(pid: int) -> None:
     """Renice a just-started child, before it starts its training threads (they inherit it)."""
@@ -143,25 +195,36 @@ def _lower_priority(pid: int) -> None:
         log.warning("could not lower the training process's priority: %s", exc)
 
 
-def _outcome(returncode: int | None, last_line: str) -> tuple[JobState, str]:
-    if returncode == 0:
-        return JobState.SUCCEEDED, last_line
-    if returncode == EXIT_BUSY:
-        return JobState.SKIPPED, "another training was already running"
-    if returncode == EXIT_NOT_ACTIVATED:
-        return JobState.NOT_ACTIVATED, last_line
-    return JobState.FAILED, last_line or f"training exited with code {returncode}"
+_JOB_STATES = {
+    TrainingOutcome.ACTIVATED: JobState.SUCCEEDED,
+    TrainingOutcome.NOT_ACTIVATED: JobState.NOT_ACTIVATED,
+    TrainingOutcome.BUSY: JobState.SKIPPED,
+    TrainingOutcome.FAILED: JobState.FAILED,
+}
 
 
-def seconds_until_next(schedule: str, now: datetime | None = None) -> float | None:
-    """Seconds to the next scheduled refresh: an interval ('15m') or a cron expression; None if off."""
-    if schedule == "off":
-        return None
-    interval = parse_interval_seconds(schedule)
-    if interval is not None:
-        return interval
-    now = now or datetime.now(UTC)
-    return max(0.0, (croniter(schedule, now).get_next(datetime) - now).total_seconds())
+def _finish(job: RefreshJob, returncode: int | None, result_file: Path, stderr: bytes) -> None:
+    """The job's state from the result the training wrote; its exit code must agree with it."""
+    try:
+        result = TrainingResult.read(result_file)
+    except TrainingResultError as exc:
+        # A crash (killed, out of memory, a bug before the result was written): stderr's end is
+        # the best clue an operator gets.
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:]
+        job.state = JobState.FAILED
+        job.detail = f"training exited with code {returncode}: {exc}" + (
+            f" ({tail[0][:500]})" if tail else ""
+        )
+        return
+    if result.exit_code != returncode:
+        job.state = JobState.FAILED
+        job.detail = f"training exited with code {returncode} but reported {result.outcome}"
+        return
+    job.state, job.detail, job.model_version = (
+        _JOB_STATES[result.outcome],
+        result.reason,
+        result.version,
+    )
 
 
 class RefreshScheduler:
@@ -175,7 +238,10 @@ class RefreshScheduler:
     async def run(self) -> None:
         while (delay := seconds_until_next(self._schedule)) is not None:
             await asyncio.sleep(delay)
-            self._jobs.start("schedule")
+            try:
+                await self._jobs.start("schedule")
+            except StoreUnavailable as exc:  # the next scheduled time tries again
+                log.error("scheduled refresh not started: %s", exc)
 
     def start(self) -> None:
         if self._schedule != "off":

@@ -1,40 +1,45 @@
-"""One training run: read the store, build matrices, fit, publish a version (guarded), prune.
+"""One training run: take the lease, read the store, fit, store a version, activate it (guarded
+and fenced), prune.
 
-Runs in its own process (`finverse-reco train`), never on the serving event loop. A file lock in the
-model directory makes it one training at a time across processes and replicas sharing that directory.
+Runs in its own process (`finverse-reco train`), never on the serving event loop. The training lease
+in the store (store/coordination.py) makes it one training at a time across every process and
+replica; it is renewed while the fit runs in a thread, and its fencing token guards activation, so
+a trainer that lost the lease (paused past its expiry, cut off from the store) keeps what it
+trained inactive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from finverse_reco.catalog.base import ProductCatalog
 from finverse_reco.erasure import ErasedCustomers
 from finverse_reco.model import TrainingParams, train
-from finverse_reco.model.artifacts import (
-    activate,
-    current_version,
-    prune,
-    read_manifest,
-    save_version,
-)
+from finverse_reco.model.artifacts import VERSIONS_DIR, ArtifactError, prune, save_version
 from finverse_reco.pipeline import TrainingData, TrainingDataBuilder, WeightingConfig
-from finverse_reco.store import InteractionStore
+from finverse_reco.store import InteractionStore, StoreUnavailable
+from finverse_reco.store.artifacts import ArtifactStore, FencedOut, prune_versions
+from finverse_reco.store.coordination import Coordination, Lease
 
 log = logging.getLogger(__name__)
 
-LOCK_FILE = ".training.lock"
 GUARDRAIL_METRIC = "validation_precision@10"
 
 
 class TrainingBusy(RuntimeError):
-    """Another process holds the training lock for this model directory."""
+    """Another process holds the training lease."""
+
+
+class LeaseLost(RuntimeError):
+    """The lease expired or passed to another trainer while this one trained."""
 
 
 class NoTrainingData(RuntimeError):
@@ -52,6 +57,7 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     # Keys the tombstones of erased customers, whose events training leaves out.
     erasure_key: str = ""
+    lease_seconds: float = 60.0  # renewed every third of it while training
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,50 @@ class TrainingOutcome:
     metrics: dict[str, float]
 
 
-def training_lock(model_dir: Path) -> FileLock:
-    Path(model_dir).mkdir(parents=True, exist_ok=True)
-    return FileLock(str(Path(model_dir) / LOCK_FILE))
+def lease_holder() -> str:
+    """Who holds a lease, for operators: host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LeaseKeeper:
+    """Renews a lease every third of its length until stopped; `check` raises LeaseLost once a
+    renewal was refused or the lease ran out without one (the store unreachable meanwhile)."""
+
+    def __init__(self, coordination: Coordination, lease: Lease, ttl_seconds: float) -> None:
+        self.lease = lease
+        self._coordination = coordination
+        self._ttl = ttl_seconds
+        self._lost: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._renew_until_stopped(), name="training-lease")
+
+    async def _renew_until_stopped(self) -> None:
+        while self._lost is None:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                renewed = await self._coordination.renew_lease(self.lease, self._ttl)
+            except StoreUnavailable as exc:
+                log.warning("could not renew the training lease: %s", exc)
+                if time.time() >= self.lease.expires_at:
+                    self._lost = "the lease expired while the store was unreachable"
+                continue
+            if renewed is None:
+                self._lost = "the lease expired or another trainer took it"
+            else:
+                self.lease = renewed
+
+    def check(self) -> None:
+        if self._lost is None and time.time() >= self.lease.expires_at:
+            self._lost = "the lease expired"
+        if self._lost is not None:
+            raise LeaseLost(self._lost)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def load_training_data(
@@ -88,38 +135,53 @@ async def load_training_data(
     return builder.build(products)
 
 
-def fit_and_publish(
+async def fit_and_publish(
     data: TrainingData,
     config: TrainingConfig,
+    artifacts: ArtifactStore,
+    keeper: LeaseKeeper,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingOutcome:
-    """Train, save a complete version, and activate it unless it is worse than the active one."""
-    index = train(
-        data, config.params, validation_fraction=config.validation_fraction, progress=progress
+    """Train (in a thread: the lease keeps being renewed), store a complete version, and activate
+    it unless it is worse than the active one or the lease was lost meanwhile."""
+    index = await asyncio.to_thread(
+        train,
+        data,
+        config.params,
+        validation_fraction=config.validation_fraction,
+        progress=progress,
     )
     metrics = dict(index.metrics)
-    activated, reason = _guardrail(config, metrics)
-    version = save_version(
-        config.model_dir,
-        index,
-        {"activated": activated, "activation_reason": reason},
+    activated, reason = await _guardrail(artifacts, config, metrics)
+    version = await asyncio.to_thread(
+        save_version, config.model_dir, index, {"activated": activated, "activation_reason": reason}
     )
+    await artifacts.put_version(version, Path(config.model_dir) / VERSIONS_DIR / version)
     if activated:
-        activate(config.model_dir, version)
-        prune(config.model_dir, keep=config.keep_versions)
+        try:
+            keeper.check()
+            await artifacts.activate(version, fence=keeper.lease.token)
+        except (LeaseLost, FencedOut) as exc:
+            activated, reason = False, f"not activated: {exc}"
+    if activated:
+        await prune_versions(artifacts, keep=config.keep_versions)
+        await asyncio.to_thread(prune, config.model_dir, config.keep_versions)
         log.info("model %s trained and activated (%s)", version, reason)
     else:
         log.warning("model %s trained but not activated: %s", version, reason)
     return TrainingOutcome(version, activated, reason, metrics)
 
 
-def _guardrail(config: TrainingConfig, metrics: dict[str, float]) -> tuple[bool, str]:
-    active = current_version(config.model_dir)
+async def _guardrail(
+    artifacts: ArtifactStore, config: TrainingConfig, metrics: dict[str, float]
+) -> tuple[bool, str]:
+    active = await artifacts.current()
     if active is None:
         return True, "no active model"
     try:
-        previous = read_manifest(config.model_dir, active).get("metrics", {}).get(GUARDRAIL_METRIC)
-    except Exception as exc:  # an unreadable active manifest must not block a fresh model
+        manifest = await artifacts.manifest(active)
+        previous = manifest.get("metrics", {}).get(GUARDRAIL_METRIC)
+    except ArtifactError as exc:  # an unreadable active manifest must not block a fresh model
         return True, f"active model unreadable ({exc})"
     current = metrics.get(GUARDRAIL_METRIC)
     if previous is None or current is None:
@@ -136,16 +198,25 @@ async def run_training(
     store: InteractionStore,
     catalog: ProductCatalog,
     config: TrainingConfig,
+    *,
+    artifacts: ArtifactStore,
+    coordination: Coordination,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainingOutcome:
-    """The whole run under the model directory's lock; raises TrainingBusy if another holds it."""
-    lock = training_lock(config.model_dir)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise TrainingBusy(f"another training holds {lock.lock_file}") from None
+    """The whole run under the training lease; raises TrainingBusy if another trainer holds it."""
+    lease = await coordination.acquire_lease(lease_holder(), config.lease_seconds)
+    if lease is None:
+        raise TrainingBusy("another training holds the training lease")
+    # From now on an activation fenced by an older lease is refused.
+    await artifacts.raise_fence(lease.token)
+    keeper = LeaseKeeper(coordination, lease, config.lease_seconds)
+    keeper.start()
     try:
         data = await load_training_data(store, catalog, config)
-        return fit_and_publish(data, config, progress)
+        return await fit_and_publish(data, config, artifacts, keeper, progress)
     finally:
-        lock.release()
+        await keeper.stop()
+        try:
+            await coordination.release_lease(keeper.lease)
+        except StoreUnavailable as exc:  # it expires by itself
+            log.warning("could not release the training lease: %s", exc)

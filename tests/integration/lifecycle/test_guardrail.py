@@ -9,8 +9,8 @@ from finverse_reco.cli import main, train_once
 from finverse_reco.model import BlendParams, ModelParams, TrainingParams, write_params_file
 from finverse_reco.model.artifacts import current_version, list_versions, read_manifest
 from finverse_reco.pipeline import FeatureConfig
-from finverse_reco.service.refresh import EXIT_NOT_ACTIVATED
 from finverse_reco.service.training import GUARDRAIL_METRIC
+from finverse_reco.service.training_result import EXIT_NOT_ACTIVATED
 
 
 def raise_active_metric(settings, value: float) -> str:

@@ -3,6 +3,7 @@ pruning as trainings publish new versions."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import shutil
@@ -36,7 +37,7 @@ async def test_train_list_roll_back_and_prune(world, capsys):
     assert current_version(settings.model_dir) == newest
 
     capsys.readouterr()
-    assert models_list(settings) == 0
+    assert await models_list(settings) == 0
     listed = capsys.readouterr().out
     lines = {v: next(line for line in listed.splitlines() if v in line) for v in versions}
     assert "*" in lines[newest] and "*" not in lines[older]
@@ -46,7 +47,7 @@ async def test_train_list_roll_back_and_prune(world, capsys):
     watcher = ModelWatcher(holder, settings.model_dir, poll_seconds=0.1)
     assert await watcher.check_once() and holder.version == newest
 
-    assert models_activate(settings, older) == 0
+    assert await models_activate(settings, older) == 0
     assert current_version(settings.model_dir) == older
     assert await watcher.check_once() and holder.version == older, "the rollback reaches serving"
 
@@ -62,7 +63,7 @@ def test_activate_refuses_what_cannot_be_served(world, capsys):
     shutil.copytree(model_dir / VERSIONS_DIR / good, model_dir / VERSIONS_DIR / broken)
     capsys.readouterr()
     for version in (broken, "20990101T000000Z-123456", "../../etc"):
-        assert models_activate(world, version) == 1
+        assert asyncio.run(models_activate(world, version)) == 1
         assert "refused" in capsys.readouterr().err
         assert current_version(model_dir) == good
 

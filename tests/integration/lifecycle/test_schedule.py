@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from finverse_reco.model.artifacts import current_version, read_manifest
-from finverse_reco.service.refresh import seconds_until_next
+from finverse_reco.schedule import seconds_until_next
 from finverse_reco.settings import Settings
 
 from .harness import RECS, ServeProcess, serving_version, wait_until

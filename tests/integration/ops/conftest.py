@@ -16,6 +16,7 @@ from ..api.conftest import settings, trained  # noqa: F401 (fixtures, reused)
 OPS_API_KEY = "ops-test-admin-key"
 OPS_WRITER_KEY = "ops-test-writer-key"
 ADMIN_RATE = 3  # per minute, per client address
+ADMIN_READ_RATE = 6  # job status lookups, per minute, per client address
 MAX_BODY_BYTES = 4096
 ALLOWED_ORIGIN = "https://app.finverse.example"
 
@@ -32,6 +33,7 @@ def bare_settings(tmp_path) -> Settings:
         accept_unknown_products=True,  # no catalog here
         refresh_schedule="off",
         admin_rate_limit=f"{ADMIN_RATE}/minute",
+        admin_read_rate_limit=f"{ADMIN_READ_RATE}/minute",
         max_body_bytes=MAX_BODY_BYTES,
         cors_origins=[ALLOWED_ORIGIN],
     )

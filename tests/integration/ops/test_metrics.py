@@ -63,9 +63,9 @@ def stub(trained) -> Iterator[BankingStubServer]:
 
 @pytest.fixture(scope="module")
 def client(trained, stub) -> Iterator[TestClient]:
-    """The app with product details from the Banking Service stand-in behind the cache, and an admin
-    rate generous enough to poll a training job."""
-    generous = trained.model_copy(update={"admin_rate_limit": "1000/minute"})
+    """The app with product details from the Banking Service stand-in behind the cache, and a job
+    polling rate generous enough to poll a training job twice a second."""
+    generous = trained.model_copy(update={"admin_read_rate_limit": "1000/minute"})
     catalog = CachedCatalog(
         BankingServiceCatalog(stub.url, breaker_failures=1000, max_retries=0), ttl_seconds=300
     )

@@ -14,9 +14,17 @@ from pydantic import ValidationError
 from finverse_reco.api.app import create_app
 from finverse_reco.settings import Settings, SettingsError, load_settings
 
-from .conftest import ADMIN_RATE, ALLOWED_ORIGIN, MAX_BODY_BYTES, OPS_API_KEY, OPS_WRITER_KEY
+from .conftest import (
+    ADMIN_RATE,
+    ADMIN_READ_RATE,
+    ALLOWED_ORIGIN,
+    MAX_BODY_BYTES,
+    OPS_API_KEY,
+    OPS_WRITER_KEY,
+)
 
 REFRESH = "/api/v1/recommendations/refresh-model"
+ADMIN = {"X-API-Key": OPS_API_KEY}
 INTERACTIONS = "/api/v1/interactions"
 WRITER_JSON = {"content-type": "application/json", "X-API-Key": OPS_WRITER_KEY}
 
@@ -83,8 +91,24 @@ def test_admin_requests_past_the_rate_get_429_with_retry_after(bare_client):
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     # The limit is checked before the key, so the right key does not bypass it either...
     assert bare_client.post(REFRESH, headers={"X-API-Key": OPS_API_KEY}).status_code == 429
-    # ...and job status lookups share the admin budget.
-    assert bare_client.get(f"{REFRESH}/{'0' * 32}").status_code == 429
+    # ...while job status lookups have their own budget.
+    assert bare_client.get(f"{REFRESH}/{'0' * 32}", headers=ADMIN).status_code == 404
+
+
+def test_polling_a_job_does_not_use_up_the_refresh_action_and_has_its_own_limit(bare_client):
+    """An operator polling a job every 2 s (30/minute) outlived a 10/minute admin limit before."""
+    job = bare_client.post(REFRESH, headers=ADMIN)
+    assert job.status_code == 202
+    status = f"{REFRESH}/{job.json()['job_id']}"
+    for _ in range(ADMIN_READ_RATE):
+        assert bare_client.get(status, headers=ADMIN).status_code == 200
+    limited = bare_client.get(status, headers=ADMIN)
+    assert_error(limited, 429, "too_many_requests")
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    # The action's window is untouched by the polling: ADMIN_RATE - 1 more starts are allowed.
+    for _ in range(ADMIN_RATE - 1):
+        assert bare_client.post(REFRESH, headers=ADMIN).status_code == 202
+    assert bare_client.post(REFRESH, headers=ADMIN).status_code == 429
 
 
 def test_the_rate_limit_is_per_client_and_admin_only(bare_settings):
@@ -103,6 +127,8 @@ def test_the_rate_limit_is_per_client_and_admin_only(bare_settings):
 def test_a_bad_rate_setting_names_the_variable():
     with pytest.raises(SettingsError, match="FINVERSE_ADMIN_RATE_LIMIT"):
         load_settings(_env_file=None, admin_rate_limit="lots")
+    with pytest.raises(SettingsError, match="FINVERSE_ADMIN_READ_RATE_LIMIT"):
+        load_settings(_env_file=None, admin_read_rate_limit="0/minute")
     with pytest.raises(ValidationError):
         Settings(_env_file=None, admin_rate_limit="0/minute")
 
@@ -175,3 +201,14 @@ def test_production_refuses_to_start_with_a_default_key_or_wildcard_cors(tmp_pat
     assert result.returncode == 2, result.stderr
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- HEAD on the probes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_head_on_a_probe_answers_like_get_without_a_body(bare_client, path):
+    get, head = bare_client.get(path), bare_client.head(path)
+    assert head.status_code == get.status_code  # /ready: 503 here, no model yet
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.content == b""

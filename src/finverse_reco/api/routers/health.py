@@ -11,11 +11,16 @@ from finverse_reco.api.schemas import HealthOut, ReadyOut
 router = APIRouter(tags=["health"])
 
 
+# HEAD answers like GET (status and headers, no body): load balancers and uptime checks use it.
+# Registered apart and left out of the schema: one route with both methods gives both one
+# OpenAPI operation id.
+@router.head("/health", include_in_schema=False)
 @router.get("/health", response_model=HealthOut, summary="Liveness")
 async def health() -> JSONBytesResponse:
     return JSONBytesResponse({"status": "ok"})
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get(
     "/ready",
     response_model=ReadyOut,

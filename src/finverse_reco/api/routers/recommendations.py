@@ -22,6 +22,7 @@ from finverse_reco.api.sessions import COOKIE_NAME, CSRF_HEADER
 from finverse_reco.events import ID_PATTERN
 from finverse_reco.policy import CallerFilters
 from finverse_reco.service.recommendations import RecommendationResult
+from finverse_reco.store import StoreUnavailable
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
 ERRORS = {
@@ -225,19 +226,27 @@ async def similar_products(request: Request) -> JSONBytesResponse:
     "/refresh-model",
     status_code=202,
     response_model=RefreshJobOut,
-    responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+    responses={401: {"model": ErrorOut}, 429: {"model": ErrorOut}, 503: {"model": ErrorOut}},
     dependencies=[Depends(require_api_key)],
     summary="Admin: retrain now (one training at a time; a running job is returned, not repeated)",
 )
 async def refresh_model(parts: Annotated[Components, Depends(components)]) -> JSONBytesResponse:
-    job, _started = parts.jobs.start("api")
+    try:
+        job, _started = await parts.jobs.start("api")
+    except StoreUnavailable as exc:
+        raise APIError(503, f"the job could not be recorded: {exc}") from None
     return JSONBytesResponse(job.to_dict(), status_code=202)
 
 
 @router.get(
     "/refresh-model/{job_id}",
     response_model=RefreshJobOut,
-    responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 429: {"model": ErrorOut}},
+    responses={
+        401: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        429: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
     dependencies=[Depends(require_api_key)],
     summary="Admin: the state of a refresh job",
 )
@@ -245,7 +254,10 @@ async def refresh_job(
     parts: Annotated[Components, Depends(components)],
     job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
 ) -> JSONBytesResponse:
-    job = parts.jobs.get(job_id)
+    try:
+        job = await parts.jobs.get(job_id)
+    except StoreUnavailable as exc:
+        raise APIError(503, f"the job records are unavailable: {exc}") from None
     if job is None:
         raise APIError(404, f"no refresh job {job_id}")
     return JSONBytesResponse(job.to_dict())
