@@ -78,7 +78,6 @@ def create_app(
         erased=erased,
     )
     audit_trail = AuditTrail(store, compose.audit_config(settings), erased)
-    jobs = RefreshJobs(settings_env(settings))
     jobs = RefreshJobs(settings_env(settings), coordination)
     scheduler = RefreshScheduler(jobs, settings.refresh_schedule)
     # Embedded mode with a broker: consume in-process into the same store.
