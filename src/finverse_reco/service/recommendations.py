@@ -139,6 +139,8 @@ class ServiceConfig:
 Ranker = Callable[
     [int, np.ndarray | None, np.ndarray | None], Awaitable[tuple[np.ndarray, np.ndarray]]
 ]
+# Bindings kept: CURRENT, the versions running experiments serve, and a previous CURRENT.
+MAX_BOUND_VERSIONS = 4
 POLICY_OFF = Policy(RulesFile(version="off"), enabled=False)
 
 
@@ -173,8 +175,10 @@ class RecommendationService:
         self._contact = contact
         self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
         # The policy bound to the serving model's items: (index, when read, catalog read ok).
-        self._bound: tuple[EmbeddingIndex, BoundPolicy, float, bool] | None = None
-        self._binding: asyncio.Task[None] | None = None
+        # The policy bound to each served model's items, by version (CURRENT and the versions
+        # experiments serve beside it): (index, bound policy, when read, catalog read ok).
+        self._bound: dict[str, tuple[EmbeddingIndex, BoundPolicy, float, bool]] = {}
+        self._binding: dict[str, asyncio.Task[None]] = {}
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
         self._batcher = RankingBatcher(self._ranker, off_loop_items=config.off_loop_items)
@@ -433,16 +437,18 @@ class RecommendationService:
         """The policy bound to the serving model's items and the catalog's facts about them: read
         once per model, again every `catalog_refresh_seconds` in the background (requests keep the
         previous facts meanwhile). A catalog that cannot be read lists nothing: fail closed."""
-        bound = self._bound
+        bound = self._bound.get(index.version)
         now = time.monotonic()
         if bound is None or bound[0] is not index:
             await self._bind(index)
         elif now - bound[2] > (
             self._config.catalog_refresh_seconds if bound[3] else self._config.catalog_retry_seconds
-        ) and (self._binding is None or self._binding.done()):
-            self._binding = asyncio.get_running_loop().create_task(self._bind(index))
-        assert self._bound is not None
-        return self._bound[1]
+        ):
+            running = self._binding.get(index.version)
+            if running is None or running.done():
+                task = asyncio.get_running_loop().create_task(self._bind(index))
+                self._binding[index.version] = task
+        return self._bound[index.version][1]
 
     async def _bind(self, index: EmbeddingIndex) -> None:
         products: dict[str, Product] | None
@@ -459,7 +465,15 @@ class RecommendationService:
             index.institution_names,
             products,
         )
-        self._bound = (index, self.policy.bind(facts), time.monotonic(), products is not None)
+        self._bound.pop(index.version, None)  # re-inserted last: the oldest binding goes first
+        self._bound[index.version] = (
+            index,
+            self.policy.bind(facts),
+            time.monotonic(),
+            products is not None,
+        )
+        while len(self._bound) > MAX_BOUND_VERSIONS:  # versions no longer served
+            self._bound.pop(next(iter(self._bound)))
 
     async def _customer(
         self, user_id: str | None, demographics: Mapping[str, str] | None

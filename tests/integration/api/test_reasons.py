@@ -17,6 +17,10 @@ from finverse_reco.model.artifacts import load_current
 from finverse_reco.products import Product
 from finverse_reco.service.reason_texts import TEMPLATES
 
+from .conftest import WRITER_KEY
+
+WRITER = {"X-API-Key": WRITER_KEY}
+
 BASE = "/api/v1/recommendations"
 CODES_BY_STRATEGY = {
     "personalized": {"similar_to_interacted", "interacted"},
@@ -145,7 +149,7 @@ def test_a_session_names_the_product_of_the_session_behind_each_item(client, wor
             [("prod_0010", "product_view"), ("prod_0020", "application_submit")]
         )
     ]
-    assert client.post("/api/v1/interactions", json=events).status_code == 202
+    assert client.post("/api/v1/interactions", json=events, headers=WRITER).status_code == 202
     body = client.get(f"{BASE}/session/{session}?limit=10").json()
     assert body["strategy"] == "session"
     assert_true_reasons(body, world)
@@ -242,7 +246,7 @@ def test_a_session_only_on_a_product_the_model_never_saw_gets_its_neighbours(
         "timestamp": "2026-11-27T12:00:00Z",
         "data": {"productId": new.id, "viewDuration": 60},
     }
-    assert client.post("/api/v1/interactions", json=event).status_code == 202
+    assert client.post("/api/v1/interactions", json=event, headers=WRITER).status_code == 202
     body = client.get(f"{BASE}/session/{session}?limit=10").json()
     assert body["strategy"] == "session" and body["degraded"] is False
     items = body["recommendations"]
@@ -284,7 +288,9 @@ def test_a_product_the_catalog_does_not_know_either_leaves_the_session_popular(c
         "timestamp": "2026-11-27T12:00:00Z",
         "data": {"productId": "prod_nowhere", "viewDuration": 60},
     }
-    assert client.post("/api/v1/interactions", json=event).status_code == 202
+    # Trusted writes refuse a product the catalog does not know (FINVERSE_ACCEPT_UNKNOWN_PRODUCTS
+    # off), so the session holds nothing to fold in.
+    assert client.post("/api/v1/interactions", json=event, headers=WRITER).status_code == 422
     body = client.get(f"{BASE}/session/{session}").json()
     assert body["strategy"] == "popular"
     assert all(item["reason"]["code"] in {"popular"} for item in body["recommendations"])
