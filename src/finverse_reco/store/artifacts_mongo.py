@@ -19,48 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from gridfs import AsyncGridFSBucket
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from finverse_reco.model.artifacts import MANIFEST_FILE, ArtifactError
 from finverse_reco.store.artifacts import ChecksumReader, FencedOut, checked_files, read_chunks
 from finverse_reco.store.base import StoreUnavailable
-from finverse_reco.store.mongo_options import MongoOptions, new_client, redact
+from finverse_reco.store.mongo_connection import MongoConnection
 
-DEFAULT_DATABASE = "finverse_interactions"
 BUCKET = "model_artifacts"
 POINTER = "active"
 
 
-class MongoArtifactStore:
-    def __init__(self, url: str, *, options: MongoOptions | None = None) -> None:
-        self.url = url
-        self.options = options or MongoOptions()
-        self._client = None
-        self._database: AsyncDatabase[dict[str, Any]] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> MongoArtifactStore:
-        return cls(url, options=MongoOptions(**options))
-
-    def __repr__(self) -> str:
-        return f"MongoArtifactStore({redact(self.url)!r})"
-
-    async def open(self) -> None:
-        if self._client is None:
-            self._client = new_client(self.url, self.options)
-            self._database = self._client.get_default_database(default=DEFAULT_DATABASE)
-
-    async def close(self) -> None:
-        client, self._client, self._database = self._client, None, None
-        if client is not None:
-            await client.close()
-
-    @property
-    def _db(self) -> AsyncDatabase[dict[str, Any]]:
-        if self._database is None:
-            raise StoreUnavailable("the artifact store is not open")
-        return self._database
+class MongoArtifactStore(MongoConnection):
+    what = "the artifact store"
 
     def _bucket(self) -> AsyncGridFSBucket:
         return AsyncGridFSBucket(self._db, bucket_name=BUCKET)

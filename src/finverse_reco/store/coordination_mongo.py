@@ -12,45 +12,15 @@ import time
 from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from finverse_reco.store.base import StoreUnavailable
 from finverse_reco.store.coordination import FINISHED_JOBS_KEPT, LEASE_NAME, Lease
-from finverse_reco.store.mongo_options import MongoOptions, new_client, redact
-
-DEFAULT_DATABASE = "finverse_interactions"
+from finverse_reco.store.mongo_connection import MongoConnection
 
 
-class MongoCoordination:
-    def __init__(self, url: str, *, options: MongoOptions | None = None) -> None:
-        self.url = url
-        self.options = options or MongoOptions()
-        self._client = None
-        self._database: AsyncDatabase[dict[str, Any]] | None = None
-
-    @classmethod
-    def from_url(cls, url: str, **options: Any) -> MongoCoordination:
-        return cls(url, options=MongoOptions(**options))
-
-    def __repr__(self) -> str:
-        return f"MongoCoordination({redact(self.url)!r})"
-
-    async def open(self) -> None:
-        if self._client is None:
-            self._client = new_client(self.url, self.options)
-            self._database = self._client.get_default_database(default=DEFAULT_DATABASE)
-
-    async def close(self) -> None:
-        client, self._client, self._database = self._client, None, None
-        if client is not None:
-            await client.close()
-
-    @property
-    def _db(self) -> AsyncDatabase[dict[str, Any]]:
-        if self._database is None:
-            raise StoreUnavailable("the coordination store is not open")
-        return self._database
+class MongoCoordination(MongoConnection):
+    what = "the coordination store"
 
     async def acquire_lease(self, holder: str, ttl_seconds: float) -> Lease | None:
         now = time.time()
