@@ -15,10 +15,18 @@ from finverse_reco.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
-SECRET_KEYS = {"FINVERSE_API_KEY", "FINVERSE_STORE_URL", "FINVERSE_RABBITMQ_URL"}
+SECRET_KEYS = {
+    "FINVERSE_API_KEY",
+    "FINVERSE_WRITER_API_KEYS",
+    "FINVERSE_ERASURE_KEY",
+    "FINVERSE_STORE_URL",
+    "FINVERSE_RABBITMQ_URL",
+}
 # What the Secret named finverse-secrets holds in a real cluster (placeholders for the check).
 SECRET_VALUES = {
     "api-key": "k" * 48,
+    "writer-api-keys": '["' + "w" * 48 + '"]',
+    "erasure-key": "e" * 48,
     "store-url": "mongodb://reco:secret@m1,m2,m3/finverse_interactions?replicaSet=rs0",
     "rabbitmq-url": "amqp://finverse:secret@rabbitmq:5672/",
 }
