@@ -1,6 +1,7 @@
 """The customer a request is for, as the policy sees it: the stored profile, filled in from the
-demographics interaction events carry when the profile does not say, and the recent activity the
-rules asked for. Gathered once per request (service/customers.py) and read by every rule."""
+demographics interaction events carry when the profile does not say, the recent activity the
+rules asked for, and the channel the list is for. Gathered once per request (service/customers.py)
+and read by every rule."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Customer:
     holdings: tuple[str, ...] = ()
     activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
+    channel: str | None = None  # where the list will be shown (contact limits per channel)
 
     @classmethod
     def anonymous(cls) -> Customer:
@@ -44,6 +46,7 @@ class Customer:
         demographics: Mapping[str, str] | None,
         activity: Sequence[FeedbackEvent],
         today: date,
+        channel: str | None = None,
     ) -> Customer:
         """The profile's attributes; where it has none (or there is no profile), the lower bound
         of the band the latest interaction event reported (an age group's, an income range's) and
@@ -68,6 +71,7 @@ class Customer:
             holdings=profile.holdings if profile is not None else (),
             activity=activity,
             has_profile=profile is not None,
+            channel=channel,
         )
 
     def describe(self) -> dict[str, object]:
@@ -82,6 +86,7 @@ class Customer:
             "kyc_status": None if self.kyc_status is None else self.kyc_status.value,
             "risk_profile": self.risk_profile,
             "holdings": list(self.holdings),
+            "channel": self.channel,
         }
 
 
