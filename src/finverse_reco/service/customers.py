@@ -36,8 +36,10 @@ class CustomerReader:
     ) -> tuple[Customer, bool]:
         """The customer as the rules see it, and whether the store failed (then the customer is
         unknown to the rules, which fail closed where configured, and is not personalised: a
-        degraded answer is no less safe). The profile is read with the policy off too: consent
-        is not the policy's to switch off."""
+        degraded answer is no less safe). With the policy off (a measurement switch, refused in
+        production) nothing is read, consent included (docs/ACCOUNTABILITY.md)."""
+        if not self._policy.enabled:
+            return Customer(user_id=user_id), False
         profile, activity, degraded = await self._read(user_id)
         now = datetime.now(UTC)
         customer = Customer.of(user_id, profile, demographics, activity, now.date())
@@ -64,7 +66,7 @@ class CustomerReader:
         activity: dict[str, list[FeedbackEvent]] = {}
         try:
             async with asyncio.timeout(self._timeout):
-                if policy.enabled and policy.activity_types:
+                if policy.activity_types:
                     since = datetime.now(UTC) - policy.activity_lookback
                     profiles, activity = await asyncio.gather(
                         self._store.get_profiles(users),
