@@ -31,6 +31,9 @@ class Customer:
     holdings: tuple[str, ...] = ()
     activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
+    # False: served non-personalised lists (the customer objected, or their consent could not
+    # be read); the service reads it, no rule does (docs/ACCOUNTABILITY.md).
+    personalise: bool = True
 
     @classmethod
     def anonymous(cls) -> Customer:
@@ -68,6 +71,7 @@ class Customer:
             holdings=profile.holdings if profile is not None else (),
             activity=activity,
             has_profile=profile is not None,
+            personalise=profile is None or not profile.objects_to_personalisation,
         )
 
     def describe(self) -> dict[str, object]:
@@ -75,6 +79,7 @@ class Customer:
         return {
             "user_id": self.user_id,
             "has_profile": self.has_profile,
+            "personalise": self.personalise,
             "age": self.age,
             "income": self.income,
             "residency": self.residency,

@@ -1,6 +1,6 @@
-"""Each request's customer, read once: the stored profile and the recent activity the policy's
-rules asked for (policy/rules.py `activity()`). The reads of every request waiting in the same
-event-loop iteration go to the store together, one `get_profiles` and one
+"""Each request's customer, read once: the stored profile (with the customer's consent) and the
+recent activity the policy's rules asked for (policy/rules.py `activity()`). The reads of every
+request waiting in the same event-loop iteration go to the store together, one `get_profiles` and one
 `customers_events_of_types` (the read contact limits use too) for the lot, so a busy server pays a
 store round trip per batch, not per request. One batch is read at a time: requests that arrive
 while it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a
@@ -38,10 +38,9 @@ class CustomerReader:
         self, user_id: str, demographics: Mapping[str, str] | None = None
     ) -> tuple[Customer, bool]:
         """The customer as the rules see it, and whether the store failed (then the customer is
-        unknown to the rules, which fail closed where configured: a degraded answer is no less
-        safe)."""
-        if not self._policy.enabled:
-            return Customer(user_id=user_id), False
+        unknown to the rules, which fail closed where configured, and is not personalised: a
+        degraded answer is no less safe). The profile is read with the policy off too: consent
+        is not the policy's to switch off."""
         try:
             async with asyncio.timeout(self._timeout):
                 profile, activity, degraded = await self._read(user_id)
@@ -49,7 +48,10 @@ class CustomerReader:
             log.warning("store read too slow, the policy treats the customer as unknown")
             profile, activity, degraded = None, (), True
         now = datetime.now(UTC)
-        return Customer.of(user_id, profile, demographics, activity, now.date()), degraded
+        customer = Customer.of(user_id, profile, demographics, activity, now.date())
+        if degraded:
+            customer.personalise = False  # consent unknown: as if the customer had objected
+        return customer, degraded
 
     def _read(self, user_id: str) -> asyncio.Future[Read]:
         loop = asyncio.get_running_loop()
@@ -76,7 +78,7 @@ class CustomerReader:
         activity: dict[str, list[FeedbackEvent]] = {}
         try:
             async with asyncio.timeout(self._timeout):
-                if policy.activity_types:
+                if policy.enabled and policy.activity_types:
                     since = datetime.now(UTC) - policy.activity_lookback
                     profiles, activity = await asyncio.gather(
                         self._store.get_profiles(users),

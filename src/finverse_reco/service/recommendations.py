@@ -117,6 +117,9 @@ class RecommendationResult:
     experiment: Assignment | None = None  # the experiment arm this answer was served under
     # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
     filtered: dict[str, int] = field(default_factory=dict)
+    # Served to a customer who objected to personalisation (or whose consent could not be read):
+    # the audit trail keeps what was shown, not the scores and reasons (docs/ACCOUNTABILITY.md).
+    without_consent: bool = False
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -151,6 +154,7 @@ class _Ranked:
     basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
     filtered: dict[str, int] = field(default_factory=dict)
+    without_consent: bool = False
 
 
 class RecommendationService:
@@ -258,8 +262,10 @@ class RecommendationService:
         segment = _latest_demographics(events)
         policy = await self._policy(index)
         customer, store_failed = await self._customer(
-            users.pop() if len(users) == 1 else None, segment
+            next(iter(users)) if len(users) == 1 else None, segment
         )
+        if len(users) > 1:  # a shared device: anyone's objection keeps the session unprofiled
+            customer.personalise, store_failed = await self._all_personalise(users)
         contact = (
             await self._contact_exclusions(index, events[-1].user_id, channel)
             if events
@@ -328,8 +334,10 @@ class RecommendationService:
                 return self._batcher.run(index, run)
 
         ranked = _Ranked(similar, Strategy.SIMILAR, basis, degraded)
+        # Never the product itself, whatever ranks the list (popularity, without consent).
+        not_itself = None if row is None else np.array([row], dtype=np.int64)
         return await self._serve(
-            index, policy, customer, ranked, limit, caller, None, explain, assignment
+            index, policy, customer, ranked, limit, caller, not_itself, explain, assignment
         )
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
@@ -420,6 +428,8 @@ class RecommendationService:
     ) -> RecommendationResult:
         """Rank within the policy's filters and select within its diversity caps: every list of
         every strategy, fallbacks and degraded answers included, leaves through here."""
+        if not customer.personalise:
+            ranked = self._not_personalised(index, ranked)
         now = datetime.now(UTC)
         filters = policy.filters(customer, now, caller, exclude)
         k = policy.fetch(limit)
@@ -481,6 +491,25 @@ class RecommendationService:
         if user_id is None:
             return Customer.anonymous(), False
         return await self._customers.customer(user_id, demographics)
+
+    async def _all_personalise(self, user_ids: set[str]) -> tuple[bool, bool]:
+        """Whether every one of these customers may be personalised, and whether a read failed."""
+        read = await asyncio.gather(*(self._customers.customer(u) for u in sorted(user_ids)))
+        return all(c.personalise for c, _ in read), any(failed for _, failed in read)
+
+    def _not_personalised(self, index: EmbeddingIndex, ranked: _Ranked) -> _Ranked:
+        """Any list for a customer who objected to personalisation (GDPR Art. 21), or whose
+        consent could not be read: global popularity, not their segment's (that is profiling
+        too) nor their events'. It still goes through the policy step like every list, so their
+        eligibility, holdings, applications and contact limits hold."""
+        return _Ranked(
+            self._popular_ranker(index, None),
+            Strategy.POPULAR,
+            Popular(None),
+            ranked.degraded,
+            ranked.filtered,
+            without_consent=True,
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -624,6 +653,7 @@ class RecommendationService:
             contributions=reasons.contributions,
             experiment=assignment,
             filtered=ranked.filtered,
+            without_consent=ranked.without_consent,
         )
 
 

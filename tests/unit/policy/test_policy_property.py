@@ -1,6 +1,7 @@
 """Property: whatever the catalog, the customers and the rules file, no endpoint or fallback serves a
 product that breaks a rule (degraded answers included), and a list holds `limit` products whenever
-that many may be served. Checked against `policy_reference`, a plain rewrite of the rules, on the
+that many may be served. A customer who objected to personalisation gets the same guarantees from
+global popularity, on every endpoint. Checked against `policy_reference`, a plain rewrite of the rules, on the
 real service over a real SQLite store."""
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def profiles(draw, user_id: str, product_ids: list[str]) -> CustomerProfile | No
         risk_profile=draw(st.none() | st.integers(1, 5)),
         kyc_status=draw(st.sampled_from([None, "none", "pending", "verified"])),
         holdings=tuple(draw(st.lists(st.sampled_from(product_ids), max_size=6))),
+        personalisation_consent=draw(st.sampled_from([None, True, False])),
         updated_at=NOW - DAY,
     )
 
@@ -307,28 +309,45 @@ async def scenario(world: World, directory: Path) -> None:
     def known(user: str) -> Known:
         return Known(world.profiles[user], frozenset(world.applied[user]))
 
+    def objects(user: str) -> bool:
+        profile = world.profiles[user]
+        return profile is not None and profile.personalisation_consent is False
+
+    def check_consent(result: RecommendationResult, user: str) -> None:
+        if objects(user):
+            assert (result.strategy.value, result.without_consent) == ("popular", True)
+
     for user in KNOWN_USERS:
         seen = set(world.seen[user]) if world.exclude_seen else set()
         result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
         eligible = check(result, world, known(user), base - seen, catalog)
-        # The list itself: the model's ranking of what the rules allow, then the caps.
+        check_consent(result, user)
+        # The list itself: the model's (or, without consent, global popularity's) ranking of what
+        # the rules allow, then the caps.
         allowed = np.array(sorted(index.items.row(p) for p in eligible), dtype=np.int64)
-        query = index.user_queries([index.users.row(user)])
-        rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
+        if objects(user):
+            rows, _ = index.popular(limit * 3, allowed=allowed).of(0)
+        else:
+            query = index.user_queries([index.users.row(user)])
+            rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
         assert result.product_ids == diversified(index.items.ids_of(rows), world)
     # A new user: folded in from their stored applications, else popular.
     for user in NEW_USERS:
         touched = set(world.applied[user]) if world.exclude_seen else set()
         result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
         check(result, world, known(user), base - touched, catalog)
+        check_consent(result, user)
     # The session's events name its customer; without events it is anonymous (and popular).
     session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
     in_session = set(world.applied[KNOWN_USERS[0]])
     session_customer = known(KNOWN_USERS[0]) if in_session else Known()
     check(session, world, session_customer, base - in_session, catalog)
+    if in_session:
+        check_consent(session, KNOWN_USERS[0])
     product = world.catalog[0].id
     similar = await service.similar_products(product, limit, caller=caller, user_id=NEW_USERS[1])
     check(similar, world, known(NEW_USERS[1]), base - {product}, catalog)
+    check_consent(similar, NEW_USERS[1])
     anonymous = await service.similar_products(product, limit, caller=caller)
     check(anonymous, world, Known(), base - {product}, catalog)
 
@@ -336,6 +355,8 @@ async def scenario(world: World, directory: Path) -> None:
     for user in (*KNOWN_USERS, *NEW_USERS):
         result = await service.for_user(user, limit, caller=caller, exclude_seen=False)
         assert result.degraded
+        # Consent cannot be read: nobody is personalised (fail closed).
+        assert (result.strategy.value, result.without_consent) == ("popular", True)
         check(result, world, Known(), base, catalog)
     session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
     assert session.degraded and session.strategy.value == "popular"
