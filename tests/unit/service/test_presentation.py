@@ -24,18 +24,14 @@ async def test_products_the_catalog_lacks_are_named_and_placed_by_the_model(tmp_
         item_id: Product(id=item_id, name=f"Card {item_id}", category="Cards", institution="Beta")
         for item_id in index.items.ids[::2]  # the catalog knows every other product
     }
-    # An empty store: the customer's profile (their consent) is read even with the policy off.
-    store = open_store(f"sqlite:///{tmp_path / 'profiles.db'}")
-    await store.open()
     service = RecommendationService(
         ModelHolder(index),
-        store,
+        open_store(f"sqlite:///{tmp_path / 'unused.db'}"),  # a known user needs no store read
         LocalCatalog(list(described.values())),
         ServiceConfig(weighting=WeightingConfig()),
     )
 
     result = await service.for_user(index.users.id(0), 20)
-    await store.close()
 
     assert len(result.product_ids) == 20 and not result.degraded
     assert result.scores == sorted(result.scores, reverse=True)
