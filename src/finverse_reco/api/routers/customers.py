@@ -98,7 +98,12 @@ async def get_profile(parts: Parts, user_id: CustomerId) -> JSONBytesResponse:
 @router.put(
     "/{user_id}/consent",
     response_model=CustomerProfileOut,
-    responses={400: {"model": ErrorOut}, 409: {"model": ErrorOut}, 413: {"model": ErrorOut}},
+    responses={
+        400: {"model": ErrorOut},
+        404: {"model": ErrorOut, "description": "The customer was erased meanwhile"},
+        409: {"model": ErrorOut},
+        413: {"model": ErrorOut},
+    },
     summary="Admin: record the customer's consent to personalisation (false: they object; "
     "an older updated_at than the stored profile's is refused)",
     openapi_extra={
