@@ -66,13 +66,16 @@ DROP TRIGGER IF EXISTS interactions_products;
 DROP TABLE IF EXISTS interaction_products;
 """
 # Append-only: one row per served list, the record as JSON beside the columns its reads filter on.
+# A rowid table: a record (~1 KB) is too big for a WITHOUT ROWID table's B-tree, where inserts cost
+# 2.5x the CPU (35 vs 13 us a row, measured); a table created WITHOUT ROWID by an earlier version
+# keeps working as it is.
 AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
     recommendation_id TEXT PRIMARY KEY,
     user_id TEXT,
     served_us INTEGER NOT NULL,
     body TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS audit_records_user_time ON audit_records (user_id, served_us);
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (served_us);
 """
