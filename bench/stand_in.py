@@ -31,8 +31,8 @@ class MongoStandIn:
         if not self.enabled:
             return self
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # The tests' launcher: nx-27017 with its fix for `_id` in compound indexes (which
-        # `migrate` creates).
+        # The tests' launcher: nx-27017 with its fixes (`_id` in compound indexes, which `migrate`
+        # creates; date-range finds without a whole-collection scan).
         command = [sys.executable, str(SERVER_SCRIPT)]
         command += ["--data-dir", str(self.workdir), "-p", str(self.port)]
         command += [

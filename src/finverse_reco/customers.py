@@ -3,7 +3,10 @@ every adapter, like `products.py`: the stores keep it, the policy step reads it,
 validate it with the one parser here.
 
 It arrives from the bank (a `customer_profile` event, or `PUT /api/v1/customers/{id}/profile`) and
-is replaced whole: the newest `updated_at` wins, so a redelivered older copy changes nothing.
+is replaced whole: the newest `updated_at` wins, so a redelivered older copy changes nothing. The one
+exception is consent: a profile that does not state it (None) keeps the answer stored, so that a
+profile feed that knows nothing of consent never undoes an objection (docs/ACCOUNTABILITY.md).
+`PUT /api/v1/customers/{id}/consent` changes the consent alone (`ConsentChange`).
 """
 
 from __future__ import annotations
@@ -51,17 +54,15 @@ class CustomerProfile(BaseModel):
     risk_profile: int | None = Field(None, ge=1, le=5)  # the suitability questionnaire's result
     kyc_status: KycStatus | None = None
     holdings: tuple[EntityId, ...] = Field((), max_length=MAX_HOLDINGS)
-    # Stored as given; what it permits is the consent feature's to decide (issue 16).
+    # False: the customer objected to personalisation (GDPR Art. 21) and is served as a stranger;
+    # True or None (never asked): personalised (docs/ACCOUNTABILITY.md).
     personalisation_consent: bool | None = None
     updated_at: datetime
 
     @field_validator("updated_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-        if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError("updated_at is in the future")
-        return value
+        return _utc_not_future(value)
 
     @field_validator("holdings")
     @classmethod
@@ -73,9 +74,20 @@ class CustomerProfile(BaseModel):
         of the two ages a birth year allows, so an age rule never passes a customer too young)."""
         return None if self.birth_year is None else today.year - self.birth_year - 1
 
+    @property
+    def objects_to_personalisation(self) -> bool:
+        return self.personalisation_consent is False
+
     def to_document(self) -> dict[str, Any]:
         """Stored form: plain JSON types but `updated_at`, which stays a datetime."""
         return self.model_dump(mode="python") | {"holdings": list(self.holdings)}
+
+
+def _utc_not_future(value: datetime) -> datetime:
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError("updated_at is in the future")
+    return value
 
 
 def parse_profile(raw: Any, *, user_id: str | None = None) -> CustomerProfile:
@@ -91,6 +103,32 @@ def parse_profile(raw: Any, *, user_id: str | None = None) -> CustomerProfile:
         raw = {**raw, "updated_at": datetime.now(UTC)}
     try:
         return CustomerProfile.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_validation_error(exc)) from None
+
+
+class ConsentChange(BaseModel):
+    """`PUT /api/v1/customers/{id}/consent`'s body: the customer's answer and when they gave it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    personalisation: bool
+    updated_at: datetime
+
+    @field_validator("updated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return _utc_not_future(value)
+
+
+def parse_consent(raw: Any) -> ConsentChange:
+    """Validate one decoded consent change (`updated_at` defaults to now); InvalidEvent if bad."""
+    if not isinstance(raw, dict):
+        raise InvalidEvent("a consent change must be a JSON object")
+    if raw.get("updated_at") is None:
+        raw = {**raw, "updated_at": datetime.now(UTC)}
+    try:
+        return ConsentChange.model_validate(raw)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc)) from None
 

@@ -112,7 +112,8 @@ class Settings(BaseSettings):
     ingest_batch_size: int = Field(500, ge=1)
     ingest_batch_timeout_ms: int = Field(200, ge=1)
 
-    # --- the audit trail (docs/ACCOUNTABILITY.md)
+    # --- the audit trail (docs/ACCOUNTABILITY.md); the off switch is for measurements only
+    # (refused in production: a bank must be able to say what it showed).
     audit_enabled: bool = True
     audit_buffer_size: int = Field(100_000, ge=1)  # records held while the store is down
     audit_batch_size: int = Field(500, ge=1)
@@ -244,6 +245,8 @@ class Settings(BaseSettings):
             raise ValueError("FINVERSE_CORS_ORIGINS may not be '*' in production")
         if not self.policy_enabled and self.environment == "production":
             raise ValueError("FINVERSE_POLICY_ENABLED may not be false in production")
+        if not self.audit_enabled and self.environment == "production":
+            raise ValueError("FINVERSE_AUDIT_ENABLED may not be false in production")
         if self.environment == "production" and DEFAULT_WRITER_API_KEY in self.writer_api_keys:
             raise ValueError("FINVERSE_WRITER_API_KEYS must not hold the default key in production")
         if self.environment == "production" and self.erasure_key == DEFAULT_ERASURE_KEY:

@@ -1,5 +1,5 @@
-"""The customer-profile part of the store contract (`put_profile`, `get_profile`, `get_profiles`)
-run against SQLite and the MongoDB stand-in alike."""
+"""The customer-profile part of the store contract (`put_profile`, `get_profile`, `get_profiles`,
+`put_consent`, `customers_without_consent`) run against SQLite and the MongoDB stand-in alike."""
 
 from __future__ import annotations
 
@@ -56,10 +56,60 @@ async def test_get_profiles_reads_several_at_once(store: InteractionStore) -> No
 
 async def test_a_newer_profile_replaces_the_whole_profile(store: InteractionStore) -> None:
     await store.put_profile(FULL)
-    newer = profile(at=T0 + timedelta(minutes=1), risk_profile=1)
+    newer = profile(at=T0 + timedelta(minutes=1), risk_profile=1, personalisation_consent=True)
     assert await store.put_profile(newer)
     got = await store.get_profile("u1")
     assert got == newer and got.holdings == () and got.residency is None
+
+
+async def test_a_profile_silent_on_consent_keeps_the_stored_answer(store: InteractionStore) -> None:
+    """A profile feed that knows nothing of consent must not undo an objection."""
+    await store.put_profile(FULL)  # objected
+    newer = profile(at=T0 + timedelta(minutes=1), risk_profile=1)
+    assert newer.personalisation_consent is None
+    assert await store.put_profile(newer)
+    got = await store.get_profile("u1")
+    assert got == newer.model_copy(update={"personalisation_consent": False})
+    assert got.holdings == () and got.residency is None  # the rest replaced whole
+    await store.put_profile(profile("u2"))
+    assert (await store.get_profile("u2")).personalisation_consent is None
+
+
+async def test_consent_is_set_alone_and_the_rest_is_kept(store: InteractionStore) -> None:
+    await store.put_profile(FULL.model_copy(update={"personalisation_consent": None}))
+    later = T0 + timedelta(minutes=5)
+    assert await store.put_consent("u1", False, later)
+    got = await store.get_profile("u1")
+    assert got == FULL.model_copy(update={"updated_at": later})
+    assert got.personalisation_consent is False
+    assert await store.put_consent("u1", True, later)  # the same time again: taken, as profiles
+    assert (await store.get_profile("u1")).personalisation_consent is True
+
+
+async def test_consent_for_a_customer_without_profile_makes_one(store: InteractionStore) -> None:
+    assert await store.put_consent("fresh", False, T0)
+    assert await store.get_profile("fresh") == profile("fresh", personalisation_consent=False)
+
+
+async def test_an_older_consent_changes_nothing(store: InteractionStore) -> None:
+    await store.put_profile(FULL.model_copy(update={"personalisation_consent": True}))
+    assert not await store.put_consent("u1", False, T0 - timedelta(seconds=1))
+    assert (await store.get_profile("u1")).personalisation_consent is True
+    # and a profile older than a consent change is refused like any older profile
+    assert await store.put_consent("u1", False, T0 + timedelta(minutes=1))
+    assert not await store.put_profile(profile(at=T0, personalisation_consent=True))
+    assert (await store.get_profile("u1")).personalisation_consent is False
+
+
+async def test_the_customers_without_consent_are_listed(store: InteractionStore) -> None:
+    assert await store.customers_without_consent() == set()
+    await store.put_profile(profile("asked_yes", personalisation_consent=True))
+    await store.put_profile(profile("never_asked"))
+    await store.put_profile(profile("objected", personalisation_consent=False))
+    await store.put_consent("objected_later", False, T0)
+    await store.put_consent("changed_mind", False, T0)
+    await store.put_consent("changed_mind", True, T0 + timedelta(seconds=1))
+    assert await store.customers_without_consent() == {"objected", "objected_later"}
 
 
 async def test_an_older_copy_changes_nothing(store: InteractionStore) -> None:

@@ -1,7 +1,7 @@
 """A MongoDB wire-protocol server for tests: the nx-27017 stand-in, as a subprocess on a free port.
 
-It runs through `stand_in_server.py`, which fixes one gap of the stand-in (`_id` inside a compound
-index); docs/STORES.md lists the others."""
+It runs through `stand_in_server.py`, which fixes two gaps of the stand-in (`_id` inside a compound
+index; date-range finds that decoded the whole collection); docs/STORES.md lists the others."""
 
 from __future__ import annotations
 

@@ -102,3 +102,14 @@ def test_production_refuses_the_default_writer_key():
 def test_the_event_window_needs_a_time_zone():
     with pytest.raises(SettingsError, match="FINVERSE_EVENT_EARLIEST"):
         load_settings(_env_file=None, event_earliest="2000-01-01T00:00:00")
+
+
+def test_production_refuses_to_switch_the_audit_trail_off():
+    secrets = {
+        "api_key": "a-real-admin-secret",
+        "writer_api_keys": ["a-real-writer-key"],
+        "erasure_key": "a-real-erasure-secret",
+    }
+    with pytest.raises(SettingsError, match="FINVERSE_AUDIT_ENABLED"):
+        load_settings(_env_file=None, environment="production", audit_enabled=False, **secrets)
+    assert not load_settings(_env_file=None, audit_enabled=False).audit_enabled  # measurements

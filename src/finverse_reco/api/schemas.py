@@ -304,6 +304,15 @@ class CustomerProfileIn(BaseModel):
     updated_at: datetime | None = None
 
 
+class ConsentIn(BaseModel):
+    """`PUT /customers/{user_id}/consent`'s body: the customer's answer on personalisation
+    (false: they object, GDPR Art. 21); `updated_at` defaults to the time of arrival."""
+
+    model_config = ConfigDict(extra="forbid")
+    personalisation: bool
+    updated_at: datetime | None = None
+
+
 class CustomerProfileOut(BaseModel):
     user_id: str
     birth_year: int | None

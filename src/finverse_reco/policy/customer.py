@@ -33,6 +33,9 @@ class Customer:
     activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
     channel: str | None = None  # where the list will be shown (contact limits per channel)
+    # False: served non-personalised lists (the customer objected, or their consent could not
+    # be read); the service reads it, no rule does (docs/ACCOUNTABILITY.md).
+    personalise: bool = True
 
     @classmethod
     def anonymous(cls) -> Customer:
@@ -72,6 +75,7 @@ class Customer:
             activity=activity,
             has_profile=profile is not None,
             channel=channel,
+            personalise=profile is None or not profile.objects_to_personalisation,
         )
 
     def describe(self) -> dict[str, object]:
@@ -79,6 +83,7 @@ class Customer:
         return {
             "user_id": self.user_id,
             "has_profile": self.has_profile,
+            "personalise": self.personalise,
             "age": self.age,
             "income": self.income,
             "residency": self.residency,

@@ -236,6 +236,12 @@ class AuditTrail:
             strategy=result.strategy.value,
             degraded=result.degraded,
             product_ids=tuple(result.product_ids),
-            scores=tuple(result.scores),
-            reasons=tuple(reason["text"] for reason in result.reasons),
+            # Without consent, what was shown and how (strategy, versions) is the record the bank
+            # must keep; the scores and reasons add nothing but data (docs/ACCOUNTABILITY.md).
+            scores=None if result.without_consent else tuple(result.scores),
+            reasons=(
+                None
+                if result.without_consent
+                else tuple(reason["text"] for reason in result.reasons)
+            ),
         )

@@ -1,8 +1,11 @@
-"""Each request's customer, read once: the stored profile and the recent activity the policy's
-rules asked for (policy/rules.py `activity()`: applications, impressions, clicks, dismissals). The
-reads of every request waiting in the same event-loop iteration go to the store together, one
-`get_profiles` and one `customers_events_of_types` for the lot, so a busy server pays a store round
-trip per batch, not per request."""
+"""Each request's customer, read once: the stored profile (with the customer's consent) and the
+recent activity the policy's rules asked for (policy/rules.py `activity()`: applications,
+impressions, clicks, dismissals). The reads of every request waiting in the same event-loop
+iteration go to the store together, one `get_profiles` and one `customers_events_of_types` for the
+lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a time: requests that arrive
+while it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a
+read per event-loop iteration piled up until every read timed out, measured with three replicas
+on the MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
 
 from __future__ import annotations
 
@@ -34,8 +37,8 @@ class CustomerReader:
         self._policy = policy
         self._timeout = timeout_seconds
         self._waiting: dict[str, list[asyncio.Future[Read]]] = {}
+        self._in_flight: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # monotonic
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def customer(
         self,
@@ -44,30 +47,46 @@ class CustomerReader:
         channel: str | None = None,
     ) -> tuple[Customer, bool]:
         """The customer as the rules see it, for a list shown on `channel`, and whether the store
-        failed (then the customer is unknown to the rules, which fail closed where configured: a
-        degraded answer is no less safe; contact limits, which protect from repetition and not
-        from harm, then exclude nothing)."""
+        failed (then the customer is unknown to the rules, which fail closed where configured, and
+        is not personalised: a degraded answer is no less safe; contact limits, which protect from
+        repetition and not from harm, then exclude nothing). With the policy off (a measurement
+        switch, refused in production) nothing is read, consent included
+        (docs/ACCOUNTABILITY.md)."""
         if not self._policy.enabled:
             return Customer(user_id=user_id, channel=channel), False
         if time.monotonic() < self._retry_at:
             profile, activity, degraded = None, (), True
         else:
-            profile, activity, degraded = await self._read(user_id)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    profile, activity, degraded = await self._read(user_id)
+            except TimeoutError:  # queued behind a read that did not answer in time
+                log.warning("store read too slow, the policy treats the customer as unknown")
+                profile, activity, degraded = None, (), True
         today = datetime.now(UTC).date()
-        return Customer.of(user_id, profile, demographics, activity, today, channel), degraded
+        customer = Customer.of(user_id, profile, demographics, activity, today, channel)
+        if degraded:
+            customer.personalise = False  # consent unknown: as if the customer had objected
+        return customer, degraded
 
     def _read(self, user_id: str) -> asyncio.Future[Read]:
-        future: asyncio.Future[Read] = asyncio.get_running_loop().create_future()
-        if not self._waiting:
-            asyncio.get_running_loop().call_soon(self._flush)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Read] = loop.create_future()
+        if not self._waiting and self._in_flight is None:
+            loop.call_soon(self._flush)
         self._waiting.setdefault(user_id, []).append(future)
         return future
 
     def _flush(self) -> None:
         waiting, self._waiting = self._waiting, {}
-        task = asyncio.get_running_loop().create_task(self._read_batch(waiting))
-        self._tasks.add(task)  # a reference until it ends (the loop keeps only weak ones)
-        task.add_done_callback(self._tasks.discard)
+        # Also a reference until it ends (the loop keeps only weak ones).
+        self._in_flight = asyncio.get_running_loop().create_task(self._read_batch(waiting))
+        self._in_flight.add_done_callback(self._read_done)
+
+    def _read_done(self, _: asyncio.Task[None]) -> None:
+        self._in_flight = None
+        if self._waiting:
+            self._flush()
 
     async def _read_batch(self, waiting: dict[str, list[asyncio.Future[Read]]]) -> None:
         users = list(waiting)

@@ -113,6 +113,9 @@ class RecommendationResult:
     # With `explain`: each item's split of its raw score.
     contributions: list[list[Contribution]] | None = None
     experiment: Assignment | None = None  # the experiment arm this answer was served under
+    # Served to a customer who objected to personalisation (or whose consent could not be read):
+    # the audit trail keeps what was shown, not the scores and reasons (docs/ACCOUNTABILITY.md).
+    without_consent: bool = False
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -146,6 +149,7 @@ class _Ranked:
     strategy: Strategy
     basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
+    without_consent: bool = False
 
 
 class RecommendationService:
@@ -249,8 +253,10 @@ class RecommendationService:
         segment = _latest_demographics(events)
         policy = await self._policy(index)
         customer, store_failed = await self._customer(
-            users.pop() if len(users) == 1 else None, segment, channel
+            next(iter(users)) if len(users) == 1 else None, segment, channel
         )
+        if len(users) > 1:  # a shared device: anyone's objection keeps the session unprofiled
+            customer.personalise, store_failed = await self._all_personalise(users)
         touched = await self._touched(index, events)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
         parts = touched.parts(index) if not popular_arm else None
@@ -314,8 +320,10 @@ class RecommendationService:
                 return self._batcher.run(index, run)
 
         ranked = _Ranked(similar, Strategy.SIMILAR, basis, degraded)
+        # Never the product itself, whatever ranks the list (popularity, without consent).
+        not_itself = None if row is None else np.array([row], dtype=np.int64)
         return await self._serve(
-            index, policy, customer, ranked, limit, caller, None, explain, assignment
+            index, policy, customer, ranked, limit, caller, not_itself, explain, assignment
         )
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
@@ -405,6 +413,8 @@ class RecommendationService:
     ) -> RecommendationResult:
         """Rank within the policy's filters and select within its diversity caps: every list of
         every strategy, fallbacks and degraded answers included, leaves through here."""
+        if not customer.personalise:
+            ranked = self._not_personalised(index, ranked)
         now = datetime.now(UTC)
         filters = policy.filters(customer, now, caller, exclude)
         k = policy.fetch(limit)
@@ -466,6 +476,24 @@ class RecommendationService:
         if user_id is None:
             return Customer.anonymous(), False
         return await self._customers.customer(user_id, demographics, channel)
+
+    async def _all_personalise(self, user_ids: set[str]) -> tuple[bool, bool]:
+        """Whether every one of these customers may be personalised, and whether a read failed."""
+        read = await asyncio.gather(*(self._customers.customer(u) for u in sorted(user_ids)))
+        return all(c.personalise for c, _ in read), any(failed for _, failed in read)
+
+    def _not_personalised(self, index: EmbeddingIndex, ranked: _Ranked) -> _Ranked:
+        """Any list for a customer who objected to personalisation (GDPR Art. 21), or whose
+        consent could not be read: global popularity, not their segment's (that is profiling
+        too) nor their events'. It still goes through the policy step like every list, so their
+        eligibility, holdings, applications and contact limits hold."""
+        return _Ranked(
+            self._popular_ranker(index, None),
+            Strategy.POPULAR,
+            Popular(None),
+            ranked.degraded,
+            without_consent=True,
+        )
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -595,6 +623,7 @@ class RecommendationService:
             explanation=explanation,
             contributions=reasons.contributions,
             experiment=assignment,
+            without_consent=ranked.without_consent,
         )
 
 

@@ -124,9 +124,15 @@ async def load_training_data(
     # deletion: the tombstones read now keep them out of this model's artifacts.
     erased = ErasedCustomers(config.erasure_key)
     erased.replace(await store.tombstones())
+    # Customers who objected to personalisation are not learned from either (their events stay
+    # stored: they may consent again).
+    withheld = await store.customers_without_consent()
     empty = True
     async for batch in store.scan(since=since):
-        batch = batch.without_users(erased.erased_among(batch.user_ids))
+        left_out = erased.erased_among(batch.user_ids)
+        if withheld:
+            left_out |= withheld.intersection(batch.user_ids)
+        batch = batch.without_users(left_out)
         builder.add(batch)
         empty = empty and not batch
     if empty:

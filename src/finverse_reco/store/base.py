@@ -127,7 +127,17 @@ class InteractionStore(Protocol):
 
     async def put_profile(self, profile: CustomerProfile) -> bool:
         """Store a customer's profile whole, unless the stored one has a newer `updated_at`
-        (a redelivered older copy changes nothing). Returns whether it was stored."""
+        (a redelivered older copy changes nothing). A profile whose `personalisation_consent` is
+        None keeps the stored consent. Returns whether it was stored."""
+
+    async def put_consent(self, user_id: str, consent: bool, updated_at: datetime) -> bool:
+        """Set the customer's `personalisation_consent` and the profile's `updated_at`, keeping
+        the rest of the profile (a profile with nothing else known when there was none), unless
+        the stored profile has a newer `updated_at`. Returns whether it was stored."""
+
+    async def customers_without_consent(self) -> set[str]:
+        """The customers whose profile says `personalisation_consent: false` (training leaves
+        their interactions out)."""
 
     async def get_profile(self, user_id: str) -> CustomerProfile | None: ...
 

@@ -451,10 +451,44 @@ class MongoInteractionStore:
         with self._driver_errors():
             profiles = await self._profiles_writable()
             try:
-                await profiles.replace_one(newer_or_same, document, upsert=True)
+                if profile.personalisation_consent is None:
+                    # Every field but the consent, which stays as stored (None on a first insert).
+                    consent = document.pop("personalisation_consent")
+                    await profiles.update_one(
+                        newer_or_same,
+                        {"$set": document, "$setOnInsert": {"personalisation_consent": consent}},
+                        upsert=True,
+                    )
+                else:
+                    await profiles.replace_one(newer_or_same, document, upsert=True)
             except DuplicateKeyError:
                 return False
         return True
+
+    async def put_consent(self, user_id: str, consent: bool, updated_at: datetime) -> bool:
+        """As `put_profile`: an upsert filtered on an older `updated_at`, refused by the unique
+        index when the stored profile is newer. The rest of a new profile is unknown."""
+        changed = {"personalisation_consent": consent, "updated_at": updated_at}
+        minimal = CustomerProfile(user_id=user_id, updated_at=updated_at).to_document()
+        unknown = {k: v for k, v in minimal.items() if k not in ("user_id", *changed)}
+        newer_or_same = {"user_id": user_id, "updated_at": {"$lte": updated_at}}
+        with self._driver_errors():
+            profiles = await self._profiles_writable()
+            try:
+                await profiles.update_one(
+                    newer_or_same, {"$set": changed, "$setOnInsert": unknown}, upsert=True
+                )
+            except DuplicateKeyError:
+                return False
+        return True
+
+    async def customers_without_consent(self) -> set[str]:
+        with self._driver_errors():
+            cursor = self._profiles_ready().find(
+                {"personalisation_consent": False}, {"_id": 0, "user_id": 1}
+            )
+            documents = await cursor.to_list()
+        return {document["user_id"] for document in documents}
 
     async def get_profile(self, user_id: str) -> CustomerProfile | None:
         return (await self.get_profiles([user_id])).get(user_id)

@@ -54,11 +54,11 @@ def test_reads_fall_back_while_mongo_is_down_and_recover(trained, stand_in):
         new_user = client.get("/api/v1/recommendations/products/mongo_user")
         assert new_user.status_code == 200
         assert (new_user.json()["strategy"], new_user.json()["degraded"]) == ("popular", True)
-        # A known customer is still ranked by the model, but without their profile, contact
-        # limits and dismissals (the store holds them): the policy treats them as unknown (credit
-        # products fail closed), an answer made with less, so degraded.
+        # A known customer's profile cannot be read: neither their consent (so they are not
+        # personalised: fail closed, docs/ACCOUNTABILITY.md) nor their attributes (the policy
+        # treats them as unknown: credit products fail closed). An answer made with less: degraded.
         known = client.get("/api/v1/recommendations/products/user_00001").json()
-        assert (known["strategy"], known["degraded"]) == ("personalized", True)
+        assert (known["strategy"], known["degraded"]) == ("popular", True)
         assert known["recommendations"]
         assert not {item["category"] for item in known["recommendations"]} & {
             "credit_card",

@@ -39,6 +39,7 @@ ADMIN_OPERATIONS = [
     ("GET", "/api/v1/admin/customers/user_00001/events"),
     ("PUT", "/api/v1/customers/user_00001/profile"),
     ("GET", "/api/v1/customers/user_00001/profile"),
+    ("PUT", "/api/v1/customers/user_00001/consent"),
     ("GET", "/api/v1/admin/products"),
     ("GET", "/api/v1/admin/evaluations/latest"),
     ("POST", "/api/v1/recommendations/refresh-model"),

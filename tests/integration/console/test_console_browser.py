@@ -201,7 +201,11 @@ def test_the_console_end_to_end(browser, server, screenshot_dir):
         item["reason"]["text"] for item in expected["recommendations"]
     ]
     expect(page.locator("#events tr").first).to_contain_text("prod_")
-    expect(page.locator("[data-unavailable]")).to_have_count(3)
+    # The demo's profiles carry no consent answer: never asked, personalised.
+    expect(page.locator("#consent")).to_contain_text("never asked")
+    expect(page.locator("#profile tr")).to_have_count(9)
+    expect(page.locator("#profile")).to_contain_text("KYC")
+    expect(page.locator("[data-unavailable]")).to_have_count(2)
     shoot(page, screenshot_dir, "customer")
 
     # Quality: the latest evaluation report and its chart; online metrics not there yet.
@@ -238,6 +242,7 @@ def test_the_console_end_to_end(browser, server, screenshot_dir):
         ("POST", "/api/v1/recommendations/refresh-model"),
         ("POST", f"/api/v1/admin/models/{first}/activate"),
         ("GET", "/api/v1/admin/customers/user_00001/events"),
+        ("GET", "/api/v1/customers/user_00001/profile"),
         ("GET", "/api/v1/admin/evaluations/latest"),
         ("GET", "/api/v1/admin/products"),
     ]:

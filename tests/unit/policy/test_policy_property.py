@@ -1,8 +1,10 @@
 """Property: whatever the catalog, the customers, their feedback (impressions, clicks, dismissals)
 and the rules file, no endpoint or fallback serves a product that breaks a rule (contact limits and
 dismissals included, on whatever channel the list is for; degraded answers included), and a list
-holds `limit` products whenever that many may be served. Checked against `policy_reference`, a plain
-rewrite of the rules, on the real service over a real SQLite store."""
+holds `limit` products whenever that many may be served. A customer who objected to
+personalisation gets the same guarantees from global popularity, on every endpoint. Checked
+against `policy_reference`, a plain rewrite of the rules, on the real service over a real SQLite
+store."""
 
 from __future__ import annotations
 
@@ -41,8 +43,9 @@ DAY = timedelta(days=1)
 KNOWN_USERS = ("known_0", "known_1", "known_2")
 NEW_USERS = ("new_active", "new_quiet")
 CHANNELS = ("email", "app")
-# Hours back: on either side of the 1- and 7-day windows the rules are drawn with, far from both.
-HOURS_AGO = (0.5, 2, 5, 30, 200)
+# Hours back: on either side of the 1- and 7-day windows the rules are drawn with, far from both,
+# and never at an application's hour (1, 2, 3 back).
+HOURS_AGO = (0.5, 2.5, 5, 30, 200)
 
 
 @st.composite
@@ -83,6 +86,7 @@ def profiles(draw, user_id: str, product_ids: list[str]) -> CustomerProfile | No
         risk_profile=draw(st.none() | st.integers(1, 5)),
         kyc_status=draw(st.sampled_from([None, "none", "pending", "verified"])),
         holdings=tuple(draw(st.lists(st.sampled_from(product_ids), max_size=6))),
+        personalisation_consent=draw(st.sampled_from([None, True, False])),
         updated_at=NOW - DAY,
     )
 
@@ -315,6 +319,18 @@ def diversified(ranked: list[str], world: World) -> list[str]:
     return taken
 
 
+def positives(world: World, user: str) -> set[str]:
+    """The products a new user's stored events weigh for (and their list leaves out as seen):
+    applied for or clicked, unless dismissed at or after that (docs/FEEDBACK.md)."""
+    events = [(NOW - timedelta(hours=n + 1), p) for n, p in enumerate(world.applied[user])]
+    events += [(f.at, f.products[0]) for f in world.feedback[user] if f.kind == "product_click"]
+    dismissed: dict[str, datetime] = {}
+    for f in world.feedback[user]:
+        if f.kind == "dismiss":
+            dismissed[f.products[0]] = max(f.at, dismissed.get(f.products[0], f.at))
+    return {p for at, p in events if p not in dismissed or dismissed[p] < at}
+
+
 def allowed_by_caller(world: World) -> set[str]:
     caller = world.caller
     allowed = set()
@@ -355,25 +371,38 @@ async def scenario(world: World, directory: Path) -> None:
         profile, applied = world.profiles[user], frozenset(world.applied[user])
         return Known(profile, applied, feedback=tuple(world.feedback[user]), channel=channel)
 
+    def objects(user: str) -> bool:
+        profile = world.profiles[user]
+        return profile is not None and profile.personalisation_consent is False
+
+    def check_consent(result: RecommendationResult, user: str) -> None:
+        if objects(user):
+            assert (result.strategy.value, result.without_consent) == ("popular", True)
+
     for user in KNOWN_USERS:
         seen = set(world.seen[user]) if world.exclude_seen else set()
         result = await service.for_user(
             user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
         )
         eligible = check(result, world, known(user), base - seen, catalog)
-        # The list itself: the model's ranking of what the rules allow, then the caps.
+        check_consent(result, user)
+        # The list itself: the model's (or, without consent, global popularity's) ranking of what
+        # the rules allow, then the caps.
         allowed = np.array(sorted(index.items.row(p) for p in eligible), dtype=np.int64)
-        query = index.user_queries([index.users.row(user)])
-        rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
+        if objects(user):
+            rows, _ = index.popular(limit * 3, allowed=allowed).of(0)
+        else:
+            query = index.user_queries([index.users.row(user)])
+            rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
         assert result.product_ids == diversified(index.items.ids_of(rows), world)
     # A new user: folded in from their stored applications and clicks, else popular.
     for user in NEW_USERS:
-        clicked = {f.products[0] for f in world.feedback[user] if f.kind == "product_click"}
-        touched = set(world.applied[user]) | clicked if world.exclude_seen else set()
+        touched = positives(world, user) if world.exclude_seen else set()
         result = await service.for_user(
             user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
         )
         check(result, world, known(user), base - touched, catalog)
+        check_consent(result, user)
     # The popular arm of an experiment, for customers the model knows or not: the same rules.
     registry = ExperimentRegistry(directory / f"{uuid.uuid4().hex}.json")
     registry.start(
@@ -399,6 +428,7 @@ async def scenario(world: World, directory: Path) -> None:
         )
         assert popular.strategy.value == "popular" and popular.experiment.arm.name == "popular"
         check(popular, world, known(user), base - seen, catalog)
+        check_consent(popular, user)
     # The session's events name its customer; without events it is anonymous (and popular).
     session = await service.for_session(
         f"sess_{KNOWN_USERS[0]}", limit, caller=caller, channel=channel
@@ -406,11 +436,14 @@ async def scenario(world: World, directory: Path) -> None:
     in_session = set(world.applied[KNOWN_USERS[0]])
     session_customer = known(KNOWN_USERS[0]) if in_session else Known()
     check(session, world, session_customer, base - in_session, catalog)
+    if in_session:
+        check_consent(session, KNOWN_USERS[0])
     product = world.catalog[0].id
     similar = await service.similar_products(
         product, limit, caller=caller, user_id=NEW_USERS[1], channel=channel
     )
     check(similar, world, known(NEW_USERS[1]), base - {product}, catalog)
+    check_consent(similar, NEW_USERS[1])
     anonymous = await service.similar_products(product, limit, caller=caller)
     check(anonymous, world, Known(), base - {product}, catalog)
 
@@ -420,6 +453,8 @@ async def scenario(world: World, directory: Path) -> None:
             user, limit, caller=caller, exclude_seen=False, channel=channel
         )
         assert result.degraded
+        # Consent cannot be read: nobody is personalised (fail closed).
+        assert (result.strategy.value, result.without_consent) == ("popular", True)
         check(result, world, Known(), base, catalog)
     session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
     assert session.degraded and session.strategy.value == "popular"
