@@ -128,3 +128,45 @@ def test_caller_filters_narrow_the_list(client) -> None:
 
 def test_ready_shows_the_policy_version(client) -> None:
     assert client.get("/ready").json()["policy_version"] == VERSION
+
+
+def test_the_shipped_contact_rules_hold_over_http_and_explain_lists_them(
+    client, writer_headers, admin_headers
+) -> None:
+    """Three impressions posted over HTTP take a product out of the next list for the customer
+    (the shipped 3-in-7-days rule), a dismissal takes one out of their similar products too, and
+    `explain=true` names both rules."""
+    user_id = "user_00030"
+    first = client.get(f"{PRODUCTS}{user_id}?limit=5").json()
+    shown = first["recommendations"][0]["id"]
+    for n in range(3):
+        impression = {
+            "user_id": user_id,
+            "type": "impression",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "recommendation_id": f"{first['recommendation_id']}-{n}",
+            "data": {"productIDs": [shown], "channel": "app_home"},
+        }
+        posted = client.post("/api/v1/interactions", json=impression, headers=writer_headers)
+        assert posted.status_code == 202
+    url = f"{PRODUCTS}{user_id}?limit=5&channel=app_home&explain=true"
+    after = client.get(url, headers=admin_headers).json()
+    assert shown not in [item["id"] for item in after["recommendations"]]
+    assert len(after["recommendations"]) == 5
+    assert shown in after["explain"]["excluded"]["contact_limit"]
+    assert after["explain"]["customer"]["channel"] == "app_home"
+
+    similar_url = f"/api/v1/recommendations/similar-products/prod_0001?user_id={user_id}"
+    similar = client.get(f"{similar_url}&channel=email").json()["recommendations"]
+    dismissed = next(item["id"] for item in similar if item["id"] != shown)
+    dismiss = {
+        "user_id": user_id,
+        "type": "dismiss",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "data": {"productId": dismissed},
+    }
+    posted = client.post("/api/v1/interactions", json=dismiss, headers=writer_headers)
+    assert posted.status_code == 202
+    again = client.get(f"{similar_url}&channel=email&explain=true", headers=admin_headers).json()
+    assert dismissed not in [item["id"] for item in again["recommendations"]]
+    assert again["explain"]["excluded"]["dismissed"] == [dismissed]
