@@ -45,11 +45,17 @@ reasons split scores as they do on a trained model.
 `--feedback` gives every world what experiments and contact limits work on (docs/FEEDBACK.md): a
 second model version and `experiments.json` splitting customers 50/50 between the two versions,
 and impressions, clicks and dismissals for `FEEDBACK_USERS` of the customers (some over their
-contact limit). The experiment serves only where a variant names the file:
+contact limit). The experiment serves only where a variant names the file. Contact limits and
+dismissals are rules of the policy file (docs/POLICY.md): every world also gets
+`rules-without-contact.toml`, the shipped rules without them, for a variant to name. Everything
+off (no policy, no experiment) against everything on (the shipped rules, the experiment):
 
     .venv/bin/python bench/serving.py http --feedback --sizes 1000 100000 --min-ratio 0.85 \
-        --variant off:FINVERSE_CONTACT_LIMITS=[],FINVERSE_DISMISS_DAYS=0 \
-        --variant on:FINVERSE_EXPERIMENTS_FILE=experiments.json
+        --variant all-off:FINVERSE_POLICY_ENABLED=false \
+        --variant all-on:FINVERSE_EXPERIMENTS_FILE=experiments.json
+    # the contact rules' own cost: the policy without them against the shipped one
+    .venv/bin/python bench/serving.py http --feedback --sizes 1000 \
+        --variant no-contact:FINVERSE_POLICY_FILE=rules-without-contact.toml --variant contact
 
 Acceptance (the issue), checked by `--check`: one worker at 1,000 products, user endpoint ≥ 70% of
 the ceiling's requests/s and p99 ≤ 2× the ceiling's; 100,000 products, user p99 ≤ 25 ms; top-k
@@ -98,6 +104,7 @@ from finverse_reco.index import EmbeddingIndex
 from finverse_reco.model.artifacts import activate, save_version
 from finverse_reco.observability import configure_logging
 from finverse_reco.pipeline.features import FeatureConfig, item_side_features
+from finverse_reco.policy import DEFAULT_RULES_FILE, load_rules
 from finverse_reco.products import Product
 from finverse_reco.store import open_store
 from reporting import add_to_section, checked_out, machine  # bench/reporting.py
@@ -340,6 +347,21 @@ async def seed_sessions(store_url: str, n_items: int, seed: int = 1) -> None:
         await store.close()
 
 
+CONTACT_RULES = ('"contact_limit"', '"dismissed"')
+
+
+def write_rules_without_contact(path: Path) -> None:
+    """The shipped rules file without its contact_limit and dismissed rules (and a version that
+    says so): its `[[rules]]` tables of those kinds left out, the rest as written."""
+    text = DEFAULT_RULES_FILE.read_text(encoding="utf-8")
+    head, *tables = text.split("\n[[rules]]\n")
+    kept = [t for t in tables if not any(f"kind = {k}" in t for k in CONTACT_RULES)]
+    version = load_rules(DEFAULT_RULES_FILE).version
+    head = head.replace(f'"{version}"', f'"{version}-without-contact"')
+    path.write_text("\n[[rules]]\n".join([head, *kept]), encoding="utf-8")
+    assert not {rule.kind for rule in load_rules(path).rules} & {"contact_limit", "dismissed"}
+
+
 def write_experiment(path: Path, control: str, treatment: str) -> None:
     arms = [
         {"name": "control", "share": 0.5, "model_version": control},
@@ -453,6 +475,7 @@ def generate_world(n_items: int, n_users: int, workdir: Path, feedback: bool = F
     control = save_version(world.model_dir, index)
     activate(world.model_dir, control)
     write_catalog_file(world.catalog, synthetic_products(index))
+    write_rules_without_contact(where / "rules-without-contact.toml")
     asyncio.run(seed_sessions(world.store_url, n_items))
     asyncio.run(seed_customers(world.store_url, n_users, n_items))
     if feedback:

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from finverse_reco.pipeline import WeightingConfig
     from finverse_reco.policy import Policy
     from finverse_reco.service.audit import AuditConfig
-    from finverse_reco.service.contact_limits import ContactFilter
     from finverse_reco.service.experiments import Experiments
     from finverse_reco.service.models import ModelHolder, ModelWatcher
     from finverse_reco.service.online_stats import OnlineStats
@@ -304,14 +303,3 @@ def online_stats(settings: Settings, store: InteractionStore, models: ModelHolde
         metrics_refresh=timedelta(seconds=settings.online_metrics_refresh_seconds),
         category_of=models.category_of,
     )
-
-
-def contact_filter(settings: Settings, store: InteractionStore) -> ContactFilter:
-    """Contact limits and dismissals, read from `store` per request (docs/FEEDBACK.md)."""
-    from finverse_reco.service.contact_limits import ContactFilter, ContactLimit, ContactRules
-
-    rules = ContactRules(
-        limits=tuple(ContactLimit(**limit.model_dump()) for limit in settings.contact_limits),
-        dismiss_days=settings.dismiss_days,
-    )
-    return ContactFilter(store, rules, settings.store_timeout_ms / 1000)

@@ -13,8 +13,6 @@ from typing import Literal
 import limits
 import orjson
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
@@ -22,24 +20,13 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from finverse_reco.events import DEFAULT_TYPE_WEIGHTS, ID_PATTERN
+from finverse_reco.events import DEFAULT_TYPE_WEIGHTS
 from finverse_reco.schedule import OFF, is_valid_schedule
 
 DEFAULT_API_KEY = "change-me"
 # The development writer key (`make run` prints it); production refuses to start with it.
 DEFAULT_WRITER_API_KEY = "change-me-writer"
 DEFAULT_ERASURE_KEY = "change-me-erasure-key"
-
-
-class ContactLimitSetting(BaseModel):
-    """One entry of FINVERSE_CONTACT_LIMITS (`service/contact_limits.py` applies it)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_impressions: int = Field(3, ge=1)
-    days: float = Field(7.0, gt=0)
-    channel: str | None = Field(None, pattern=ID_PATTERN)
-    category: str | None = Field(None, max_length=128)
 
 
 class Settings(BaseSettings):
@@ -174,13 +161,6 @@ class Settings(BaseSettings):
     # store at most this often.
     online_metrics_hours: float = Field(24.0, gt=0)
     online_metrics_refresh_seconds: float = Field(60.0, ge=0)
-    # Contact limits: a product is not shown to a customer after `max_impressions` impressions in
-    # `days` without a click, optionally only on one `channel` or for one product `category`;
-    # [] turns them off. A dismissed product is not shown for `dismiss_days` (0: off).
-    contact_limits: list[ContactLimitSetting] = Field(
-        default_factory=lambda: [ContactLimitSetting()]
-    )
-    dismiss_days: float = Field(30.0, ge=0)
 
     # --- lifecycle
     refresh_schedule: str = "@hourly"

@@ -82,7 +82,7 @@ async def test_events_of_types_filters_type_window_and_customer(store: Interacti
     assert await store.events_of_types(set(), since=T0) == []
 
 
-async def test_customers_events_per_customer_newest_first_with_a_cap(
+async def test_customers_events_per_customer_newest_first_with_a_cap_per_type(
     store: InteractionStore,
 ) -> None:
     await store.insert_many(
@@ -93,17 +93,40 @@ async def test_customers_events_per_customer_newest_first_with_a_cap(
             event("d1", kind="dismiss", at=minutes(3), productId="p2"),
             impression("i2", user="u2", at=minutes(4)),
             impression("i3", user="u3", at=minutes(-5)),  # before `since`
+            impression("i4", at=minutes(5)),
+            impression("i5", at=minutes(6)),
         ]
     )
-    wanted = {"impression", "product_click", "dismiss"}
+    wanted = dict.fromkeys(["impression", "product_click", "dismiss"], T0)
 
-    found = await store.customers_events_of_types(["u1", "u2", "u3", "u4"], wanted, T0, 10)
+    found = await store.customers_events_of_types(["u1", "u2", "u3", "u4"], wanted, 10)
     assert {user: [e.event_id for e in events] for user, events in found.items()} == {
-        "u1": ["d1", "c1", "i1"],
+        "u1": ["i5", "i4", "d1", "c1", "i1"],
         "u2": ["i2"],
     }
-    capped = await store.customers_events_of_types(["u1"], wanted, T0, 2)
-    assert [e.event_id for e in capped["u1"]] == ["d1", "c1"]
-    assert await store.customers_events_of_types([], wanted, T0, 2) == {}
+    # The cap is per type: the newest two impressions, and the click and dismissal all the same.
+    capped = await store.customers_events_of_types(["u1"], wanted, 2)
+    assert [e.event_id for e in capped["u1"]] == ["i5", "i4", "d1", "c1"]
+    assert await store.customers_events_of_types([], wanted, 2) == {}
+    assert await store.customers_events_of_types(["u1"], {}, 2) == {}
     with pytest.raises(ValueError):
-        await store.customers_events_of_types(["u1"], wanted, T0, 0)
+        await store.customers_events_of_types(["u1"], wanted, 0)
+
+
+async def test_each_type_is_read_within_its_own_window(store: InteractionStore) -> None:
+    """An application a year back is still found while impressions count a week: many
+    impressions never hide an application (the policy reads both in one call)."""
+    await store.insert_many(
+        [
+            event("a1", kind="application_submit", at=minutes(0)),
+            *(impression(f"i{n}", at=minutes(10 + n)) for n in range(6)),
+            event("c1", kind="product_click", at=minutes(11)),
+        ]
+    )
+    windows = {
+        "application_submit": T0,
+        "impression": minutes(13),
+        "product_click": minutes(12),
+    }
+    found = await store.customers_events_of_types(["u1"], windows, 2)
+    assert [e.event_id for e in found["u1"]] == ["i5", "i4", "a1"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from finverse_reco.customers import CustomerProfile
 from finverse_reco.products import Product
@@ -14,15 +14,28 @@ KYC_ORDER = {"none": 0, "pending": 1, "verified": 2}
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """One impression (of `products`, on `channel`), click or dismissal by the customer."""
+
+    kind: str
+    products: tuple[str, ...]
+    at: datetime
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
 class Known:
     """What the service may know of a customer: their profile (None: none, or the store was
-    down), the products they applied for, the demographics events carried."""
+    down), the products they applied for, the demographics events carried, their feedback on
+    lists, and the channel the list is for."""
 
     profile: CustomerProfile | None = None
     applied: frozenset[str] = frozenset()
     age_group: str | None = None
     income_range: str | None = None
     location: str | None = None
+    feedback: tuple[Feedback, ...] = ()
+    channel: str | None = None
 
 
 def lower_bound(band: str | None) -> float | None:
@@ -102,6 +115,15 @@ def violations(
                 if required and (closed if value is None else not passes(value)):
                     broken.append(kind)
                     break
+        elif kind == "contact_limit" and _over_limit(product_id, category, rule, known, now):
+            broken.append(kind)
+        elif kind == "dismissed":
+            since = now - timedelta(days=rule.get("days", 30))
+            if any(
+                f.kind == "dismiss" and f.products == (product_id,) and f.at >= since
+                for f in known.feedback
+            ):
+                broken.append(kind)
         elif kind == "suitability" and product.risk_level is not None:
             if risk is None:
                 derived = rule.get("unknown_risk_profile", 2)
@@ -111,6 +133,29 @@ def violations(
             if product.risk_level > risk:
                 broken.append(kind)
     return broken
+
+
+def _over_limit(product_id: str, category: str, rule: Mapping, known: Known, now: datetime) -> bool:
+    """Shown `max_impressions` times in `days` (on the rule's channel, if it names one) since the
+    latest click on it; a rule for another channel or category does not apply."""
+    channel = rule.get("channel")
+    if channel is not None and known.channel != channel:
+        return False
+    if rule.get("category") is not None and rule["category"].casefold() != category:
+        return False
+    start = now - timedelta(days=rule.get("days", 7))
+    for f in known.feedback:
+        if f.kind == "product_click" and f.products == (product_id,):
+            start = max(start, f.at)
+    shown = [
+        f
+        for f in known.feedback
+        if f.kind == "impression"
+        and product_id in f.products
+        and start < f.at <= now
+        and (channel is None or f.channel == channel)
+    ]
+    return len(shown) >= rule.get("max_impressions", 3)
 
 
 def _in(allowed: Iterable[str] | None):

@@ -74,7 +74,6 @@ def create_app(
         compose.service_config(settings),
         compose.policy(settings),
         experiments=running_experiments.registry,
-        contact=compose.contact_filter(settings, store),
         erased=erased,
     )
     audit_trail = AuditTrail(store, compose.audit_config(settings), erased)

@@ -1,6 +1,7 @@
 """The customer a request is for, as the policy sees it: the stored profile, filled in from the
-demographics interaction events carry when the profile does not say, and the recent activity the
-rules asked for. Gathered once per request (service/customers.py) and read by every rule."""
+demographics interaction events carry when the profile does not say, the recent activity the
+rules asked for, and the channel the list is for. Gathered once per request (service/customers.py)
+and read by every rule."""
 
 from __future__ import annotations
 
@@ -31,9 +32,13 @@ class Customer:
     holdings: tuple[str, ...] = ()
     activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
+<<<<<<< HEAD
     # False: served non-personalised lists (the customer objected, or their consent could not
     # be read); the service reads it, no rule does (docs/ACCOUNTABILITY.md).
     personalise: bool = True
+=======
+    channel: str | None = None  # where the list will be shown (contact limits per channel)
+>>>>>>> issue-17c
 
     @classmethod
     def anonymous(cls) -> Customer:
@@ -47,6 +52,7 @@ class Customer:
         demographics: Mapping[str, str] | None,
         activity: Sequence[FeedbackEvent],
         today: date,
+        channel: str | None = None,
     ) -> Customer:
         """The profile's attributes; where it has none (or there is no profile), the lower bound
         of the band the latest interaction event reported (an age group's, an income range's) and
@@ -71,7 +77,11 @@ class Customer:
             holdings=profile.holdings if profile is not None else (),
             activity=activity,
             has_profile=profile is not None,
+<<<<<<< HEAD
             personalise=profile is None or not profile.objects_to_personalisation,
+=======
+            channel=channel,
+>>>>>>> issue-17c
         )
 
     def describe(self) -> dict[str, object]:
@@ -87,6 +97,7 @@ class Customer:
             "kyc_status": None if self.kyc_status is None else self.kyc_status.value,
             "risk_profile": self.risk_profile,
             "holdings": list(self.holdings),
+            "channel": self.channel,
         }
 
 

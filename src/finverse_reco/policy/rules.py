@@ -6,11 +6,11 @@ A rule kind is one small pydantic class with a `kind` literal, plugged into `Rul
 - a `SegmentRule` blocks items by attributes many customers share (age, income, residency, KYC,
   risk profile): `key(customer)` names the attributes it depends on, so the step computes its mask
   once per distinct key and reuses it (policy/step.py);
-- a `PersonalRule` blocks the customer's own items (holdings, applications): `rows(customer)`,
-  a handful of rows passed to the kernel as exclusions.
+- a `PersonalRule` blocks the customer's own items (holdings, applications, contact limits,
+  dismissals): `rows(customer, now)`, a handful of rows passed to the kernel as exclusions.
 
 A rule that reads recent events says which with `activity()` (event types, look-back); the service
-reads them once per request for all rules (`Customer.activity`).
+reads them once per request for all rules (`Customer.activity`, service/customers.py).
 """
 
 from __future__ import annotations
@@ -18,18 +18,20 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from finverse_reco.customers import KycStatus
-from finverse_reco.events import EventType
+from finverse_reco.events import ID_PATTERN, EventType
+from finverse_reco.policy import contact
 from finverse_reco.policy.customer import Customer
 from finverse_reco.policy.items import KYC_RANK, ItemFacts
 
 CategoryName = Annotated[str, Field(min_length=1, max_length=64)]
+ChannelName = Annotated[str, Field(max_length=64, pattern=ID_PATTERN)]
 
 
 class SegmentRule(Protocol):
@@ -44,7 +46,7 @@ class SegmentRule(Protocol):
 class PersonalRule(Protocol):
     name: str
 
-    def rows(self, customer: Customer) -> np.ndarray:
+    def rows(self, customer: Customer, now: datetime) -> np.ndarray:
         """Ascending unique item rows this rule keeps from the customer."""
 
 
@@ -96,11 +98,60 @@ class AppliedRule(_Rule):
     def compile(self, items: ItemFacts) -> PersonalRule:
         kinds = frozenset(t.value for t in self.event_types)
 
-        def applied(customer: Customer) -> list[str]:
+        def applied(customer: Customer, now: datetime) -> list[str]:
             return [p for e in customer.activity if e.type in kinds for p in e.product_ids]
 
         repeatable = items.category_mask(self.repeatable_categories)
         return _Personal("applied", items, repeatable, applied)
+
+
+class ContactLimitRule(_Rule):
+    """A product is not shown after `max_impressions` impressions in `days` without a click (a
+    click starts the count again). With a `channel`: only impressions on that channel count, and
+    only lists requested for that channel apply it; with a `category`: products of that category
+    only."""
+
+    kind: Literal["contact_limit"]
+    max_impressions: int = Field(3, ge=1, le=1000)
+    days: float = Field(7.0, gt=0, le=365)
+    channel: ChannelName | None = None
+    category: CategoryName | None = None
+
+    def activity(self) -> ActivityNeed:
+        types = frozenset({EventType.IMPRESSION, EventType.PRODUCT_CLICK})
+        return ActivityNeed(types, timedelta(days=self.days))
+
+    def compile(self, items: ItemFacts) -> PersonalRule:
+        other = (
+            ~items.category_mask([self.category])
+            if self.category is not None
+            else np.zeros(items.n, dtype=bool)
+        )
+
+        def shown_enough(customer: Customer, now: datetime) -> set[str]:
+            if self.channel is not None and customer.channel != self.channel:
+                return set()
+            return contact.over_contact_limit(
+                customer.activity, now.timestamp(), self.max_impressions, self.days, self.channel
+            )
+
+        return _Personal("contact_limit", items, other, shown_enough)
+
+
+class DismissedRule(_Rule):
+    """A product the customer dismissed is not shown to them for `days`."""
+
+    kind: Literal["dismissed"]
+    days: float = Field(30.0, gt=0, le=3650)
+
+    def activity(self) -> ActivityNeed:
+        return ActivityNeed(frozenset({EventType.DISMISS}), timedelta(days=self.days))
+
+    def compile(self, items: ItemFacts) -> PersonalRule:
+        def dismissed(customer: Customer, now: datetime) -> set[str]:
+            return contact.dismissed(customer.activity, now.timestamp(), self.days)
+
+        return _Personal("dismissed", items, np.zeros(items.n, dtype=bool), dismissed)
 
 
 class Requirements(BaseModel):
@@ -149,7 +200,12 @@ class SuitabilityRule(_Rule):
 
 
 RuleSpec = Annotated[
-    HoldingsRule | AppliedRule | EligibilityRule | SuitabilityRule,
+    HoldingsRule
+    | AppliedRule
+    | ContactLimitRule
+    | DismissedRule
+    | EligibilityRule
+    | SuitabilityRule,
     Field(discriminator="kind"),
 ]
 
@@ -178,7 +234,7 @@ class RulesFile(BaseModel):
 # --- compiled rules ---------------------------------------------------------------------------
 
 
-def _holdings(customer: Customer) -> tuple[str, ...]:
+def _holdings(customer: Customer, now: datetime) -> tuple[str, ...]:
     return customer.holdings
 
 
@@ -186,11 +242,11 @@ def _holdings(customer: Customer) -> tuple[str, ...]:
 class _Personal:
     name: str
     items: ItemFacts
-    repeatable: np.ndarray  # (n,) bool: items of the repeatable categories
-    products: Callable[[Customer], Iterable[str]]
+    repeatable: np.ndarray  # (n,) bool: items the rule leaves alone (repeatable categories)
+    products: Callable[[Customer, datetime], Iterable[str]]
 
-    def rows(self, customer: Customer) -> np.ndarray:
-        return _rows_of(self.items, self.products(customer), self.repeatable)
+    def rows(self, customer: Customer, now: datetime) -> np.ndarray:
+        return _rows_of(self.items, self.products(customer, now), self.repeatable)
 
 
 @dataclass(frozen=True, slots=True)

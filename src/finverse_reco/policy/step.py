@@ -62,11 +62,14 @@ class Policy:
     def __init__(self, rules: RulesFile, *, enabled: bool = True) -> None:
         self.rules = rules
         self.enabled = enabled
-        needs = [need for rule in rules.rules if (need := rule.activity()) is not None]
-        self.activity_types: tuple[EventType, ...] = tuple(
-            sorted({t for need in needs for t in need.types})
-        )
-        self.activity_lookback = max((n.lookback for n in needs), default=timedelta(0))
+        # Per event type, how far back the rules that read it look: the customer's read asks
+        # each type for its own window (service/customers.py).
+        windows: dict[EventType, timedelta] = {}
+        for rule in rules.rules:
+            if (need := rule.activity()) is not None:
+                for kind in need.types:
+                    windows[kind] = max(windows.get(kind, timedelta(0)), need.lookback)
+        self.activity_windows: dict[EventType, timedelta] = dict(sorted(windows.items()))
 
     @property
     def version(self) -> str:
@@ -123,7 +126,9 @@ class BoundPolicy:
         allowed = self._allowed(customer, now) if self.policy.enabled else None
         personal = [exclude] if exclude is not None and len(exclude) else []
         if self.policy.enabled:
-            personal += [rows for rule in self.personal_rules if len(rows := rule.rows(customer))]
+            personal += [
+                rows for rule in self.personal_rules if len(rows := rule.rows(customer, now))
+            ]
         if caller:
             allowed, extra = self._caller(caller, allowed)
             personal += [extra] if len(extra) else []
@@ -169,9 +174,13 @@ class BoundPolicy:
             masks[rule.name] = rule.blocked(customer)
         return {name: mask for name, mask in masks.items() if mask.any()}
 
-    def excluded_by(self, customer: Customer) -> dict[str, np.ndarray]:
-        """Each personal rule's excluded rows."""
-        return {rule.name: rule.rows(customer) for rule in self.personal_rules}
+    def excluded_by(self, customer: Customer, now: datetime) -> dict[str, set[int]]:
+        """Each personal rule's excluded rows, by rule name (several rules of one kind, such as
+        contact limits per channel, count together)."""
+        excluded: dict[str, set[int]] = {}
+        for rule in self.personal_rules:
+            excluded.setdefault(rule.name, set()).update(rule.rows(customer, now).tolist())
+        return excluded
 
     def _caller(
         self, caller: CallerFilters, allowed: np.ndarray | None
@@ -255,11 +264,7 @@ class BoundPolicy:
         items = self.items
         enabled = self.policy.enabled
         blocked = self.blocked_by(customer, now) if enabled else {}
-        excluded = (
-            {name: set(rows.tolist()) for name, rows in self.excluded_by(customer).items()}
-            if enabled
-            else {}
-        )
+        excluded = self.excluded_by(customer, now) if enabled else {}
         if caller:
             allowed, caller_excluded = self._caller(caller, None)
             blocked["caller_filters"] = np.ones(items.n, dtype=bool)

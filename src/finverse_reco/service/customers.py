@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 """Each request's customer, read once: the stored profile (with the customer's consent) and the
 recent activity the policy's rules asked for (policy/rules.py `activity()`). The reads of every
 request waiting in the same event-loop iteration go to the store together, one `get_profiles` and one
@@ -6,11 +7,19 @@ store round trip per batch, not per request. One batch is read at a time: reques
 while it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a
 read per event-loop iteration piled up until every read timed out, measured with three replicas
 on the MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
+=======
+"""Each request's customer, read once: the stored profile and the recent activity the policy's
+rules asked for (policy/rules.py `activity()`: applications, impressions, clicks, dismissals). The
+reads of every request waiting in the same event-loop iteration go to the store together, one
+`get_profiles` and one `customers_events_of_types` for the lot, so a busy server pays a store round
+trip per batch, not per request."""
+>>>>>>> issue-17c
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -22,8 +31,12 @@ from finverse_reco.store import InteractionStore, StoreUnavailable
 log = logging.getLogger(__name__)
 
 Read = tuple[CustomerProfile | None, Sequence[FeedbackEvent], bool]  # profile, activity, degraded
-# A customer with more of the rules' events than this in the look-back is judged on the newest.
+# Per event type: a customer with more events of one type than this in its window is judged on
+# the newest. Per type, so that a flood of impressions never hides an application.
 MAX_ACTIVITY = 1000
+# After a failed read, requests answer degraded at once for this long instead of each waiting out
+# the timeout again: during a store outage every list would otherwise take the full timeout.
+RETRY_AFTER_SECONDS = 1.0
 
 
 class CustomerReader:
@@ -32,11 +45,20 @@ class CustomerReader:
         self._policy = policy
         self._timeout = timeout_seconds
         self._waiting: dict[str, list[asyncio.Future[Read]]] = {}
+<<<<<<< HEAD
         self._in_flight: asyncio.Task[None] | None = None
+=======
+        self._retry_at = 0.0  # monotonic
+        self._tasks: set[asyncio.Task[None]] = set()
+>>>>>>> issue-17c
 
     async def customer(
-        self, user_id: str, demographics: Mapping[str, str] | None = None
+        self,
+        user_id: str,
+        demographics: Mapping[str, str] | None = None,
+        channel: str | None = None,
     ) -> tuple[Customer, bool]:
+<<<<<<< HEAD
         """The customer as the rules see it, and whether the store failed (then the customer is
         unknown to the rules, which fail closed where configured, and is not personalised: a
         degraded answer is no less safe). With the policy off (a measurement switch, refused in
@@ -54,6 +76,20 @@ class CustomerReader:
         if degraded:
             customer.personalise = False  # consent unknown: as if the customer had objected
         return customer, degraded
+=======
+        """The customer as the rules see it, for a list shown on `channel`, and whether the store
+        failed (then the customer is unknown to the rules, which fail closed where configured: a
+        degraded answer is no less safe; contact limits, which protect from repetition and not
+        from harm, then exclude nothing)."""
+        if not self._policy.enabled:
+            return Customer(user_id=user_id, channel=channel), False
+        if time.monotonic() < self._retry_at:
+            profile, activity, degraded = None, (), True
+        else:
+            profile, activity, degraded = await self._read(user_id)
+        today = datetime.now(UTC).date()
+        return Customer.of(user_id, profile, demographics, activity, today, channel), degraded
+>>>>>>> issue-17c
 
     def _read(self, user_id: str) -> asyncio.Future[Read]:
         loop = asyncio.get_running_loop()
@@ -80,18 +116,18 @@ class CustomerReader:
         activity: dict[str, list[FeedbackEvent]] = {}
         try:
             async with asyncio.timeout(self._timeout):
-                if policy.activity_types:
-                    since = datetime.now(UTC) - policy.activity_lookback
+                if policy.activity_windows:
+                    now = datetime.now(UTC)
+                    since = {t.value: now - back for t, back in policy.activity_windows.items()}
                     profiles, activity = await asyncio.gather(
                         self._store.get_profiles(users),
-                        self._store.customers_events_of_types(
-                            users, policy.activity_types, since, MAX_ACTIVITY
-                        ),
+                        self._store.customers_events_of_types(users, since, MAX_ACTIVITY),
                     )
                 else:
                     profiles = await self._store.get_profiles(users)
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("store read failed, the policy treats the customers as unknown: %s", exc)
+            self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
             for futures in waiting.values():
                 _answer(futures, (None, (), True))
             return

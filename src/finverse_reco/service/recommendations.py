@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import partial
 
 import numpy as np
 
@@ -37,10 +36,9 @@ from finverse_reco.policy import (
 )
 from finverse_reco.products import Product
 from finverse_reco.service.batching import RankingBatcher
-from finverse_reco.service.contact_limits import ContactFilter, Exclusions, merge_exclude
 from finverse_reco.service.customers import CustomerReader
 from finverse_reco.service.experiments import Assignment, ExperimentRegistry
-from finverse_reco.service.models import ModelHolder, category_of
+from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.reasons import (
     Basis,
     Contribution,
@@ -115,11 +113,14 @@ class RecommendationResult:
     # With `explain`: each item's split of its raw score.
     contributions: list[list[Contribution]] | None = None
     experiment: Assignment | None = None  # the experiment arm this answer was served under
+<<<<<<< HEAD
     # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
     filtered: dict[str, int] = field(default_factory=dict)
     # Served to a customer who objected to personalisation (or whose consent could not be read):
     # the audit trail keeps what was shown, not the scores and reasons (docs/ACCOUNTABILITY.md).
     without_consent: bool = False
+=======
+>>>>>>> issue-17c
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -153,8 +154,11 @@ class _Ranked:
     strategy: Strategy
     basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
+<<<<<<< HEAD
     filtered: dict[str, int] = field(default_factory=dict)
     without_consent: bool = False
+=======
+>>>>>>> issue-17c
 
 
 class RecommendationService:
@@ -167,7 +171,6 @@ class RecommendationService:
         policy: Policy = POLICY_OFF,
         erased: ErasedCustomers | None = None,
         experiments: ExperimentRegistry | None = None,
-        contact: ContactFilter | None = None,
     ) -> None:
         self._models = models
         self._store = store
@@ -176,7 +179,6 @@ class RecommendationService:
         self.policy = policy
         self._erased = erased if erased is not None else ErasedCustomers("")
         self._experiments = experiments
-        self._contact = contact
         self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
         # The policy bound to the serving model's items: (index, when read, catalog read ok).
         # The policy bound to each served model's items, by version (CURRENT and the versions
@@ -214,15 +216,14 @@ class RecommendationService:
                 assignment,
             )  # fmt: skip
         row = index.users.row(user_id)
-        contact = await self._contact_exclusions(index, user_id, channel)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
         if row is None and not popular_arm:
             return await self._for_new_user(
-                index, user_id, limit, caller, exclude_seen, demographics, explain, contact,
+                index, user_id, limit, caller, exclude_seen, demographics, explain, channel,
                 assignment,
             )  # fmt: skip
         policy = await self._policy(index)
-        customer, degraded = await self._customers.customer(user_id, demographics)
+        customer, degraded = await self._customers.customer(user_id, demographics, channel)
         seen = index.seen_rows(row) if exclude_seen and row is not None else None
         if popular_arm:
             segment = index.feature_config.allowed_demographics(demographics)
@@ -239,9 +240,8 @@ class RecommendationService:
             ranked = _Ranked(rank, Strategy.PERSONALIZED, TrainedUser(row))
         ranked.degraded = degraded
         return await self._serve(
-            index, policy, customer, _with_contact(ranked, contact), limit, caller,
-            merge_exclude(seen, contact.rows), explain, assignment,
-        )  # fmt: skip
+            index, policy, customer, ranked, limit, caller, seen, explain, assignment
+        )
 
     async def for_session(
         self,
@@ -257,11 +257,12 @@ class RecommendationService:
         self._check_categories(index, caller)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
         # The session's customer, when its events name one: their profile decides eligibility,
-        # and their contact limits apply (the latest event says who).
+        # and their contact limits and dismissals apply.
         users = {event.user_id for event in events}
         segment = _latest_demographics(events)
         policy = await self._policy(index)
         customer, store_failed = await self._customer(
+<<<<<<< HEAD
             next(iter(users)) if len(users) == 1 else None, segment
         )
         if len(users) > 1:  # a shared device: anyone's objection keeps the session unprofiled
@@ -270,6 +271,9 @@ class RecommendationService:
             await self._contact_exclusions(index, events[-1].user_id, channel)
             if events
             else Exclusions()
+=======
+            users.pop() if len(users) == 1 else None, segment, channel
+>>>>>>> issue-17c
         )
         touched = await self._touched(index, events)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
@@ -288,9 +292,8 @@ class RecommendationService:
             )
         ranked.degraded = degraded or store_failed or touched.degraded
         return await self._serve(
-            index, policy, customer, _with_contact(ranked, contact), limit, caller,
-            merge_exclude(seen, contact.rows), explain, assignment,
-        )  # fmt: skip
+            index, policy, customer, ranked, limit, caller, seen, explain, assignment
+        )
 
     async def similar_products(
         self,
@@ -300,6 +303,7 @@ class RecommendationService:
         caller: CallerFilters = NO_CALLER_FILTERS,
         user_id: str | None = None,
         explain: bool = False,
+        channel: str | None = None,
     ) -> RecommendationResult:
         """Products like `product_id`, for `user_id` when the caller names the customer (else an
         anonymous customer: rules on unknown attributes fail closed where configured)."""
@@ -307,7 +311,7 @@ class RecommendationService:
         index = self._index(assignment)
         self._check_categories(index, caller)
         policy = await self._policy(index)
-        customer, degraded = await self._customer(user_id, None)
+        customer, degraded = await self._customer(user_id, None, channel)
         row = index.items.row(product_id)
         if row is not None:
             itself = np.array([row], dtype=np.int64)
@@ -362,7 +366,7 @@ class RecommendationService:
         exclude_seen: bool,
         demographics: Mapping[str, str] | None,
         explain: bool,
-        contact: Exclusions,
+        channel: str | None,
         assignment: Assignment | None,
     ) -> RecommendationResult:
         """A user the model has not trained on: fold in what the store has seen since, else their
@@ -370,7 +374,7 @@ class RecommendationService:
         policy = await self._policy(index)
         events, degraded = await self._recent(self._store.user_interactions(user_id))
         given = demographics or _latest_demographics(events)
-        customer, store_failed = await self._customers.customer(user_id, given)
+        customer, store_failed = await self._customers.customer(user_id, given, channel)
         # Only the attributes the model was allowed to learn from (FINVERSE_MODEL_USER_ATTRIBUTES).
         demographics = index.feature_config.allowed_demographics(given)
         features = demographic_features(demographics) if demographics else {}
@@ -393,9 +397,8 @@ class RecommendationService:
             )
         ranked.degraded = degraded or store_failed or touched.degraded
         return await self._serve(
-            index, policy, customer, _with_contact(ranked, contact), limit, caller,
-            merge_exclude(seen, contact.rows), explain, assignment,
-        )  # fmt: skip
+            index, policy, customer, ranked, limit, caller, seen, explain, assignment
+        )
 
     def _query_ranker(self, index: EmbeddingIndex, query: np.ndarray) -> Ranker:
         def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
@@ -486,11 +489,11 @@ class RecommendationService:
             self._bound.pop(next(iter(self._bound)))
 
     async def _customer(
-        self, user_id: str | None, demographics: Mapping[str, str] | None
+        self, user_id: str | None, demographics: Mapping[str, str] | None, channel: str | None
     ) -> tuple[Customer, bool]:
         if user_id is None:
             return Customer.anonymous(), False
-        return await self._customers.customer(user_id, demographics)
+        return await self._customers.customer(user_id, demographics, channel)
 
     async def _all_personalise(self, user_ids: set[str]) -> tuple[bool, bool]:
         """Whether every one of these customers may be personalised, and whether a read failed."""
@@ -512,19 +515,6 @@ class RecommendationService:
         )
 
     # --- helpers ---------------------------------------------------------------------------------
-
-    async def _contact_exclusions(
-        self, index: EmbeddingIndex, customer_id: str, channel: str | None
-    ) -> Exclusions:
-        if self._contact is None:
-            return Exclusions()
-        return await self._contact.exclusions(
-            customer_id,
-            datetime.now(UTC),
-            index.items.row,
-            partial(category_of, index),
-            channel=channel,
-        )
 
     def _assign(self, subject_id: str) -> Assignment | None:
         return None if self._experiments is None else self._experiments.assign(subject_id)
@@ -652,8 +642,11 @@ class RecommendationService:
             explanation=explanation,
             contributions=reasons.contributions,
             experiment=assignment,
+<<<<<<< HEAD
             filtered=ranked.filtered,
             without_consent=ranked.without_consent,
+=======
+>>>>>>> issue-17c
         )
 
 
@@ -683,12 +676,6 @@ def _latest_demographics(events: Sequence[InteractionEvent]) -> dict[str, str] |
     return None
 
 
-def _with_contact(ranked: _Ranked, contact: Exclusions) -> _Ranked:
-    ranked.filtered = contact.counts
-    ranked.degraded = ranked.degraded or contact.degraded
-    return ranked
-
-
 def _arm_strategy(assignment: Assignment | None) -> str | None:
     return None if assignment is None else assignment.arm.strategy
 
@@ -716,7 +703,7 @@ class _Touched:
         return fold_in_parts(index, self.known, features or None, unseen_items=unseen)
 
     def exclude(self) -> np.ndarray | None:
-        """The touched rows, ascending (as the kernel and `merge_exclude` want)."""
+        """The touched rows, ascending (as the kernel wants)."""
         if not self.known:
             return None
         return np.fromiter(sorted(self.known), dtype=np.int64, count=len(self.known))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -164,10 +164,11 @@ class InteractionStore(Protocol):
     async def customers_events_of_types(
         self,
         user_ids: Collection[str],
-        types: Collection[str],
-        since: datetime,
+        since: Mapping[str, datetime],
         limit: int,
     ) -> dict[str, list[FeedbackEvent]]:
-        """Per customer, their events of these types since `since`, newest first, at most `limit`
-        each (customers with none are absent). Contact limits read this on every request, for all
-        the requests that arrived together at once: one round trip, no second validation."""
+        """Per customer, their events of each type in `since` with timestamp >= that type's own
+        start, newest first, at most the newest `limit` OF EACH TYPE (customers with none are
+        absent): many impressions never push an application out of the answer. The policy reads
+        this for every request, for all the requests that arrived together at once: one round
+        trip, no second validation."""

@@ -19,7 +19,7 @@ operations used are listed in docs/STORES.md.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -297,30 +297,39 @@ class MongoInteractionStore:
     async def customers_events_of_types(
         self,
         user_ids: Collection[str],
-        types: Collection[str],
-        since: datetime,
+        since: Mapping[str, datetime],
         limit: int,
     ) -> dict[str, list[FeedbackEvent]]:
         require_positive_limit(limit)
-        kinds = sorted(set(types))
         customers = sorted(set(user_ids))
-        if not kinds or not customers:
+        if not since or not customers:
             return {}
-        # One find for every customer of the batch (the user_id, timestamp index answers each);
-        # the per-customer cap is applied here, as no standard find can cap per group.
+        # One find for every customer of the batch (the user_id, timestamp index answers each,
+        # from the earliest window); each type only within its own window (types that share a
+        # window share a clause). The cap per customer and type is applied here, as no standard
+        # find can cap per group.
+        by_start: dict[datetime, list[str]] = {}
+        for kind, start in sorted(since.items()):
+            by_start.setdefault(start, []).append(kind)
+        windows = [
+            {"type": {"$in": kinds}, "timestamp": {"$gte": start}}
+            for start, kinds in by_start.items()
+        ]
         query = {
             "user_id": {"$in": customers},
-            "type": {"$in": kinds},
-            **time_window(since, None),
+            **time_window(min(by_start), None),
+            **({"$or": windows} if len(windows) > 1 else windows[0]),
         }
         with self._driver_errors():
             cursor = self._ready().find(query, FEEDBACK_PROJECTION).sort(NEWEST_FIRST)
             events = feedback_events(await cursor.to_list())
         found: dict[str, list[FeedbackEvent]] = {}
+        counted: dict[tuple[str, str], int] = {}
         for event in events:
-            mine = found.setdefault(event.user_id, [])
-            if len(mine) < limit:
-                mine.append(event)
+            key = (event.user_id, event.type)
+            if counted.get(key, 0) < limit:
+                counted[key] = counted.get(key, 0) + 1
+                found.setdefault(event.user_id, []).append(event)
         return found
 
     async def count(self, since: datetime | None = None) -> int:

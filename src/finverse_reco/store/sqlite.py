@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -284,31 +284,33 @@ class SQLiteInteractionStore:
     async def customers_events_of_types(
         self,
         user_ids: Collection[str],
-        types: Collection[str],
-        since: datetime,
+        since: Mapping[str, datetime],
         limit: int,
     ) -> dict[str, list[FeedbackEvent]]:
         require_positive_limit(limit)
-        kinds = sorted(set(types))
+        kinds = sorted(since)
         customers = sorted(set(user_ids))
         if not kinds or not customers:
             return {}
-        # One statement per customer, all in one trip to a reader thread: each walks the
-        # (user_id, ts_us) index for its own newest `limit`. One statement with `user_id IN`
-        # for the batch saved little and, without ANALYZE, SQLite's planner chose the type index
-        # for it and scanned every impression.
-        query = (
-            "SELECT ts_us, body FROM interactions WHERE user_id = ? AND ts_us >= ?"
-            f" AND type IN ({', '.join('?' * len(kinds))}) ORDER BY ts_us DESC, id DESC LIMIT ?"
+        # One statement per customer, all in one trip to a reader thread: a branch per type walks
+        # the (user_id, ts_us) index over that type's own window for its newest `limit`, so
+        # impressions never crowd out an application. `+type` keeps the planner off the type
+        # index (without ANALYZE it picked it once and scanned every impression); one statement
+        # with `user_id IN` for the batch saved little.
+        branch = (
+            "SELECT * FROM (SELECT ts_us, id, body FROM interactions"
+            " WHERE user_id = ? AND +type = ? AND ts_us >= ? ORDER BY ts_us DESC, id DESC LIMIT ?)"
         )
-        start = to_microseconds(since)
+        query = " UNION ALL ".join([branch] * len(kinds)) + " ORDER BY 1 DESC, 2 DESC"
+        windows = [(kind, to_microseconds(since[kind])) for kind in kinds]
 
         def read(db: sqlite3.Connection) -> dict[str, list[tuple[int, str]]]:
             found = {}
             for user_id in customers:
-                rows = db.execute(query, (user_id, start, *kinds, limit)).fetchall()
+                parameters = [p for kind, start in windows for p in (user_id, kind, start, limit)]
+                rows = db.execute(query, parameters).fetchall()
                 if rows:
-                    found[user_id] = rows
+                    found[user_id] = [(ts_us, body) for ts_us, _, body in rows]
             return found
 
         return {user: feedback_events(rows) for user, rows in (await self._read(read)).items()}

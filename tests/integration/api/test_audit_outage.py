@@ -54,16 +54,14 @@ def world(tmp_path_factory) -> Settings:
         model_epochs=3,
         refresh_schedule="off",
         # The audit trail alone: no per-request store reads of the policy step (profiles,
-        # applications) or of the contact limits, which the stand-in would serve slowly and which
-        # have outage tests of their own.
+        # applications, contact limits and dismissals), which the stand-in would serve slowly and
+        # which have outage tests of their own.
         policy_enabled=False,
-        contact_limits=[],
-        dismiss_days=0,
     )
     assert asyncio.run(migrate(settings.store_url)).ok
     asyncio.run(seed_demo(settings, seed=11, users=USERS, products=PRODUCTS, events=8_000))
     assert asyncio.run(train_once(settings)) == 0
-    # Customers the model knows: with the policy and contact limits off their lists never read
+    # Customers the model knows: with the policy (and its contact limits) off their lists never read
     # the store, so what the outage does to their latency is the audit trail's doing alone.
     customers = list(load_current(settings.model_dir).users)
     yield settings, server, customers

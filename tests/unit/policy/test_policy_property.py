@@ -1,8 +1,10 @@
-"""Property: whatever the catalog, the customers and the rules file, no endpoint or fallback serves a
-product that breaks a rule (degraded answers included), and a list holds `limit` products whenever
-that many may be served. A customer who objected to personalisation gets the same guarantees from
-global popularity, on every endpoint. Checked against `policy_reference`, a plain rewrite of the rules, on the
-real service over a real SQLite store."""
+"""Property: whatever the catalog, the customers, their feedback (impressions, clicks, dismissals)
+and the rules file, no endpoint or fallback serves a product that breaks a rule (contact limits and
+dismissals included, on whatever channel the list is for; degraded answers included), and a list
+holds `limit` products whenever that many may be served. A customer who objected to
+personalisation gets the same guarantees from global popularity, on every endpoint. Checked
+against `policy_reference`, a plain rewrite of the rules, on the real service over a real SQLite
+store."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policy_reference import Known, violations  # tests/support
+from policy_reference import Feedback, Known, violations  # tests/support
 
 from finverse_reco.catalog.local import LocalCatalog
 from finverse_reco.customers import CustomerProfile
@@ -25,6 +27,7 @@ from finverse_reco.index import EmbeddingIndex
 from finverse_reco.pipeline import WeightingConfig
 from finverse_reco.policy import CallerFilters, Policy, RulesFile
 from finverse_reco.products import Product
+from finverse_reco.service.experiments import Arm, Experiment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
 from finverse_reco.service.recommendations import (
     RecommendationResult,
@@ -39,6 +42,9 @@ NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 KNOWN_USERS = ("known_0", "known_1", "known_2")
 NEW_USERS = ("new_active", "new_quiet")
+CHANNELS = ("email", "app")
+# Hours back: on either side of the 1- and 7-day windows the rules are drawn with, far from both.
+HOURS_AGO = (0.5, 2, 5, 30, 200)
 
 
 @st.composite
@@ -122,12 +128,41 @@ def rules_files(draw) -> dict:
                 "senior_risk_profile": draw(st.integers(1, 5)),
             }
         )
+    for _ in range(draw(st.integers(0, 2))):
+        limit = {
+            "kind": "contact_limit",
+            "max_impressions": draw(st.integers(1, 3)),
+            "days": draw(st.sampled_from([1, 7])),
+        }
+        if draw(st.booleans()):
+            limit["channel"] = draw(st.sampled_from(CHANNELS))
+        if draw(st.booleans()):
+            limit["category"] = draw(st.sampled_from(CATEGORIES))
+        rules.append(limit)
+    if draw(st.booleans()):
+        rules.append({"kind": "dismissed", "days": draw(st.sampled_from([1, 30]))})
     draw(st.randoms()).shuffle(rules)
     diversity = {
         "max_per_category": draw(st.integers(0, 4)),
         "max_per_institution": draw(st.integers(0, 4)),
     }
     return {"version": "prop-1", "rules": rules, "diversity": diversity}
+
+
+@st.composite
+def feedback(draw, product_ids: list[str]) -> list[Feedback]:
+    """A customer's reactions to lists, on a few products so that limits are reached."""
+    few = st.sampled_from(product_ids[:8])
+    made = []
+    for _ in range(draw(st.integers(0, 10))):
+        kind = draw(st.sampled_from(["impression", "impression", "product_click", "dismiss"]))
+        at = NOW - timedelta(hours=draw(st.sampled_from(HOURS_AGO)))
+        if kind == "impression":
+            shown = tuple(draw(st.lists(few, min_size=1, max_size=3, unique=True)))
+            made.append(Feedback(kind, shown, at, draw(st.sampled_from(CHANNELS))))
+        else:
+            made.append(Feedback(kind, (draw(few),), at))
+    return made
 
 
 @dataclass
@@ -138,6 +173,8 @@ class World:
     seen: dict[str, list[str]]
     profiles: dict[str, CustomerProfile | None]
     applied: dict[str, list[str]]
+    feedback: dict[str, list[Feedback]]
+    channel: str | None
     rules: dict
     caller: CallerFilters
     limit: int
@@ -169,6 +206,8 @@ def worlds(draw) -> World:
         },
         profiles={u: draw(profiles(u, ids)) for u in users},
         applied={u: draw(st.lists(st.sampled_from(ids), max_size=3)) for u in users},
+        feedback={u: draw(feedback(ids)) for u in users},
+        channel=draw(st.sampled_from([None, *CHANNELS])),
         rules=draw(rules_files()),
         caller=caller if draw(st.booleans()) else CallerFilters(),
         limit=draw(st.integers(1, 15)),
@@ -216,6 +255,15 @@ def events_of(world: World) -> list:
                 "timestamp": (NOW - timedelta(hours=n + 1)).isoformat(),
                 "data": {"productId": product_id},
             }
+            events.append(parse_event(raw))
+    for user, reactions in world.feedback.items():
+        for n, reaction in enumerate(reactions):
+            raw = {"user_id": user, "type": reaction.kind, "timestamp": reaction.at.isoformat()}
+            if reaction.kind == "impression":
+                raw["recommendation_id"] = f"rec_{user}_{n}"
+                raw["data"] = {"productIDs": list(reaction.products), "channel": reaction.channel}
+            else:
+                raw["data"] = {"productId": reaction.products[0]}
             events.append(parse_event(raw))
     return events
 
@@ -303,11 +351,12 @@ async def scenario(world: World, directory: Path) -> None:
         ServiceConfig(weighting=WeightingConfig()),
         Policy(RulesFile.model_validate(world.rules)),
     )
-    caller, limit = world.caller, world.limit
+    caller, limit, channel = world.caller, world.limit, world.channel
     base = allowed_by_caller(world)
 
     def known(user: str) -> Known:
-        return Known(world.profiles[user], frozenset(world.applied[user]))
+        profile, applied = world.profiles[user], frozenset(world.applied[user])
+        return Known(profile, applied, feedback=tuple(world.feedback[user]), channel=channel)
 
     def objects(user: str) -> bool:
         profile = world.profiles[user]
@@ -319,7 +368,9 @@ async def scenario(world: World, directory: Path) -> None:
 
     for user in KNOWN_USERS:
         seen = set(world.seen[user]) if world.exclude_seen else set()
-        result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
+        result = await service.for_user(
+            user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
+        )
         eligible = check(result, world, known(user), base - seen, catalog)
         check_consent(result, user)
         # The list itself: the model's (or, without consent, global popularity's) ranking of what
@@ -331,21 +382,53 @@ async def scenario(world: World, directory: Path) -> None:
             query = index.user_queries([index.users.row(user)])
             rows, _ = index.rank(query, limit * 3, allowed=allowed).of(0)
         assert result.product_ids == diversified(index.items.ids_of(rows), world)
-    # A new user: folded in from their stored applications, else popular.
+    # A new user: folded in from their stored applications and clicks, else popular.
     for user in NEW_USERS:
-        touched = set(world.applied[user]) if world.exclude_seen else set()
-        result = await service.for_user(user, limit, caller=caller, exclude_seen=world.exclude_seen)
+        clicked = {f.products[0] for f in world.feedback[user] if f.kind == "product_click"}
+        touched = set(world.applied[user]) | clicked if world.exclude_seen else set()
+        result = await service.for_user(
+            user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
+        )
         check(result, world, known(user), base - touched, catalog)
         check_consent(result, user)
+    # The popular arm of an experiment, for customers the model knows or not: the same rules.
+    registry = ExperimentRegistry(directory / f"{uuid.uuid4().hex}.json")
+    registry.start(
+        Experiment(
+            id="baseline",
+            salt="s",
+            arms=(Arm(name="popular", share=1.0, strategy="popular"),),
+            started_at=NOW,
+        )
+    )
+    in_arm = RecommendationService(
+        ModelHolder(index),
+        store,
+        LocalCatalog(listed),
+        ServiceConfig(weighting=WeightingConfig()),
+        Policy(RulesFile.model_validate(world.rules)),
+        experiments=registry,
+    )
+    for user in (KNOWN_USERS[1], NEW_USERS[0]):
+        seen = set(world.seen[user]) if user in KNOWN_USERS and world.exclude_seen else set()
+        popular = await in_arm.for_user(
+            user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
+        )
+        assert popular.strategy.value == "popular" and popular.experiment.arm.name == "popular"
+        check(popular, world, known(user), base - seen, catalog)
     # The session's events name its customer; without events it is anonymous (and popular).
-    session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
+    session = await service.for_session(
+        f"sess_{KNOWN_USERS[0]}", limit, caller=caller, channel=channel
+    )
     in_session = set(world.applied[KNOWN_USERS[0]])
     session_customer = known(KNOWN_USERS[0]) if in_session else Known()
     check(session, world, session_customer, base - in_session, catalog)
     if in_session:
         check_consent(session, KNOWN_USERS[0])
     product = world.catalog[0].id
-    similar = await service.similar_products(product, limit, caller=caller, user_id=NEW_USERS[1])
+    similar = await service.similar_products(
+        product, limit, caller=caller, user_id=NEW_USERS[1], channel=channel
+    )
     check(similar, world, known(NEW_USERS[1]), base - {product}, catalog)
     check_consent(similar, NEW_USERS[1])
     anonymous = await service.similar_products(product, limit, caller=caller)
@@ -353,7 +436,9 @@ async def scenario(world: World, directory: Path) -> None:
 
     await store.close()  # the store is down: every answer is degraded and as safe
     for user in (*KNOWN_USERS, *NEW_USERS):
-        result = await service.for_user(user, limit, caller=caller, exclude_seen=False)
+        result = await service.for_user(
+            user, limit, caller=caller, exclude_seen=False, channel=channel
+        )
         assert result.degraded
         # Consent cannot be read: nobody is personalised (fail closed).
         assert (result.strategy.value, result.without_consent) == ("popular", True)

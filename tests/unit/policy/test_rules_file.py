@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from finverse_reco import compose
-from finverse_reco.policy import DEFAULT_RULES_FILE, PolicyFileError, load_rules
+from finverse_reco.policy import DEFAULT_RULES_FILE, Policy, PolicyFileError, RulesFile, load_rules
 from finverse_reco.settings import Settings
 
 GOOD = """\
@@ -45,9 +45,14 @@ def test_the_shipped_default_loads() -> None:
     assert rules.version and [rule.kind for rule in rules.rules] == [
         "holdings",
         "applied",
+        "contact_limit",
+        "dismissed",
         "eligibility",
         "suitability",
     ]
+    limit, dismissed = rules.rules[2], rules.rules[3]
+    assert (limit.max_impressions, limit.days, limit.channel, limit.category) == (3, 7, None, None)
+    assert dismissed.days == 30
     assert load_rules(None) == rules
 
 
@@ -101,3 +106,18 @@ def test_start_up_stops_on_a_bad_file(tmp_path) -> None:
 def test_the_policy_cannot_be_switched_off_in_production(tmp_path) -> None:
     with pytest.raises(ValueError, match="FINVERSE_POLICY_ENABLED"):
         Settings(environment="production", api_key="s3cret-key", policy_enabled=False)
+
+
+def test_each_event_type_is_read_over_the_longest_window_its_rules_need() -> None:
+    rules = load_rules(None)
+    longer = RulesFile.model_validate(
+        {
+            "version": "windows",
+            "rules": [
+                *(rule.model_dump() for rule in rules.rules),
+                {"kind": "contact_limit", "max_impressions": 1, "days": 14, "channel": "email"},
+            ],
+        }
+    )
+    days = {kind.value: window.days for kind, window in Policy(longer).activity_windows.items()}
+    assert days == {"application_submit": 365, "dismiss": 30, "impression": 14, "product_click": 14}

@@ -65,15 +65,16 @@ class ListQuery(QueryParameters):
         )
 
 
-class SimilarQuery(ListQuery):
-    user_id: Annotated[str, Field(max_length=128, pattern=ID_PATTERN)] | None = Field(
-        None, description="The customer the list is for: their profile decides eligibility"
-    )
-
-
 class ChannelQuery(ListQuery):
     channel: Annotated[str, Field(max_length=64, pattern=ID_PATTERN)] | None = Field(
         None, description="Where the list will be shown (contact limits scoped to a channel)"
+    )
+
+
+class SimilarQuery(ChannelQuery):
+    user_id: Annotated[str, Field(max_length=128, pattern=ID_PATTERN)] | None = Field(
+        None,
+        description="The customer the list is for: their profile, contact limits and dismissals",
     )
 
 
@@ -218,6 +219,7 @@ async def similar_products(request: Request) -> JSONBytesResponse:
         caller=options.caller_filters(),
         user_id=options.user_id,
         explain=options.explain,
+        channel=options.channel,
     )
     return _body(request, result, "product_id", product_id)
 
