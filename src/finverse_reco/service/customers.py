@@ -1,19 +1,12 @@
-<<<<<<< HEAD
 """Each request's customer, read once: the stored profile (with the customer's consent) and the
-recent activity the policy's rules asked for (policy/rules.py `activity()`). The reads of every
-request waiting in the same event-loop iteration go to the store together, one `get_profiles` and one
-`customers_events_of_types` (the read contact limits use too) for the lot, so a busy server pays a
-store round trip per batch, not per request. One batch is read at a time: requests that arrive
-while it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a
-read per event-loop iteration piled up until every read timed out, measured with three replicas
-on the MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
-=======
-"""Each request's customer, read once: the stored profile and the recent activity the policy's
-rules asked for (policy/rules.py `activity()`: applications, impressions, clicks, dismissals). The
-reads of every request waiting in the same event-loop iteration go to the store together, one
-`get_profiles` and one `customers_events_of_types` for the lot, so a busy server pays a store round
-trip per batch, not per request."""
->>>>>>> issue-17c
+recent activity the policy's rules asked for (policy/rules.py `activity()`: applications,
+impressions, clicks, dismissals). The reads of every request waiting in the same event-loop
+iteration go to the store together, one `get_profiles` and one `customers_events_of_types` for the
+lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a
+time: requests that arrive while it is in flight wait for the next, so a slow store gets bigger
+batches, not more reads (a read per event-loop iteration piled up until every read timed out,
+measured with three replicas on the MongoDB stand-in). Each request still waits at most
+`timeout_seconds` from its arrival."""
 
 from __future__ import annotations
 
@@ -45,12 +38,8 @@ class CustomerReader:
         self._policy = policy
         self._timeout = timeout_seconds
         self._waiting: dict[str, list[asyncio.Future[Read]]] = {}
-<<<<<<< HEAD
         self._in_flight: asyncio.Task[None] | None = None
-=======
         self._retry_at = 0.0  # monotonic
-        self._tasks: set[asyncio.Task[None]] = set()
->>>>>>> issue-17c
 
     async def customer(
         self,
@@ -58,38 +47,27 @@ class CustomerReader:
         demographics: Mapping[str, str] | None = None,
         channel: str | None = None,
     ) -> tuple[Customer, bool]:
-<<<<<<< HEAD
-        """The customer as the rules see it, and whether the store failed (then the customer is
-        unknown to the rules, which fail closed where configured, and is not personalised: a
-        degraded answer is no less safe). With the policy off (a measurement switch, refused in
-        production) nothing is read, consent included (docs/ACCOUNTABILITY.md)."""
-        if not self._policy.enabled:
-            return Customer(user_id=user_id), False
-        try:
-            async with asyncio.timeout(self._timeout):
-                profile, activity, degraded = await self._read(user_id)
-        except TimeoutError:  # queued behind a read that did not answer in time
-            log.warning("store read too slow, the policy treats the customer as unknown")
-            profile, activity, degraded = None, (), True
-        now = datetime.now(UTC)
-        customer = Customer.of(user_id, profile, demographics, activity, now.date())
-        if degraded:
-            customer.personalise = False  # consent unknown: as if the customer had objected
-        return customer, degraded
-=======
         """The customer as the rules see it, for a list shown on `channel`, and whether the store
-        failed (then the customer is unknown to the rules, which fail closed where configured: a
-        degraded answer is no less safe; contact limits, which protect from repetition and not
-        from harm, then exclude nothing)."""
+        failed (then the customer is unknown to the rules, which fail closed where configured, and
+        is not personalised: a degraded answer is no less safe; contact limits, which protect from
+        repetition and not from harm, then exclude nothing). With the policy off (a measurement
+        switch, refused in production) nothing is read, consent included (docs/ACCOUNTABILITY.md)."""
         if not self._policy.enabled:
             return Customer(user_id=user_id, channel=channel), False
         if time.monotonic() < self._retry_at:
             profile, activity, degraded = None, (), True
         else:
-            profile, activity, degraded = await self._read(user_id)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    profile, activity, degraded = await self._read(user_id)
+            except TimeoutError:  # queued behind a read that did not answer in time
+                log.warning("store read too slow, the policy treats the customer as unknown")
+                profile, activity, degraded = None, (), True
         today = datetime.now(UTC).date()
-        return Customer.of(user_id, profile, demographics, activity, today, channel), degraded
->>>>>>> issue-17c
+        customer = Customer.of(user_id, profile, demographics, activity, today, channel)
+        if degraded:
+            customer.personalise = False  # consent unknown: as if the customer had objected
+        return customer, degraded
 
     def _read(self, user_id: str) -> asyncio.Future[Read]:
         loop = asyncio.get_running_loop()

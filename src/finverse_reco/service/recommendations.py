@@ -113,14 +113,9 @@ class RecommendationResult:
     # With `explain`: each item's split of its raw score.
     contributions: list[list[Contribution]] | None = None
     experiment: Assignment | None = None  # the experiment arm this answer was served under
-<<<<<<< HEAD
-    # How many products each contact rule took out of the list (`contact_limit`, `dismissed`).
-    filtered: dict[str, int] = field(default_factory=dict)
     # Served to a customer who objected to personalisation (or whose consent could not be read):
     # the audit trail keeps what was shown, not the scores and reasons (docs/ACCOUNTABILITY.md).
     without_consent: bool = False
-=======
->>>>>>> issue-17c
     timestamp: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -154,11 +149,7 @@ class _Ranked:
     strategy: Strategy
     basis: Basis  # how the list was ranked: what its reasons are drawn from
     degraded: bool = False
-<<<<<<< HEAD
-    filtered: dict[str, int] = field(default_factory=dict)
     without_consent: bool = False
-=======
->>>>>>> issue-17c
 
 
 class RecommendationService:
@@ -262,19 +253,10 @@ class RecommendationService:
         segment = _latest_demographics(events)
         policy = await self._policy(index)
         customer, store_failed = await self._customer(
-<<<<<<< HEAD
-            next(iter(users)) if len(users) == 1 else None, segment
+            next(iter(users)) if len(users) == 1 else None, segment, channel
         )
         if len(users) > 1:  # a shared device: anyone's objection keeps the session unprofiled
             customer.personalise, store_failed = await self._all_personalise(users)
-        contact = (
-            await self._contact_exclusions(index, events[-1].user_id, channel)
-            if events
-            else Exclusions()
-=======
-            users.pop() if len(users) == 1 else None, segment, channel
->>>>>>> issue-17c
-        )
         touched = await self._touched(index, events)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
         parts = touched.parts(index) if not popular_arm else None
@@ -510,7 +492,6 @@ class RecommendationService:
             Strategy.POPULAR,
             Popular(None),
             ranked.degraded,
-            ranked.filtered,
             without_consent=True,
         )
 
@@ -642,11 +623,7 @@ class RecommendationService:
             explanation=explanation,
             contributions=reasons.contributions,
             experiment=assignment,
-<<<<<<< HEAD
-            filtered=ranked.filtered,
             without_consent=ranked.without_consent,
-=======
->>>>>>> issue-17c
         )
 
 

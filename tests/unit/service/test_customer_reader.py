@@ -24,10 +24,10 @@ class SlowStore:
         await asyncio.sleep(self.delay)
         return await self.store.get_profiles(user_ids)
 
-    async def customers_events_of_types(self, user_ids, types, since, limit):
+    async def customers_events_of_types(self, user_ids, since, limit):
         self.reads.append(sorted(user_ids))
         await asyncio.sleep(self.delay)
-        return await self.store.customers_events_of_types(user_ids, types, since, limit)
+        return await self.store.customers_events_of_types(user_ids, since, limit)
 
 
 def application(user: str, product: str):
