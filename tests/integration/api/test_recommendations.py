@@ -267,7 +267,7 @@ def test_the_schema_documents_every_parameter_the_endpoints_read(client):
             "location",
         },
         "/session/{session_id}": {"session_id", *filters, "channel"},
-        "/similar-products/{product_id}": {"product_id", *filters, "user_id"},
+        "/similar-products/{product_id}": {"product_id", *filters, "user_id", "channel"},
     }  # fmt: skip
     for path, names in expected.items():
         parameters = {p["name"]: p for p in paths[prefix + path]["get"]["parameters"]}
