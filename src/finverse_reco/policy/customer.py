@@ -32,10 +32,10 @@ class Customer:
     holdings: tuple[str, ...] = ()
     activity: Sequence[FeedbackEvent] = ()  # the rules' recent events, newest first
     has_profile: bool = False
-    channel: str | None = None  # where the list will be shown (contact limits per channel)
     # False: served non-personalised lists (the customer objected, or their consent could not
     # be read); the service reads it, no rule does (docs/ACCOUNTABILITY.md).
     personalise: bool = True
+    channel: str | None = None  # where the list will be shown (contact limits per channel)
 
     @classmethod
     def anonymous(cls) -> Customer:
@@ -74,8 +74,8 @@ class Customer:
             holdings=profile.holdings if profile is not None else (),
             activity=activity,
             has_profile=profile is not None,
-            channel=channel,
             personalise=profile is None or not profile.objects_to_personalisation,
+            channel=channel,
         )
 
     def describe(self) -> dict[str, object]:

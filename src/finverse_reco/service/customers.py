@@ -2,10 +2,11 @@
 recent activity the policy's rules asked for (policy/rules.py `activity()`: applications,
 impressions, clicks, dismissals). The reads of every request waiting in the same event-loop
 iteration go to the store together, one `get_profiles` and one `customers_events_of_types` for the
-lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a time: requests that arrive
-while it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a
-read per event-loop iteration piled up until every read timed out, measured with three replicas
-on the MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
+lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a
+time: requests that arrive while it is in flight wait for the next, so a slow store gets bigger
+batches, not more reads (a read per event-loop iteration piled up until every read timed out,
+measured with three replicas on the MongoDB stand-in). Each request still waits at most
+`timeout_seconds` from its arrival."""
 
 from __future__ import annotations
 
@@ -50,8 +51,7 @@ class CustomerReader:
         failed (then the customer is unknown to the rules, which fail closed where configured, and
         is not personalised: a degraded answer is no less safe; contact limits, which protect from
         repetition and not from harm, then exclude nothing). With the policy off (a measurement
-        switch, refused in production) nothing is read, consent included
-        (docs/ACCOUNTABILITY.md)."""
+        switch, refused in production) nothing is read, consent included (docs/ACCOUNTABILITY.md)."""
         if not self._policy.enabled:
             return Customer(user_id=user_id, channel=channel), False
         if time.monotonic() < self._retry_at:
