@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,6 +27,7 @@ from finverse_reco.events import (
     describe_validation_error,
 )
 
+Model = TypeVar("Model", bound=BaseModel)
 MAX_HOLDINGS = 500
 COUNTRY_PATTERN = r"^[A-Z]{2}$"  # ISO 3166-1 alpha-2
 
@@ -99,12 +100,7 @@ def parse_profile(raw: Any, *, user_id: str | None = None) -> CustomerProfile:
         if raw.get("user_id", user_id) != user_id:
             raise InvalidEvent("user_id: the body names another customer than the path")
         raw = {**raw, "user_id": user_id}
-    if raw.get("updated_at") is None:
-        raw = {**raw, "updated_at": datetime.now(UTC)}
-    try:
-        return CustomerProfile.model_validate(raw)
-    except ValidationError as exc:
-        raise InvalidEvent(describe_validation_error(exc)) from None
+    return _validated(CustomerProfile, raw)
 
 
 class ConsentChange(BaseModel):
@@ -125,10 +121,15 @@ def parse_consent(raw: Any) -> ConsentChange:
     """Validate one decoded consent change (`updated_at` defaults to now); InvalidEvent if bad."""
     if not isinstance(raw, dict):
         raise InvalidEvent("a consent change must be a JSON object")
+    return _validated(ConsentChange, raw)
+
+
+def _validated(model: type[Model], raw: dict[str, Any]) -> Model:
+    """`raw` as `model` (`updated_at` defaults to now); InvalidEvent naming what is wrong."""
     if raw.get("updated_at") is None:
         raw = {**raw, "updated_at": datetime.now(UTC)}
     try:
-        return ConsentChange.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise InvalidEvent(describe_validation_error(exc)) from None
 
