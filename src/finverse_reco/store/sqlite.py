@@ -92,10 +92,6 @@ CUSTOMER_TABLES = {
     "audit_records": "audit_records",
     "profiles": "customer_profiles",
 }
-INSERT_AUDIT = (
-    "INSERT INTO audit_records (recommendation_id, user_id, served_us, body) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (recommendation_id) DO NOTHING"
-)
 # One row per customer: the profile as JSON beside its `updated_at` (an integer, for the
 # newest-wins comparison of `put_profile`).
 PROFILES_SCHEMA = """
@@ -372,9 +368,12 @@ class SQLiteInteractionStore:
         rows = [audit_row(record) for record in records]
 
         def insert(db: sqlite3.Connection) -> int:
+            # Many rows a statement, as for events: `executemany` steps once a row, and each step
+            # lets the serving thread take the GIL, which the writer then waits to get back.
             with write_transaction(db):
                 before = db.total_changes
-                db.executemany(INSERT_AUDIT, rows)
+                for count, values in statement_chunks(rows):
+                    db.execute(insert_audit_sql(count), values)
                 return db.total_changes - before
 
         return await self._write(insert)
@@ -613,6 +612,16 @@ def insert_events_sql(rows: int) -> str:
         "INSERT INTO interactions"
         f" (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES {values}"
         " ON CONFLICT (event_id) DO NOTHING"
+    )
+
+
+@lru_cache(maxsize=32)
+def insert_audit_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?)"] * rows)
+    # A record written again after a timeout is skipped by its id, never stored twice.
+    return (
+        "INSERT INTO audit_records (recommendation_id, user_id, served_us, body)"
+        f" VALUES {values} ON CONFLICT (recommendation_id) DO NOTHING"
     )
 
 
