@@ -1,7 +1,8 @@
 """Online experiments: customers split into arms by a salted, stable hash of their id.
 
 An experiment has an id, a salt and arms with traffic shares summing to 1; an arm may serve another
-model version, another strategy (`popular`: the non-personalised baseline) or a policy variant.
+model version or another strategy (`popular`: the non-personalised baseline). Policy-variant arms
+are not built: an arm naming a `policy` is refused (unknown field) rather than silently ignored.
 A customer's arm is `sha256("<salt>:<id>")` read as a number in [0, 1) against the cumulative
 shares, so every replica and every restart puts them in the same arm, with no state to share, and a
 new salt reshuffles everyone. At most one experiment runs at a time; stopping it is one call, and a
@@ -62,7 +63,6 @@ class Arm(BaseModel):
     # None: whatever the service serves outside the experiment.
     model_version: Annotated[str, Field(max_length=128)] | None = None
     strategy: ArmStrategy | None = None
-    policy: Name | None = None
 
 
 class Experiment(BaseModel):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
+from pydantic import ValidationError
 
 from finverse_reco.service.experiments import (
     Arm,
@@ -111,3 +112,9 @@ def test_a_bad_file_is_refused_with_the_reason_and_changes_nothing(tmp_path, con
     with pytest.raises(ExperimentError, match=words):
         registry.refresh()
     assert registry.running.id == "exp-1"
+
+
+def test_an_arm_naming_a_policy_variant_is_refused_not_ignored():
+    # Policy-variant arms are not built: accepting the field would run the experiment without it.
+    with pytest.raises(ValidationError, match="policy"):
+        Arm.model_validate({"name": "strict", "share": 1.0, "policy": "strict-rules"})
