@@ -373,7 +373,10 @@ class SQLiteInteractionStore:
             with write_transaction(db):
                 before = db.total_changes
                 for count, values in statement_chunks(rows):
-                    db.execute(insert_audit_sql(count), values)
+                    db.execute(
+                        insert_new_sql("audit_records", AUDIT_COLUMNS, "recommendation_id", count),
+                        values,
+                    )
                 return db.total_changes - before
 
         return await self._write(insert)
@@ -603,26 +606,24 @@ class SQLiteInteractionStore:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
 
-@lru_cache(maxsize=32)
+EVENT_COLUMNS = ("event_id", "user_id", "session_id", "type", "ts_us", "received_us", "body")
+AUDIT_COLUMNS = ("recommendation_id", "user_id", "served_us", "body")
+
+
+@lru_cache(maxsize=64)
+def insert_new_sql(table: str, columns: tuple[str, ...], key: str, rows: int) -> str:
+    """One INSERT of `rows` rows that skips a row whose `key` is stored (an event or an audit
+    record written again after a timeout). Only that is skipped: `INSERT OR IGNORE` would also
+    skip, silently, a row that breaks any other constraint, and count it as a duplicate."""
+    row = "(" + ", ".join("?" * len(columns)) + ")"
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * rows)}"
+        f" ON CONFLICT ({key}) DO NOTHING"
+    )
+
+
 def insert_events_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-    # Only a stored event id is skipped: `INSERT OR IGNORE` would also skip, silently, a row that
-    # breaks any other constraint, and count it as a duplicate.
-    return (
-        "INSERT INTO interactions"
-        f" (event_id, user_id, session_id, type, ts_us, received_us, body) VALUES {values}"
-        " ON CONFLICT (event_id) DO NOTHING"
-    )
-
-
-@lru_cache(maxsize=32)
-def insert_audit_sql(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?)"] * rows)
-    # A record written again after a timeout is skipped by its id, never stored twice.
-    return (
-        "INSERT INTO audit_records (recommendation_id, user_id, served_us, body)"
-        f" VALUES {values} ON CONFLICT (recommendation_id) DO NOTHING"
-    )
+    return insert_new_sql("interactions", EVENT_COLUMNS, "event_id", rows)
 
 
 def insert_rows(db: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> int:
