@@ -12,7 +12,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -526,32 +526,32 @@ class OneLineErrorParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+Number = TypeVar("Number", int, float)
+
+
 def bounded_int(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]; the message says which range."""
-    wanted = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value}")
-        return value
-
-    return parse
+    return _bounded(int, "an integer", low, high)
 
 
 def bounded_float(low: float, high: float | None = None) -> Callable[[str], float]:
-    wanted = f"a number from {low} to {high}" if high is not None else f"a number >= {low}"
+    """An argparse type: a number in [low, high] (NaN is outside every range)."""
+    return _bounded(float, "a number", low, high)
 
-    def parse(text: str) -> float:
+
+def _bounded(
+    convert: Callable[[str], Number], noun: str, low: Number, high: Number | None
+) -> Callable[[str], Number]:
+    wanted = f"{noun} from {low} to {high}" if high is not None else f"{noun} >= {low}"
+
+    def parse(text: str) -> Number:
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
         if not low <= value <= (high if high is not None else math.inf):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {value:g}")
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {shown}")
         return value
 
     return parse
