@@ -9,6 +9,8 @@ with 422 and nothing is written."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 import tomllib
 from collections import defaultdict
@@ -289,3 +291,19 @@ def test_a_stricter_contact_limit_holds_in_its_arm_only(
         assert posted.status_code == 202
         again = client.get(url.format(control)).json()
         assert top not in [item["id"] for item in again["recommendations"]]
+
+
+def test_at_start_up_a_bad_variant_runs_no_experiment_and_says_why(trained, tmp_path, caplog):
+    """As with a bad experiments file: the replica starts, serves the base policy to everyone,
+    and logs the file and the reason (docs/FEEDBACK.md)."""
+    settings = served_under(trained, tmp_path)
+    arms = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "policy": "missing.toml"}]
+    document = {"id": "e", "salt": "e", "started_at": "2026-12-01T00:00:00Z", "arms": arms}
+    settings.experiments_file.write_text(json.dumps({"experiments": [document]}))
+    logged = caplog.at_level(logging.ERROR, logger="finverse_reco.service.experiments")
+    with logged, TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        bodies = [client.get(f"{RECS}/products/user_{n:05d}").json() for n in range(1, 21)]
+    assert all(b["experiment"] is None and b["policy_version"] == BASE for b in bodies)
+    assert re.search(
+        r"arm 'b': policy variant rules file .*missing\.toml.*cannot be read", caplog.text
+    )
