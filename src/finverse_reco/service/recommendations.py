@@ -459,6 +459,10 @@ class RecommendationService:
             return binding.base
         bound = binding.variants.get(variant)
         if bound is None:  # the first list of this arm on this model version
+            # Variants of experiments no longer running go first: each keeps its own allow-lists.
+            serving = self._experiments.variant_policies if self._experiments else ()
+            for stale in [known for known in binding.variants if known not in serving]:
+                del binding.variants[stale]
             bound = binding.variants[variant] = variant.bind(binding.facts)
         return bound
 
