@@ -1,13 +1,13 @@
 """Each request's customer, read once: the stored profile (with the customer's consent) and the
 recent activity the policy's rules asked for (policy/rules.py `activity()`: applications,
 impressions, clicks, dismissals), those of the base rules and of every policy variant a running
-experiment serves, so that whichever arm the request is in finds what its rules read. The reads of every request waiting in the same event-loop
-iteration go to the store together, one `get_profiles` and one `customers_events_of_types` for the
-lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a
-time: requests that arrive while it is in flight wait for the next, so a slow store gets bigger
-batches, not more reads (a read per event-loop iteration piled up until every read timed out,
-measured with three replicas on the MongoDB stand-in). Each request still waits at most
-`timeout_seconds` from its arrival."""
+experiment serves, so that whichever arm the request is in finds what its rules read. The reads
+of every request waiting in the same event-loop iteration go to the store together, one
+`get_profiles` and one `customers_events_of_types` for the lot, so a busy server pays a store
+round trip per batch, not per request. One batch is read at a time: requests that arrive while
+it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a read per
+event-loop iteration piled up until every read timed out, measured with three replicas on the
+MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
 
 from __future__ import annotations
 

@@ -4,9 +4,10 @@ An experiment has an id, a salt and arms with traffic shares summing to 1; an ar
 model version, another strategy (`popular`: the non-personalised baseline) and a policy variant (a
 rules file that tightens the base rules and can never relax them: policy/variants.py). Each
 variant is loaded and compiled once, when the experiment is read, and carried by the arm's
-`Assignment`, so a request finds its policy with the arm. A customer's arm is `sha256("<salt>:<id>")` read as a number in [0, 1) against the cumulative
-shares, so every replica and every restart puts them in the same arm, with no state to share, and a
-new salt reshuffles everyone. At most one experiment runs at a time; stopping it is one call, and a
+`Assignment`, so a request finds its policy with the arm. A customer's arm is
+`sha256("<salt>:<id>")` read as a number in [0, 1) against the cumulative shares, so every replica
+and every restart puts them in the same arm, with no state to share, and a new salt reshuffles
+everyone. At most one experiment runs at a time; stopping it is one call, and a
 stopped experiment stays in the file as a record.
 
 The experiments live in one JSON file (`FINVERSE_EXPERIMENTS_FILE`), hand-written or written by the
@@ -68,9 +69,12 @@ class Arm(BaseModel):
     # None: whatever the service serves outside the experiment.
     model_version: Annotated[str, Field(max_length=128)] | None = None
     strategy: ArmStrategy | None = None
-    # A rules file in FINVERSE_POLICY_VARIANTS_DIR, served on top of the base rules (tightening
-    # only); None: the base rules.
-    policy: VariantName | None = None
+    # None: the base rules, as outside the experiment.
+    policy: VariantName | None = Field(
+        None,
+        description="A policy variant: a rules file's name in FINVERSE_POLICY_VARIANTS_DIR "
+        "(e.g. strict.toml), served on top of the base rules, which it can only tighten",
+    )
 
 
 class Experiment(BaseModel):
