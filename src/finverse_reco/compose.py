@@ -283,11 +283,16 @@ def model_watcher(
     return ModelWatcher(models, settings.model_dir, settings.model_poll_seconds, remote)
 
 
-def experiments(settings: Settings, watcher: ModelWatcher) -> Experiments:
-    """The experiments file and the model versions its arms serve (through `watcher`)."""
+def experiments(settings: Settings, watcher: ModelWatcher, base: Policy) -> Experiments:
+    """The experiments file, the model versions its arms serve (through `watcher`) and the
+    policy variants they serve on top of `base` (FINVERSE_POLICY_VARIANTS_DIR, else the rules
+    file's directory)."""
+    from finverse_reco.policy import DEFAULT_RULES_FILE, PolicyVariants
     from finverse_reco.service.experiments import ExperimentRegistry, Experiments
 
-    return Experiments(ExperimentRegistry(settings.experiments_file), watcher)
+    directory = settings.policy_variants_dir or (settings.policy_file or DEFAULT_RULES_FILE).parent
+    registry = ExperimentRegistry(settings.experiments_file, PolicyVariants(base, directory))
+    return Experiments(registry, watcher)
 
 
 def online_stats(settings: Settings, store: InteractionStore, models: ModelHolder) -> OnlineStats:

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # The policy step (docs/POLICY.md): the rules file (unset: the shipped default), and an off
     # switch for measurements only (refused in production).
     policy_file: Path | None = None
+    # Where the policy variants experiment arms name live (docs/FEEDBACK.md): an arm names a file
+    # in it, never a path. Unset: the rules file's directory.
+    policy_variants_dir: Path | None = None
     policy_enabled: bool = True
     policy_catalog_refresh_seconds: float = Field(300.0, gt=0)
     banking_url: str | None = None

@@ -66,13 +66,14 @@ def create_app(
     watcher = compose.model_watcher(settings, models, artifacts)
     erased = compose.erased_customers(settings)
     erasure_watcher = ErasureWatcher(store, erased, settings.model_poll_seconds)
-    running_experiments = compose.experiments(settings, watcher)
+    policy = compose.policy(settings)
+    running_experiments = compose.experiments(settings, watcher, policy)
     service = RecommendationService(
         models,
         store,
         catalog,
         compose.service_config(settings),
-        compose.policy(settings),
+        policy,
         experiments=running_experiments.registry,
         erased=erased,
     )

@@ -1,5 +1,6 @@
 """The policy step between ranking and response (docs/POLICY.md): exclusions, eligibility,
-suitability, availability, diversity and the caller's filters, from a versioned rules file."""
+suitability, availability, diversity and the caller's filters, from a versioned rules file; an
+experiment arm's policy variant tightens it (`variants.py`)."""
 
 from finverse_reco.policy.customer import Customer
 from finverse_reco.policy.items import ItemFacts
@@ -11,7 +12,9 @@ from finverse_reco.policy.step import (
     CallerFilters,
     Filters,
     Policy,
+    activity_windows,
 )
+from finverse_reco.policy.variants import PolicyVariants, check_variant_name, tightened
 
 __all__ = [
     "DEFAULT_RULES_FILE",
@@ -23,6 +26,10 @@ __all__ = [
     "ItemFacts",
     "Policy",
     "PolicyFileError",
+    "PolicyVariants",
     "RulesFile",
+    "activity_windows",
+    "check_variant_name",
     "load_rules",
+    "tightened",
 ]

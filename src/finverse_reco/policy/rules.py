@@ -97,9 +97,18 @@ class AppliedRule(_Rule):
 
     def compile(self, items: ItemFacts) -> PersonalRule:
         kinds = frozenset(t.value for t in self.event_types)
+        lookback = self.lookback_days * contact.DAY_SECONDS
 
         def applied(customer: Customer, now: datetime) -> list[str]:
-            return [p for e in customer.activity if e.type in kinds for p in e.product_ids]
+            # The customer's activity may reach further back than this rule looks, when another
+            # rule (a policy variant's) asks for more of these events: only its own window counts.
+            since = now.timestamp() - lookback
+            return [
+                p
+                for e in customer.activity
+                if e.type in kinds and e.timestamp >= since
+                for p in e.product_ids
+            ]
 
         repeatable = items.category_mask(self.repeatable_categories)
         return _Personal("applied", items, repeatable, applied)

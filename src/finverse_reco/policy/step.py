@@ -11,7 +11,7 @@ the diversity caps to an over-fetched list, filling it from further down.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,12 +64,7 @@ class Policy:
         self.enabled = enabled
         # Per event type, how far back the rules that read it look: the customer's read asks
         # each type for its own window (service/customers.py).
-        windows: dict[EventType, timedelta] = {}
-        for rule in rules.rules:
-            if (need := rule.activity()) is not None:
-                for kind in need.types:
-                    windows[kind] = max(windows.get(kind, timedelta(0)), need.lookback)
-        self.activity_windows: dict[EventType, timedelta] = dict(sorted(windows.items()))
+        self.activity_windows = activity_windows([rules])
 
     @property
     def version(self) -> str:
@@ -77,6 +72,17 @@ class Policy:
 
     def bind(self, items: ItemFacts) -> BoundPolicy:
         return BoundPolicy(self, items)
+
+
+def activity_windows(files: Iterable[RulesFile]) -> dict[EventType, timedelta]:
+    """Per event type, the longest look-back any rule of these files asks of it."""
+    windows: dict[EventType, timedelta] = {}
+    for rules in files:
+        for rule in rules.rules:
+            if (need := rule.activity()) is not None:
+                for kind in need.types:
+                    windows[kind] = max(windows.get(kind, timedelta(0)), need.lookback)
+    return dict(sorted(windows.items()))
 
 
 @dataclass(eq=False)
@@ -171,7 +177,10 @@ class BoundPolicy:
                 late = items.available_until <= moment
             masks[UNAVAILABLE] = early | late
         for rule in self.segment_rules:
-            masks[rule.name] = rule.blocked(customer)
+            # Several rules of one kind (a variant's on top of the base's, docs/POLICY.md) block
+            # together under the kind's name.
+            blocked = rule.blocked(customer)
+            masks[rule.name] = masks[rule.name] | blocked if rule.name in masks else blocked
         return {name: mask for name, mask in masks.items() if mask.any()}
 
     def excluded_by(self, customer: Customer, now: datetime) -> dict[str, set[int]]:

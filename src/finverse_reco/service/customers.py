@@ -1,24 +1,25 @@
 """Each request's customer, read once: the stored profile (with the customer's consent) and the
 recent activity the policy's rules asked for (policy/rules.py `activity()`: applications,
-impressions, clicks, dismissals). The reads of every request waiting in the same event-loop
-iteration go to the store together, one `get_profiles` and one `customers_events_of_types` for the
-lot, so a busy server pays a store round trip per batch, not per request. One batch is read at a
-time: requests that arrive while it is in flight wait for the next, so a slow store gets bigger
-batches, not more reads (a read per event-loop iteration piled up until every read timed out,
-measured with three replicas on the MongoDB stand-in). Each request still waits at most
-`timeout_seconds` from its arrival."""
+impressions, clicks, dismissals), those of the base rules and of every policy variant a running
+experiment serves, so that whichever arm the request is in finds what its rules read. The reads
+of every request waiting in the same event-loop iteration go to the store together, one
+`get_profiles` and one `customers_events_of_types` for the lot, so a busy server pays a store
+round trip per batch, not per request. One batch is read at a time: requests that arrive while
+it is in flight wait for the next, so a slow store gets bigger batches, not more reads (a read per
+event-loop iteration piled up until every read timed out, measured with three replicas on the
+MongoDB stand-in). Each request still waits at most `timeout_seconds` from its arrival."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 from finverse_reco.customers import CustomerProfile
-from finverse_reco.events import FeedbackEvent
-from finverse_reco.policy import Customer, Policy
+from finverse_reco.events import EventType, FeedbackEvent
+from finverse_reco.policy import Customer, Policy, activity_windows
 from finverse_reco.store import InteractionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,21 @@ RETRY_AFTER_SECONDS = 1.0
 
 
 class CustomerReader:
-    def __init__(self, store: InteractionStore, policy: Policy, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        store: InteractionStore,
+        policy: Policy,
+        timeout_seconds: float,
+        variants: Callable[[], Sequence[Policy]] | None = None,
+    ) -> None:
+        """`variants`: the policies served besides `policy` now (an experiment's arms), the
+        same sequence object until they change."""
         self._store = store
         self._policy = policy
         self._timeout = timeout_seconds
+        self._variants = variants
+        self._windows = policy.activity_windows
+        self._windows_of: Sequence[Policy] = ()  # the variants `_windows` was merged for
         self._waiting: dict[str, list[asyncio.Future[Read]]] = {}
         self._in_flight: asyncio.Task[None] | None = None
         self._retry_at = 0.0  # monotonic
@@ -90,13 +102,13 @@ class CustomerReader:
 
     async def _read_batch(self, waiting: dict[str, list[asyncio.Future[Read]]]) -> None:
         users = list(waiting)
-        policy = self._policy
+        windows = self._activity_windows()
         activity: dict[str, list[FeedbackEvent]] = {}
         try:
             async with asyncio.timeout(self._timeout):
-                if policy.activity_windows:
+                if windows:
                     now = datetime.now(UTC)
-                    since = {t.value: now - back for t, back in policy.activity_windows.items()}
+                    since = {t.value: now - back for t, back in windows.items()}
                     profiles, activity = await asyncio.gather(
                         self._store.get_profiles(users),
                         self._store.customers_events_of_types(users, since, MAX_ACTIVITY),
@@ -117,6 +129,17 @@ class CustomerReader:
             raise
         for user, futures in waiting.items():
             _answer(futures, (profiles.get(user), activity.get(user, ()), False))
+
+    def _activity_windows(self) -> Mapping[EventType, timedelta]:
+        """Per event type, the longest look-back of the base's and the variants' rules (merged
+        again only when the variants change)."""
+        if self._variants is None:
+            return self._windows
+        variants = self._variants()
+        if variants is not self._windows_of:
+            files = [self._policy.rules, *(variant.rules for variant in variants)]
+            self._windows, self._windows_of = activity_windows(files), variants
+        return self._windows
 
 
 def _answer(futures: list[asyncio.Future[Read]], read: Read) -> None:

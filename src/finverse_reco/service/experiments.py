@@ -1,17 +1,20 @@
 """Online experiments: customers split into arms by a salted, stable hash of their id.
 
 An experiment has an id, a salt and arms with traffic shares summing to 1; an arm may serve another
-model version or another strategy (`popular`: the non-personalised baseline). Policy-variant arms
-are not built: an arm naming a `policy` is refused (unknown field) rather than silently ignored.
-A customer's arm is `sha256("<salt>:<id>")` read as a number in [0, 1) against the cumulative
-shares, so every replica and every restart puts them in the same arm, with no state to share, and a
-new salt reshuffles everyone. At most one experiment runs at a time; stopping it is one call, and a
+model version, another strategy (`popular`: the non-personalised baseline) and a policy variant (a
+rules file that tightens the base rules and can never relax them: policy/variants.py). Each
+variant is loaded and compiled once, when the experiment is read, and carried by the arm's
+`Assignment`, so a request finds its policy with the arm. A customer's arm is
+`sha256("<salt>:<id>")` read as a number in [0, 1) against the cumulative shares, so every replica
+and every restart puts them in the same arm, with no state to share, and a new salt reshuffles
+everyone. At most one experiment runs at a time; stopping it is one call, and a
 stopped experiment stays in the file as a record.
 
 The experiments live in one JSON file (`FINVERSE_EXPERIMENTS_FILE`), hand-written or written by the
-admin API (atomically: a reader sees the old file or the new one). Every replica re-reads it when it
-changes (`refresh`, polled with the model), so an experiment started or stopped on one replica
-reaches the others within the poll interval. See docs/FEEDBACK.md.
+admin API (atomically: a reader sees the old file or the new one). Every replica re-reads it, and
+the running experiment's variant files, when one changes (`refresh`, polled with the model), so an
+experiment started or stopped on one replica reaches the others within the poll interval. A bad
+file or variant is refused whole: what was running keeps running. See docs/FEEDBACK.md.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import logging
 import os
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
@@ -30,6 +33,7 @@ from typing import Annotated, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +42,7 @@ from pydantic import (
 )
 
 from finverse_reco.events import ID_PATTERN
+from finverse_reco.policy import Policy, PolicyFileError, PolicyVariants, check_variant_name
 from finverse_reco.service.models import ModelWatcher
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,7 @@ log = logging.getLogger(__name__)
 SHARE_TOLERANCE = 1e-6
 ArmStrategy = Literal["popular"]
 Name = Annotated[str, Field(pattern=ID_PATTERN, max_length=64)]
+VariantName = Annotated[str, Field(max_length=128), AfterValidator(check_variant_name)]
 
 
 class ExperimentError(ValueError):
@@ -63,6 +69,12 @@ class Arm(BaseModel):
     # None: whatever the service serves outside the experiment.
     model_version: Annotated[str, Field(max_length=128)] | None = None
     strategy: ArmStrategy | None = None
+    # None: the base rules, as outside the experiment.
+    policy: VariantName | None = Field(
+        None,
+        description="A policy variant: a rules file's name in FINVERSE_POLICY_VARIANTS_DIR "
+        "(e.g. strict.toml), served on top of the base rules, which it can only tighten",
+    )
 
 
 class Experiment(BaseModel):
@@ -87,7 +99,7 @@ class Experiment(BaseModel):
 
     def arm_of(self, subject_id: str) -> Arm:
         """The arm of a customer (or session, or product: whatever the request is about)."""
-        return _Split(self).arm_of(subject_id)
+        return _Split(self).assign(subject_id).arm
 
 
 class _ExperimentsFile(BaseModel):
@@ -111,41 +123,66 @@ def bucket(salt: str, subject_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Which experiment and arm a response was served under, and the arm's policy: the base
+    tightened by its variant (None: the base policy)."""
+
+    experiment: str
+    arm: Arm
+    policy: Policy | None = None
+
+
 class _Split:
     """A running experiment's split in plain attributes (a pydantic model's are slower to read,
-    and this is read on every request)."""
+    and this is read on every request), with each arm's assignment made once."""
 
-    __slots__ = ("arms", "bounds", "experiment", "salt")
+    __slots__ = ("assignments", "bounds", "salt")
 
-    def __init__(self, experiment: Experiment) -> None:
-        self.experiment = experiment.id
+    def __init__(
+        self, experiment: Experiment, policies: Sequence[Policy | None] | None = None
+    ) -> None:
         self.salt = experiment.salt
-        self.arms = experiment.arms
+        policies = policies or [None] * len(experiment.arms)
+        self.assignments = tuple(
+            Assignment(experiment.id, arm, policy)
+            for arm, policy in zip(experiment.arms, policies, strict=True)
+        )
         bounds = list(accumulate(arm.share for arm in experiment.arms))
         bounds[-1] = 1.0  # shares add up to 1 within rounding: the last arm takes the rest
         self.bounds = tuple(bounds)
 
-    def arm_of(self, subject_id: str) -> Arm:
-        return self.arms[bisect_right(self.bounds, bucket(self.salt, subject_id))]
+    def assign(self, subject_id: str) -> Assignment:
+        return self.assignments[bisect_right(self.bounds, bucket(self.salt, subject_id))]
+
+
+Stamp = tuple[int, int] | None  # a file's (mtime_ns, size) when read; None: there was none
 
 
 @dataclass(frozen=True, slots=True)
-class Assignment:
-    """Which experiment and arm a response was served under."""
+class _Loaded:
+    """The experiments as read, with the running one's split and variant policies compiled."""
 
-    experiment: str
-    arm: Arm
+    experiments: tuple[Experiment, ...]
+    running: Experiment | None = None
+    split: _Split | None = None
+    variant_policies: tuple[Policy, ...] = ()
+    variant_files: dict[Path, Stamp] = field(default_factory=dict)
 
 
 class ExperimentRegistry:
-    """The experiments file, read when it changes; `assign` is what a request asks."""
+    """The experiments file, read when it changes; `assign` is what a request asks. Arms naming
+    a policy variant need `variants` (the base policy and the directory of variant files)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, variants: PolicyVariants | None = None) -> None:
         self.path = Path(path)
+        self._variants = variants
         self._experiments: tuple[Experiment, ...] = ()
         self._running: Experiment | None = None
         self._split: _Split | None = None
-        self._seen: tuple[int, int] | None = None  # (mtime_ns, size) of the file last read
+        self._variant_policies: tuple[Policy, ...] = ()
+        self._seen: Stamp = None  # the experiments file's, when last read
+        self._variant_files: dict[Path, Stamp] = {}  # the running experiment's variants'
 
     @property
     def experiments(self) -> tuple[Experiment, ...]:
@@ -155,11 +192,17 @@ class ExperimentRegistry:
     def running(self) -> Experiment | None:
         return self._running
 
+    @property
+    def variant_policies(self) -> tuple[Policy, ...]:
+        """The policies the running experiment's arms serve besides the base (each the base
+        tightened by its variant); the same tuple until the experiments change."""
+        return self._variant_policies
+
     def assign(self, subject_id: str) -> Assignment | None:
         split = self._split
         if split is None:
             return None
-        return Assignment(split.experiment, split.arm_of(subject_id))
+        return split.assign(subject_id)
 
     def model_versions(self) -> set[str]:
         """The model versions the running experiment's arms serve (the model holder keeps them)."""
@@ -168,47 +211,84 @@ class ExperimentRegistry:
         return {arm.model_version for arm in self._running.arms if arm.model_version}
 
     def refresh(self) -> bool:
-        """Re-read the file if it changed since the last read; True if it did. A bad file raises
-        ExperimentError and leaves the experiments as they were."""
-        try:
-            stat = self.path.stat()
-        except FileNotFoundError:
-            changed = self._seen is not None
-            self._set((), None)
-            return changed
-        seen = (stat.st_mtime_ns, stat.st_size)
-        if seen == self._seen:
+        """Re-read the file if it or a variant file of the running experiment changed since the
+        last read; True if one did. A bad file or variant raises ExperimentError and leaves the
+        experiments as they were."""
+        seen = _stamp(self.path)
+        if seen == self._seen and not self._variants_changed():
             return False
-        self._set(tuple(read_experiments(self.path)), seen)
+        self._set(self._load(self._on_disk(seen)), seen)
         return True
 
+    def variant_policies_of(self, experiment: Experiment) -> tuple[Policy | None, ...]:
+        """Each arm's policy: the base tightened by the arm's variant (None: no variant), each
+        file read once. Raises ExperimentError naming the arm, the file and the reason."""
+        loaded: dict[str, Policy] = {}
+        for arm in experiment.arms:
+            if arm.policy is None or arm.policy in loaded:
+                continue
+            if self._variants is None:
+                raise ExperimentError(f"arm {arm.name!r}: policy variants are not configured")
+            try:
+                loaded[arm.policy] = self._variants.load(arm.policy)
+            except PolicyFileError as exc:
+                raise ExperimentError(f"arm {arm.name!r}: policy variant {exc}") from None
+        return tuple(None if arm.policy is None else loaded[arm.policy] for arm in experiment.arms)
+
     def start(self, experiment: Experiment) -> Experiment:
-        """Add a running experiment and write the file."""
-        self.refresh()
-        if any(known.id == experiment.id for known in self._experiments):
+        """Add a running experiment and write the file (nothing is written when one of its
+        variants cannot be loaded: ExperimentError)."""
+        experiments = self._on_disk(_stamp(self.path))
+        if any(known.id == experiment.id for known in experiments):
             raise ExperimentConflict(f"an experiment {experiment.id!r} exists already")
-        if self._running is not None:
+        running = next((known for known in experiments if known.status == "running"), None)
+        if running is not None:
             raise ExperimentConflict(
-                f"experiment {self._running.id!r} is running: stop it first (one at a time)"
+                f"experiment {running.id!r} is running: stop it first (one at a time)"
             )
-        self._write((*self._experiments, experiment))
+        self._write((*experiments, experiment))
         return experiment
 
     def stop(self, experiment_id: str) -> Experiment:
-        """Stop an experiment (idempotent: a stopped one is returned as it is)."""
-        self.refresh()
-        found = [known for known in self._experiments if known.id == experiment_id]
+        """Stop an experiment (idempotent: a stopped one is returned as it is). The file as it
+        is on disk decides, so an experiment whose variant went bad can still be stopped."""
+        experiments = self._on_disk(_stamp(self.path))
+        found = [known for known in experiments if known.id == experiment_id]
         if not found:
             raise KeyError(experiment_id)
         if found[0].status == "stopped":
             return found[0]
         stopped = found[0].model_copy(update={"status": "stopped", "stopped_at": datetime.now(UTC)})
-        self._write(
-            tuple(stopped if known.id == experiment_id else known for known in self._experiments)
-        )
+        self._write(tuple(stopped if known.id == experiment_id else known for known in experiments))
         return stopped
 
+    def _on_disk(self, stamp: Stamp) -> tuple[Experiment, ...]:
+        return () if stamp is None else tuple(read_experiments(self.path))
+
+    def _variants_changed(self) -> bool:
+        return any(_stamp(path) != seen for path, seen in self._variant_files.items())
+
+    def _load(self, experiments: tuple[Experiment, ...]) -> _Loaded:
+        """Compile the running experiment's split and variants (ExperimentError if one fails)."""
+        running = next((e for e in experiments if e.status == "running"), None)
+        if running is None:
+            return _Loaded(experiments)
+        files: dict[Path, Stamp] = {}
+        if self._variants is not None:
+            # Stamped before they are read: a file changed meanwhile is read again next poll.
+            named = sorted({arm.policy for arm in running.arms if arm.policy is not None})
+            files = {path: _stamp(path) for path in map(self._variants.path_of, named)}
+        policies = self.variant_policies_of(running)
+        return _Loaded(
+            experiments,
+            running,
+            _Split(running, policies),
+            tuple(dict.fromkeys(p for p in policies if p is not None)),
+            files,
+        )
+
     def _write(self, experiments: Sequence[Experiment]) -> None:
+        loaded = self._load(tuple(experiments))  # before writing: a bad variant writes nothing
         document = _ExperimentsFile(experiments=list(experiments))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -216,14 +296,23 @@ class ExperimentRegistry:
             orjson.dumps(document.model_dump(mode="json"), option=orjson.OPT_INDENT_2) + b"\n"
         )
         os.replace(staging, self.path)
-        stat = self.path.stat()
-        self._set(tuple(experiments), (stat.st_mtime_ns, stat.st_size))
+        self._set(loaded, _stamp(self.path))
 
-    def _set(self, experiments: tuple[Experiment, ...], seen: tuple[int, int] | None) -> None:
-        self._experiments = experiments
-        self._running = next((e for e in experiments if e.status == "running"), None)
-        self._split = _Split(self._running) if self._running is not None else None
+    def _set(self, loaded: _Loaded, seen: Stamp) -> None:
+        self._experiments = loaded.experiments
+        self._running = loaded.running
+        self._split = loaded.split
+        self._variant_policies = loaded.variant_policies
+        self._variant_files = loaded.variant_files
         self._seen = seen
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
 
 
 def read_experiments(path: Path) -> list[Experiment]:
@@ -250,8 +339,10 @@ class Experiments:
         self._watcher = watcher
 
     async def start(self, experiment: Experiment) -> Experiment:
-        """Load the arms' model versions, then write the experiment. Raises ExperimentError when
-        a version cannot be served (nothing is written) or ExperimentConflict."""
+        """Load the arms' policy variants and model versions, then write the experiment. Raises
+        ExperimentError when a variant cannot be loaded or a version cannot be served (nothing
+        is written) or ExperimentConflict."""
+        self.registry.variant_policies_of(experiment)  # a bad variant loads no model version
         wanted = {arm.model_version for arm in experiment.arms if arm.model_version}
         refused = await self._watcher.serve_also(self.registry.model_versions() | wanted)
         unusable = {version: why for version, why in refused.items() if version in wanted}

@@ -144,6 +144,20 @@ POLICY_OFF = Policy(RulesFile(version="off"), enabled=False)
 
 
 @dataclass(slots=True)
+class _Binding:
+    """The policies bound to one served model's items and the catalog's facts about them."""
+
+    index: EmbeddingIndex
+    facts: ItemFacts
+    base: BoundPolicy
+    read_at: float  # time.monotonic() of the catalog read
+    catalog_read: bool  # False: the catalog could not be read (retried sooner)
+    # Each policy variant an experiment arm serves (the base tightened by it), bound on its
+    # arm's first list.
+    variants: dict[Policy, BoundPolicy] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class _Ranked:
     rank: Ranker
     strategy: Strategy
@@ -170,11 +184,16 @@ class RecommendationService:
         self.policy = policy
         self._erased = erased if erased is not None else ErasedCustomers("")
         self._experiments = experiments
-        self._customers = CustomerReader(store, policy, config.store_timeout_seconds)
-        # The policy bound to the serving model's items: (index, when read, catalog read ok).
-        # The policy bound to each served model's items, by version (CURRENT and the versions
-        # experiments serve beside it): (index, bound policy, when read, catalog read ok).
-        self._bound: dict[str, tuple[EmbeddingIndex, BoundPolicy, float, bool]] = {}
+        # Each customer read brings the activity the base rules and every variant in use need.
+        self._customers = CustomerReader(
+            store,
+            policy,
+            config.store_timeout_seconds,
+            variants=(lambda: experiments.variant_policies) if experiments is not None else None,
+        )
+        # The policies bound to each served model's items, by version (CURRENT and the versions
+        # experiments serve beside it).
+        self._bound: dict[str, _Binding] = {}
         self._binding: dict[str, asyncio.Task[None]] = {}
         # One thread: with the event loop that is one core each; more would only contend.
         self._ranker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ranking")
@@ -200,12 +219,10 @@ class RecommendationService:
         if self._erased.is_erased(user_id):
             # Erased: their row stays in this model's arrays until the next training, unused.
             # They are served as a stranger is, through the policy step like every list.
-            policy = await self._policy(index)
             ranked = _Ranked(self._popular_ranker(index, None), Strategy.POPULAR, Popular(None))
             return await self._serve(
-                index, policy, Customer.anonymous(), ranked, limit, caller, None, explain,
-                assignment,
-            )  # fmt: skip
+                index, Customer.anonymous(), ranked, limit, caller, None, explain, assignment
+            )
         row = index.users.row(user_id)
         popular_arm = _arm_strategy(assignment) == Strategy.POPULAR
         if row is None and not popular_arm:
@@ -213,7 +230,6 @@ class RecommendationService:
                 index, user_id, limit, caller, exclude_seen, demographics, explain, channel,
                 assignment,
             )  # fmt: skip
-        policy = await self._policy(index)
         customer, degraded = await self._customers.customer(user_id, demographics, channel)
         seen = index.seen_rows(row) if exclude_seen and row is not None else None
         if popular_arm:
@@ -230,9 +246,7 @@ class RecommendationService:
 
             ranked = _Ranked(rank, Strategy.PERSONALIZED, TrainedUser(row))
         ranked.degraded = degraded
-        return await self._serve(
-            index, policy, customer, ranked, limit, caller, seen, explain, assignment
-        )
+        return await self._serve(index, customer, ranked, limit, caller, seen, explain, assignment)
 
     async def for_session(
         self,
@@ -243,18 +257,16 @@ class RecommendationService:
         explain: bool = False,
         channel: str | None = None,
     ) -> RecommendationResult:
-        assignment = self._assign(session_id)
-        index = self._index(assignment)
-        self._check_categories(index, caller)
         events, degraded = await self._recent(self._store.session_interactions(session_id))
         # The session's customer, when its events name one: their profile decides eligibility,
-        # and their contact limits and dismissals apply.
+        # their contact limits and dismissals apply, and their experiment arm serves the list.
         users = {event.user_id for event in events}
+        user_id = next(iter(users)) if len(users) == 1 else None
+        assignment = self._assign(user_id or session_id)
+        index = self._index(assignment)
+        self._check_categories(index, caller)
         segment = _latest_demographics(events)
-        policy = await self._policy(index)
-        customer, store_failed = await self._customer(
-            next(iter(users)) if len(users) == 1 else None, segment, channel
-        )
+        customer, store_failed = await self._customer(user_id, segment, channel)
         if len(users) > 1:  # a shared device: anyone's objection keeps the session unprofiled
             customer.personalise, store_failed = await self._all_personalise(users)
         touched = await self._touched(index, events)
@@ -273,9 +285,7 @@ class RecommendationService:
                 Popular(allowed_segment),
             )
         ranked.degraded = degraded or store_failed or touched.degraded
-        return await self._serve(
-            index, policy, customer, ranked, limit, caller, seen, explain, assignment
-        )
+        return await self._serve(index, customer, ranked, limit, caller, seen, explain, assignment)
 
     async def similar_products(
         self,
@@ -288,11 +298,11 @@ class RecommendationService:
         channel: str | None = None,
     ) -> RecommendationResult:
         """Products like `product_id`, for `user_id` when the caller names the customer (else an
-        anonymous customer: rules on unknown attributes fail closed where configured)."""
-        assignment = self._assign(product_id)
+        anonymous customer: rules on unknown attributes fail closed where configured). The list
+        is the customer's experiment arm's when one is named, else the product's."""
+        assignment = self._assign(user_id or product_id)
         index = self._index(assignment)
         self._check_categories(index, caller)
-        policy = await self._policy(index)
         customer, degraded = await self._customer(user_id, None, channel)
         row = index.items.row(product_id)
         if row is not None:
@@ -323,7 +333,7 @@ class RecommendationService:
         # Never the product itself, whatever ranks the list (popularity, without consent).
         not_itself = None if row is None else np.array([row], dtype=np.int64)
         return await self._serve(
-            index, policy, customer, ranked, limit, caller, not_itself, explain, assignment
+            index, customer, ranked, limit, caller, not_itself, explain, assignment
         )
 
     async def record_interactions(self, events: Sequence[InteractionEvent]) -> InsertResult:
@@ -353,7 +363,6 @@ class RecommendationService:
     ) -> RecommendationResult:
         """A user the model has not trained on: fold in what the store has seen since, else their
         demographics, else popularity (within their segment when one is known)."""
-        policy = await self._policy(index)
         events, degraded = await self._recent(self._store.user_interactions(user_id))
         given = demographics or _latest_demographics(events)
         customer, store_failed = await self._customers.customer(user_id, given, channel)
@@ -378,9 +387,7 @@ class RecommendationService:
                 self._popular_ranker(index, demographics), Strategy.POPULAR, Popular(demographics)
             )
         ranked.degraded = degraded or store_failed or touched.degraded
-        return await self._serve(
-            index, policy, customer, ranked, limit, caller, seen, explain, assignment
-        )
+        return await self._serve(index, customer, ranked, limit, caller, seen, explain, assignment)
 
     def _query_ranker(self, index: EmbeddingIndex, query: np.ndarray) -> Ranker:
         def rank(k: int, exclude: np.ndarray | None, allowed: np.ndarray | None):
@@ -402,7 +409,6 @@ class RecommendationService:
     async def _serve(
         self,
         index: EmbeddingIndex,
-        policy: BoundPolicy,
         customer: Customer,
         ranked: _Ranked,
         limit: int,
@@ -412,7 +418,9 @@ class RecommendationService:
         assignment: Assignment | None = None,
     ) -> RecommendationResult:
         """Rank within the policy's filters and select within its diversity caps: every list of
-        every strategy, fallbacks and degraded answers included, leaves through here."""
+        every strategy, fallbacks and degraded answers included, leaves through here, under the
+        policy of its experiment arm (`_policy`)."""
+        policy = await self._policy(index, assignment)
         if not customer.personalise:
             ranked = self._not_personalised(index, ranked)
         now = datetime.now(UTC)
@@ -428,24 +436,37 @@ class RecommendationService:
             index, policy, chosen_rows, chosen_scores, ranked, explanation, assignment, explain
         )
 
-    async def _policy(self, index: EmbeddingIndex) -> BoundPolicy:
-        """The policy bound to the serving model's items and the catalog's facts about them: read
-        once per model, again every `catalog_refresh_seconds` in the background (requests keep the
-        previous facts meanwhile). A catalog that cannot be read lists nothing: fail closed."""
-        bound = self._bound.get(index.version)
-        now = time.monotonic()
-        if bound is None or bound[0] is not index:
-            await self._bind(index)
-        elif now - bound[2] > (
-            self._config.catalog_refresh_seconds if bound[3] else self._config.catalog_retry_seconds
+    async def _policy(self, index: EmbeddingIndex, assignment: Assignment | None) -> BoundPolicy:
+        """The one place a list's policy is chosen: its experiment arm's (the base tightened by
+        the arm's variant) when the arm names a variant, else the base policy. Bound to the
+        serving model's items and the catalog's facts about them: read once per model, again
+        every `catalog_refresh_seconds` in the background (requests keep the previous facts
+        meanwhile). A catalog that cannot be read lists nothing: fail closed."""
+        binding = self._bound.get(index.version)
+        if binding is None or binding.index is not index:
+            binding = await self._bind(index)
+        elif time.monotonic() - binding.read_at > (
+            self._config.catalog_refresh_seconds
+            if binding.catalog_read
+            else self._config.catalog_retry_seconds
         ):
             running = self._binding.get(index.version)
             if running is None or running.done():
                 task = asyncio.get_running_loop().create_task(self._bind(index))
                 self._binding[index.version] = task
-        return self._bound[index.version][1]
+        variant = None if assignment is None else assignment.policy
+        if variant is None:
+            return binding.base
+        bound = binding.variants.get(variant)
+        if bound is None:  # the first list of this arm on this model version
+            # Variants of experiments no longer running go first: each keeps its own allow-lists.
+            serving = self._experiments.variant_policies if self._experiments else ()
+            for stale in [known for known in binding.variants if known not in serving]:
+                del binding.variants[stale]
+            bound = binding.variants[variant] = variant.bind(binding.facts)
+        return bound
 
-    async def _bind(self, index: EmbeddingIndex) -> None:
+    async def _bind(self, index: EmbeddingIndex) -> _Binding:
         products: dict[str, Product] | None
         try:
             products = {p.id: p for p in await self._catalog.all_products()}
@@ -460,15 +481,23 @@ class RecommendationService:
             index.institution_names,
             products,
         )
-        self._bound.pop(index.version, None)  # re-inserted last: the oldest binding goes first
-        self._bound[index.version] = (
+        # The variants the running experiment serves are bound again with the new facts; those
+        # of experiments no longer running are dropped.
+        serving = set(self._experiments.variant_policies) if self._experiments else set()
+        previous = self._bound.pop(index.version, None)  # re-inserted last: oldest goes first
+        variants = {} if previous is None else previous.variants
+        binding = _Binding(
             index,
+            facts,
             self.policy.bind(facts),
             time.monotonic(),
             products is not None,
+            {variant: variant.bind(facts) for variant in variants if variant in serving},
         )
+        self._bound[index.version] = binding
         while len(self._bound) > MAX_BOUND_VERSIONS:  # versions no longer served
             self._bound.pop(next(iter(self._bound)))
+        return binding
 
     async def _customer(
         self, user_id: str | None, demographics: Mapping[str, str] | None, channel: str | None

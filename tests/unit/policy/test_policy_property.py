@@ -2,13 +2,16 @@
 and the rules file, no endpoint or fallback serves a product that breaks a rule (contact limits and
 dismissals included, on whatever channel the list is for; degraded answers included), and a list
 holds `limit` products whenever that many may be served. A customer who objected to
-personalisation gets the same guarantees from global popularity, on every endpoint. Checked
+personalisation gets the same guarantees from global popularity, on every endpoint. An experiment
+arm serving a policy variant (a second rules file, drawn the same way) breaks neither file's
+rules on any path, whatever the variant leaves out. Checked
 against `policy_reference`, a plain rewrite of the rules, on the real service over a real SQLite
 store."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -25,7 +28,7 @@ from finverse_reco.customers import CustomerProfile
 from finverse_reco.events import parse_event
 from finverse_reco.index import EmbeddingIndex
 from finverse_reco.pipeline import WeightingConfig
-from finverse_reco.policy import CallerFilters, Policy, RulesFile
+from finverse_reco.policy import CallerFilters, Policy, PolicyVariants, RulesFile
 from finverse_reco.products import Product
 from finverse_reco.service.experiments import Arm, Experiment, ExperimentRegistry
 from finverse_reco.service.models import ModelHolder
@@ -177,6 +180,7 @@ class World:
     feedback: dict[str, list[Feedback]]
     channel: str | None
     rules: dict
+    variant: dict  # an experiment arm's policy variant
     caller: CallerFilters
     limit: int
     exclude_seen: bool
@@ -210,6 +214,7 @@ def worlds(draw) -> World:
         feedback={u: draw(feedback(ids)) for u in users},
         channel=draw(st.sampled_from([None, *CHANNELS])),
         rules=draw(rules_files()),
+        variant=draw(rules_files()) | {"version": "prop-2"},
         caller=caller if draw(st.booleans()) else CallerFilters(),
         limit=draw(st.integers(1, 15)),
         exclude_seen=draw(st.booleans()),
@@ -275,17 +280,25 @@ def check(
     known: Known,
     candidates: set[str],
     catalog: dict[str, Product],
+    variant: bool = False,
 ) -> None:
+    """No served product breaks a rule (the base file's, and the variant's for its arm), and the
+    list holds `limit` products when that many pass."""
     served = result.product_ids
     assert len(served) == len(set(served)), served
-    assert result.policy_version == "prop-1"
+    assert result.policy_version == ("prop-1+prop-2" if variant else "prop-1")
+    files = (world.rules, world.variant) if variant else (world.rules,)
+
+    def broken(product_id: str) -> list[str]:
+        now = datetime.now(UTC)
+        return [
+            kind for rules in files for kind in violations(product_id, catalog, rules, known, now)
+        ]
+
     for product_id in served:
-        broken = violations(product_id, catalog, world.rules, known, datetime.now(UTC))
-        assert not broken, (product_id, broken, result.strategy)
+        assert not broken(product_id), (product_id, broken(product_id), result.strategy)
         assert product_id in candidates, (product_id, "outside the caller's filters")
-    eligible = {
-        p for p in candidates if not violations(p, catalog, world.rules, known, datetime.now(UTC))
-    }
+    eligible = {p for p in candidates if not broken(p)}
     assert len(served) == min(world.limit, len(eligible)), (len(served), len(eligible))
     return eligible
 
@@ -429,6 +442,30 @@ async def scenario(world: World, directory: Path) -> None:
         assert popular.strategy.value == "popular" and popular.experiment.arm.name == "popular"
         check(popular, world, known(user), base - seen, catalog)
         check_consent(popular, user)
+    # An experiment whose one arm serves the variant on top of the rules.
+    variants = directory / uuid.uuid4().hex
+    variants.mkdir()
+    (variants / "variant.toml").write_text(toml_of(world.variant))
+    base_policy = Policy(RulesFile.model_validate(world.rules))
+    variant_registry = ExperimentRegistry(
+        directory / f"{uuid.uuid4().hex}.json", PolicyVariants(base_policy, variants)
+    )
+    variant_registry.start(
+        Experiment(
+            id="strict",
+            salt="s",
+            arms=(Arm(name="variant", share=1.0, policy="variant.toml"),),
+            started_at=NOW,
+        )
+    )
+    with_variant = RecommendationService(
+        ModelHolder(index),
+        store,
+        LocalCatalog(listed),
+        ServiceConfig(weighting=WeightingConfig()),
+        base_policy,
+        experiments=variant_registry,
+    )
     # The session's events name its customer; without events it is anonymous (and popular).
     session = await service.for_session(
         f"sess_{KNOWN_USERS[0]}", limit, caller=caller, channel=channel
@@ -439,26 +476,62 @@ async def scenario(world: World, directory: Path) -> None:
     if in_session:
         check_consent(session, KNOWN_USERS[0])
     product = world.catalog[0].id
-    similar = await service.similar_products(
-        product, limit, caller=caller, user_id=NEW_USERS[1], channel=channel
+    for in_variant in (False, True):
+        serving = with_variant if in_variant else service
+        similar = await serving.similar_products(
+            product, limit, caller=caller, user_id=NEW_USERS[1], channel=channel
+        )
+        check(similar, world, known(NEW_USERS[1]), base - {product}, catalog, in_variant)
+        check_consent(similar, NEW_USERS[1])
+        anonymous = await serving.similar_products(product, limit, caller=caller)
+        check(anonymous, world, Known(), base - {product}, catalog, in_variant)
+    # The variant's arm on the other paths: known and new customers, the session's customer.
+    for user in (*KNOWN_USERS, *NEW_USERS):
+        seen = set(world.seen[user]) if user in KNOWN_USERS and world.exclude_seen else set()
+        if user in NEW_USERS and world.exclude_seen:
+            seen = positives(world, user)
+        result = await with_variant.for_user(
+            user, limit, caller=caller, exclude_seen=world.exclude_seen, channel=channel
+        )
+        assert result.experiment.arm.name == "variant"
+        check(result, world, known(user), base - seen, catalog, variant=True)
+        check_consent(result, user)
+    session = await with_variant.for_session(
+        f"sess_{KNOWN_USERS[0]}", limit, caller=caller, channel=channel
     )
-    check(similar, world, known(NEW_USERS[1]), base - {product}, catalog)
-    check_consent(similar, NEW_USERS[1])
-    anonymous = await service.similar_products(product, limit, caller=caller)
-    check(anonymous, world, Known(), base - {product}, catalog)
+    check(session, world, session_customer, base - in_session, catalog, variant=True)
 
     await store.close()  # the store is down: every answer is degraded and as safe
-    for user in (*KNOWN_USERS, *NEW_USERS):
-        result = await service.for_user(
-            user, limit, caller=caller, exclude_seen=False, channel=channel
-        )
-        assert result.degraded
-        # Consent cannot be read: nobody is personalised (fail closed).
-        assert (result.strategy.value, result.without_consent) == ("popular", True)
-        check(result, world, Known(), base, catalog)
-    session = await service.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
-    assert session.degraded and session.strategy.value == "popular"
-    check(session, world, Known(), base, catalog)
+    for in_variant in (False, True):
+        serving = with_variant if in_variant else service
+        for user in (*KNOWN_USERS, *NEW_USERS):
+            result = await serving.for_user(
+                user, limit, caller=caller, exclude_seen=False, channel=channel
+            )
+            assert result.degraded
+            # Consent cannot be read: nobody is personalised (fail closed).
+            assert (result.strategy.value, result.without_consent) == ("popular", True)
+            check(result, world, Known(), base, catalog, in_variant)
+        session = await serving.for_session(f"sess_{KNOWN_USERS[0]}", limit, caller=caller)
+        assert session.degraded and session.strategy.value == "popular"
+        check(session, world, Known(), base, catalog, in_variant)
+
+
+def toml_of(rules: dict) -> str:
+    """A rules file as TOML (inline tables: the drawn rules are a few levels of plain values)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{key} = {value(item)}" for key, item in v.items()) + "}"
+        return repr(v)
+
+    return "\n".join(f"{key} = {value(item)}" for key, item in rules.items()) + "\n"
 
 
 @settings(

@@ -91,3 +91,27 @@ async def test_after_a_failed_read_requests_answer_degraded_without_waiting(tmp_
     assert asyncio.get_running_loop().time() - started < 0.05  # no second wait
     assert slow.reads == [["u0"]]
     await store.close()
+
+
+async def test_the_read_brings_what_the_base_and_every_variant_in_use_need(tmp_path):
+    """A variant's contact limit over 14 days needs impressions the base (applications only)
+    never asks for: they are read while the variant is served, and no longer once it is not."""
+    store = open_store(f"sqlite:///{tmp_path}/i.db")
+    await store.open()
+    shown = (NOW - timedelta(days=10)).isoformat()
+    impression = {"user_id": "u1", "type": "impression", "timestamp": shown}
+    impression |= {"recommendation_id": "r1", "data": {"productIDs": ["p2"], "channel": "app"}}
+    await store.insert_many([application("u1", "p1"), parse_event(impression)])
+    slow = SlowStore(store, delay=0)
+    longer = RulesFile.model_validate(
+        {"version": "v", "rules": [{"kind": "contact_limit", "max_impressions": 2, "days": 14}]}
+    )
+    in_use: list[tuple[Policy, ...]] = [(Policy(longer),)]
+    reader = CustomerReader(slow, Policy(APPLIED), timeout_seconds=5, variants=lambda: in_use[0])
+
+    customer, _ = await reader.customer("u1")
+    assert sorted(e.type for e in customer.activity) == ["application_submit", "impression"]
+    in_use[0] = ()  # the experiment stopped
+    customer, _ = await reader.customer("u1")
+    assert [e.type for e in customer.activity] == ["application_submit"]
+    await store.close()

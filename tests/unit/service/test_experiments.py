@@ -8,6 +8,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from finverse_reco.policy import Policy, PolicyVariants, RulesFile
 from finverse_reco.service.experiments import (
     Arm,
     Experiment,
@@ -18,6 +19,16 @@ from finverse_reco.service.experiments import (
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 IDS = [f"user_{n:05d}" for n in range(10_000)]
+BASE = RulesFile.model_validate(
+    {"version": "base-1", "rules": [{"kind": "eligibility"}], "diversity": {"max_per_category": 3}}
+)
+STRICT = """version = "strict-1"
+[[rules]]
+kind = "eligibility"
+fail_closed_categories = ["credit_card"]
+[rules.categories.credit_card]
+min_age = 150
+"""
 
 
 def experiment(experiment_id="exp-1", salt="s1", shares=(0.7, 0.3)) -> Experiment:
@@ -102,6 +113,11 @@ def test_a_replica_sees_a_change_written_by_another(tmp_path):
             b' "arms": [{"name": "a", "share": 1.0, "strategy": "random"}]}]}',
             "strategy",
         ),
+        (
+            b'{"experiments": [{"id": "e", "salt": "s", "started_at": "2026-01-01T00:00:00Z",'
+            b' "arms": [{"name": "a", "share": 1.0, "policy": "../../etc/rules.toml"}]}]}',
+            "policy",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_with_the_reason_and_changes_nothing(tmp_path, content, words):
@@ -114,7 +130,84 @@ def test_a_bad_file_is_refused_with_the_reason_and_changes_nothing(tmp_path, con
     assert registry.running.id == "exp-1"
 
 
-def test_an_arm_naming_a_policy_variant_is_refused_not_ignored():
-    # Policy-variant arms are not built: accepting the field would run the experiment without it.
+def variants_in(directory) -> PolicyVariants:
+    (directory / "strict.toml").write_text(STRICT)
+    return PolicyVariants(Policy(BASE), directory)
+
+
+def with_variant(experiment_id="exp-v", variant="strict.toml") -> Experiment:
+    arms = (
+        Arm(name="control", share=0.5),
+        Arm(name="strict", share=0.5, policy=variant),
+    )
+    return Experiment(id=experiment_id, salt="s", arms=arms, started_at=NOW)
+
+
+def test_an_arm_serves_the_base_policy_tightened_by_its_variant(tmp_path):
+    path = tmp_path / "experiments.json"
+    registry = ExperimentRegistry(path, variants_in(tmp_path))
+    registry.start(with_variant())
+    assignments = {registry.assign(user).arm.name: registry.assign(user) for user in IDS[:50]}
+    assert assignments["control"].policy is None  # the base policy, as outside the experiment
+    strict = assignments["strict"].policy
+    assert strict.version == "base-1+strict-1" and registry.variant_policies == (strict,)
+    assert [rule.kind for rule in strict.rules.rules] == ["eligibility", "eligibility"]
+    assert orjson.loads(path.read_bytes())["experiments"][0]["arms"][1]["policy"] == "strict.toml"
+    # Every replica compiles the same arms from the file.
+    replica = ExperimentRegistry(path, variants_in(tmp_path))
+    replica.refresh()
+    assert replica.assign(IDS[0]).arm == registry.assign(IDS[0]).arm
+    assert replica.variant_policies[0].version == "base-1+strict-1"
+    registry.stop("exp-v")
+    assert registry.assign(IDS[0]) is None and registry.variant_policies == ()
+
+
+@pytest.mark.parametrize(
+    ("variant", "words"),
+    [
+        (
+            "missing.toml",
+            r"arm 'strict': policy variant rules file .*missing\.toml.*cannot be read",
+        ),
+        ("broken.toml", r"arm 'strict': policy variant rules file .*broken\.toml, line 3: rules"),
+    ],
+)
+def test_a_bad_variant_is_refused_and_nothing_is_written(tmp_path, variant, words):
+    (tmp_path / "broken.toml").write_text('version = "b"\n[[rules]]\nkind = "nonsense"\n')
+    path = tmp_path / "experiments.json"
+    registry = ExperimentRegistry(path, variants_in(tmp_path))
+    with pytest.raises(ExperimentError, match=words):
+        registry.start(with_variant(variant=variant))
+    assert not path.exists() and registry.running is None
+
+
+@pytest.mark.parametrize("name", ["../strict.toml", "/tmp/strict.toml", "strict", ".x.toml"])
+def test_a_variant_is_named_by_file_name_only(name):
     with pytest.raises(ValidationError, match="policy"):
-        Arm.model_validate({"name": "strict", "share": 1.0, "policy": "strict-rules"})
+        Arm.model_validate({"name": "strict", "share": 1.0, "policy": name})
+
+
+def test_without_a_variants_directory_a_variant_is_refused(tmp_path):
+    registry = ExperimentRegistry(tmp_path / "experiments.json")
+    with pytest.raises(ExperimentError, match="not configured"):
+        registry.start(with_variant())
+
+
+def test_a_changed_variant_is_read_again_and_a_broken_one_keeps_what_runs(tmp_path):
+    path = tmp_path / "experiments.json"
+    writer = ExperimentRegistry(path, variants_in(tmp_path))
+    writer.start(with_variant())
+    reader = ExperimentRegistry(path, PolicyVariants(Policy(BASE), tmp_path))
+    assert reader.refresh() and not reader.refresh()
+    (tmp_path / "strict.toml").write_text(STRICT.replace("strict-1", "strict-2"))
+    assert reader.refresh() and reader.variant_policies[0].version == "base-1+strict-2"
+    (tmp_path / "strict.toml").write_text("version = ")
+    with pytest.raises(ExperimentError, match=r"strict\.toml, line 0: Invalid value"):
+        reader.refresh()
+    assert reader.variant_policies[0].version == "base-1+strict-2"  # what ran keeps running
+    (tmp_path / "strict.toml").unlink()
+    with pytest.raises(ExperimentError, match="cannot be read"):
+        reader.refresh()
+    # An experiment whose variant went bad can still be stopped.
+    assert reader.stop("exp-v").status == "stopped"
+    assert reader.running is None and reader.variant_policies == ()

@@ -72,7 +72,8 @@ async def list_experiments(parts: Parts) -> JSONBytesResponse:
     status_code=201,
     response_model=Experiment,
     responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}},
-    summary="Admin: start an experiment (its arms' model versions are loaded first)",
+    summary="Admin: start an experiment (its arms' model versions and policy variants are "
+    "loaded first)",
 )
 async def start_experiment(parts: Parts, body: ExperimentIn) -> JSONBytesResponse:
     try:
@@ -98,7 +99,7 @@ async def start_experiment(parts: Parts, body: ExperimentIn) -> JSONBytesRespons
 @router.post(
     "/{experiment_id}/stop",
     response_model=Experiment,
-    responses={404: {"model": ErrorOut}},
+    responses={404: {"model": ErrorOut}, 422: {"model": ErrorOut}},
     summary="Admin: stop an experiment (idempotent); from the next request on, no arm is served",
 )
 async def stop_experiment(parts: Parts, experiment_id: ExperimentId) -> JSONBytesResponse:
@@ -106,3 +107,5 @@ async def stop_experiment(parts: Parts, experiment_id: ExperimentId) -> JSONByte
         return _out(parts.experiments.stop(experiment_id))
     except KeyError:
         raise APIError(404, f"no experiment {experiment_id!r}") from None
+    except ExperimentError as exc:  # the experiments file cannot be read
+        raise APIError(422, str(exc)) from None
