@@ -15,9 +15,8 @@ import pytest
 from mongo_stand_in import (  # tests/support, on pytest's pythonpath
     STORE_OPTIONS,
     MongoStandIn,
-    StandInUnavailable,
     free_port,
-    stand_in_missing,
+    started_stand_in,
 )
 from pymongo import AsyncMongoClient
 
@@ -38,12 +37,8 @@ def start_stand_in(tmp_path: Path) -> Iterator[Callable[..., MongoStandIn]]:
     started: list[MongoStandIn] = []
 
     def start(**options: object) -> MongoStandIn:
-        server = MongoStandIn(tmp_path / f"stand-in-{len(started)}", **options)  # type: ignore[arg-type]
+        server = started_stand_in(tmp_path / f"stand-in-{len(started)}", **options)
         started.append(server)
-        try:
-            server.start()
-        except StandInUnavailable as exc:
-            stand_in_missing(str(exc))
         return server
 
     yield start
@@ -54,11 +49,7 @@ def start_stand_in(tmp_path: Path) -> Iterator[Callable[..., MongoStandIn]]:
 @pytest.fixture(scope="session")
 def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One in-memory stand-in for the whole run; each test uses a database of its own."""
-    server = MongoStandIn(tmp_path_factory.mktemp("mongo-stand-in"))
-    try:
-        server.start()
-    except StandInUnavailable as exc:
-        stand_in_missing(str(exc))
+    server = started_stand_in(tmp_path_factory.mktemp("mongo-stand-in"))
     yield server.url
     server.stop()
 

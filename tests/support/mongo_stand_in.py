@@ -104,3 +104,13 @@ def stand_in_missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(message + " (CI=true: service-backed tests never skip)")
     pytest.skip(message)
+
+
+def started_stand_in(workdir: Path, **options: object) -> MongoStandIn:
+    """A running stand-in; when it cannot start, the test fails in CI and is skipped elsewhere."""
+    server = MongoStandIn(workdir, **options)  # type: ignore[arg-type]
+    try:
+        server.start()
+    except StandInUnavailable as exc:
+        stand_in_missing(str(exc))
+    return server

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
+from mongo_stand_in import MongoStandIn, started_stand_in
 
 from finverse_reco.api.app import create_app
 from finverse_reco.cli import seed_demo, train_once
@@ -40,11 +40,7 @@ def world(tmp_path_factory) -> Settings:
     """A trained demo world of 1,000 products on a MongoDB stand-in that keeps its data on disk
     (so a restart is an outage, not a loss)."""
     root = tmp_path_factory.mktemp("audit-outage")
-    server = MongoStandIn(root / "mongo", database=str(root / "mongo.db"))
-    try:
-        server.start()
-    except StandInUnavailable as exc:
-        stand_in_missing(str(exc))
+    server = started_stand_in(root / "mongo", database=str(root / "mongo.db"))
     settings = Settings(
         _env_file=None,
         store_url=f"{server.url}/finverse_audit",

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
+from mongo_stand_in import started_stand_in
 
 from finverse_reco import compose
 from finverse_reco.api.app import create_app
@@ -39,11 +39,7 @@ def world(request, tmp_path) -> Settings:
     if request.param == "sqlite":
         store_url = f"sqlite:///{tmp_path}/interactions.db"
     else:
-        server = MongoStandIn(tmp_path / "mongo")
-        try:
-            server.start()
-        except StandInUnavailable as exc:
-            stand_in_missing(str(exc))
+        server = started_stand_in(tmp_path / "mongo")
         request.addfinalizer(server.stop)
         store_url = f"{server.url}/finverse_erasure"
     settings = Settings(

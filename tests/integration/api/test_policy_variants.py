@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
+from mongo_stand_in import started_stand_in
 from policy_reference import violations  # tests/support
 
 from finverse_reco.api.app import create_app
@@ -221,11 +221,7 @@ def store_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/interactions.db"
     else:
-        server = MongoStandIn(tmp_path / "mongo")
-        try:
-            server.start()
-        except StandInUnavailable as exc:
-            stand_in_missing(str(exc))
+        server = started_stand_in(tmp_path / "mongo")
         request.addfinalizer(server.stop)
         url = f"{server.url}/finverse_variants"
     assert asyncio.run(migrate(url)).ok

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
+from mongo_stand_in import started_stand_in
 
 from finverse_reco.api.app import create_app
 from finverse_reco.store.migrate import migrate
@@ -17,11 +17,7 @@ pytestmark = pytest.mark.mongo
 
 @pytest.fixture
 def stand_in(tmp_path):
-    server = MongoStandIn(tmp_path / "mongo")
-    try:
-        server.start()
-    except StandInUnavailable as exc:
-        stand_in_missing(str(exc))
+    server = started_stand_in(tmp_path / "mongo")
     yield server
     server.stop()
 

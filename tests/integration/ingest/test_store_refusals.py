@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mongo_stand_in import MongoStandIn, StandInUnavailable, stand_in_missing
+from mongo_stand_in import MongoStandIn, started_stand_in
 from pymongo import MongoClient
 
 from finverse_reco.events import InteractionEvent
@@ -104,11 +104,7 @@ async def backend(request, tmp_path) -> AsyncIterator[Any]:
         chosen: Any = SQLiteBackend(tmp_path / "interactions.db")
         url = f"sqlite:///{chosen.path}"
     else:
-        server = MongoStandIn(tmp_path / "mongo", database=str(tmp_path / "mongo.db"))
-        try:
-            server.start()
-        except StandInUnavailable as exc:
-            stand_in_missing(str(exc))
+        server = started_stand_in(tmp_path / "mongo", database=str(tmp_path / "mongo.db"))
         chosen = MongoBackend(server)
         url = chosen.url
     assert (await migrate(url)).ok
