@@ -114,3 +114,13 @@ def started_stand_in(workdir: Path, **options: object) -> MongoStandIn:
     except StandInUnavailable as exc:
         stand_in_missing(str(exc))
     return server
+
+
+def empty_store_url(request: pytest.FixtureRequest, where: Path, database: str) -> str:
+    """The URL of an empty store of the kind `request.param` names: a SQLite file in `where`, or
+    `database` on a stand-in of its own, stopped after the test."""
+    if request.param == "sqlite":
+        return f"sqlite:///{where}/interactions.db"
+    server = started_stand_in(where / "mongo")
+    request.addfinalizer(server.stop)
+    return f"{server.url}/{database}"

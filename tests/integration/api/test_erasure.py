@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import started_stand_in
+from mongo_stand_in import empty_store_url
 
 from finverse_reco import compose
 from finverse_reco.api.app import create_app
@@ -36,15 +36,9 @@ RECS = "/api/v1/recommendations/products"
 def world(request, tmp_path) -> Settings:
     """A trained demo world on each store: replicas built from these settings share the store
     and the model directory."""
-    if request.param == "sqlite":
-        store_url = f"sqlite:///{tmp_path}/interactions.db"
-    else:
-        server = started_stand_in(tmp_path / "mongo")
-        request.addfinalizer(server.stop)
-        store_url = f"{server.url}/finverse_erasure"
     settings = Settings(
         _env_file=None,
-        store_url=store_url,
+        store_url=empty_store_url(request, tmp_path, "finverse_erasure"),
         model_dir=tmp_path / "models",
         catalog_path=tmp_path / "catalog.json",
         api_key=ADMIN_KEY,

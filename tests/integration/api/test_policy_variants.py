@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from mongo_stand_in import started_stand_in
+from mongo_stand_in import empty_store_url
 from policy_reference import violations  # tests/support
 
 from finverse_reco.api.app import create_app
@@ -218,12 +218,7 @@ def test_bad_variants_are_refused_and_nothing_is_written(
 @pytest.fixture(params=["sqlite", pytest.param("mongo", marks=pytest.mark.mongo)])
 def store_url(request, tmp_path) -> str:
     """An empty store of each kind (the trained model and catalog are the package's)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path}/interactions.db"
-    else:
-        server = started_stand_in(tmp_path / "mongo")
-        request.addfinalizer(server.stop)
-        url = f"{server.url}/finverse_variants"
+    url = empty_store_url(request, tmp_path, "finverse_variants")
     assert asyncio.run(migrate(url)).ok
     return url
 

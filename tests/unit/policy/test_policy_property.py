@@ -370,13 +370,27 @@ async def scenario(world: World, directory: Path) -> None:
         if profile is not None:
             await store.put_profile(profile)
     await store.insert_many(events_of(world))
-    service = RecommendationService(
-        ModelHolder(index),
-        store,
-        LocalCatalog(listed),
-        ServiceConfig(weighting=WeightingConfig()),
-        Policy(RulesFile.model_validate(world.rules)),
-    )
+    base_policy = Policy(RulesFile.model_validate(world.rules))
+
+    def served(experiments: ExperimentRegistry | None = None) -> RecommendationService:
+        return RecommendationService(
+            ModelHolder(index),
+            store,
+            LocalCatalog(listed),
+            ServiceConfig(weighting=WeightingConfig()),
+            base_policy,
+            experiments=experiments,
+        )
+
+    def served_in_one_arm(
+        arm: Arm, variants: PolicyVariants | None = None
+    ) -> RecommendationService:
+        """The service with one running experiment whose only arm is `arm`."""
+        registry = ExperimentRegistry(directory / f"{uuid.uuid4().hex}.json", variants)
+        registry.start(Experiment(id=arm.name, salt="s", arms=(arm,), started_at=NOW))
+        return served(registry)
+
+    service = served()
     caller, limit, channel = world.caller, world.limit, world.channel
     base = allowed_by_caller(world)
 
@@ -417,23 +431,7 @@ async def scenario(world: World, directory: Path) -> None:
         check(result, world, known(user), base - touched, catalog)
         check_consent(result, user)
     # The popular arm of an experiment, for customers the model knows or not: the same rules.
-    registry = ExperimentRegistry(directory / f"{uuid.uuid4().hex}.json")
-    registry.start(
-        Experiment(
-            id="baseline",
-            salt="s",
-            arms=(Arm(name="popular", share=1.0, strategy="popular"),),
-            started_at=NOW,
-        )
-    )
-    in_arm = RecommendationService(
-        ModelHolder(index),
-        store,
-        LocalCatalog(listed),
-        ServiceConfig(weighting=WeightingConfig()),
-        Policy(RulesFile.model_validate(world.rules)),
-        experiments=registry,
-    )
+    in_arm = served_in_one_arm(Arm(name="popular", share=1.0, strategy="popular"))
     for user in (KNOWN_USERS[1], NEW_USERS[0]):
         seen = set(world.seen[user]) if user in KNOWN_USERS and world.exclude_seen else set()
         popular = await in_arm.for_user(
@@ -446,25 +444,9 @@ async def scenario(world: World, directory: Path) -> None:
     variants = directory / uuid.uuid4().hex
     variants.mkdir()
     (variants / "variant.toml").write_text(toml_of(world.variant))
-    base_policy = Policy(RulesFile.model_validate(world.rules))
-    variant_registry = ExperimentRegistry(
-        directory / f"{uuid.uuid4().hex}.json", PolicyVariants(base_policy, variants)
-    )
-    variant_registry.start(
-        Experiment(
-            id="strict",
-            salt="s",
-            arms=(Arm(name="variant", share=1.0, policy="variant.toml"),),
-            started_at=NOW,
-        )
-    )
-    with_variant = RecommendationService(
-        ModelHolder(index),
-        store,
-        LocalCatalog(listed),
-        ServiceConfig(weighting=WeightingConfig()),
-        base_policy,
-        experiments=variant_registry,
+    with_variant = served_in_one_arm(
+        Arm(name="variant", share=1.0, policy="variant.toml"),
+        PolicyVariants(base_policy, variants),
     )
     # The session's events name its customer; without events it is anonymous (and popular).
     session = await service.for_session(
